@@ -1,0 +1,117 @@
+import Glibc
+
+/// Thin, checked POSIX file operations. Every failure throws ``CairnStoreError`` with `.io` and the path.
+enum FileIO {
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        if fd < 0 { throw CairnStoreError.io("open", path: path, errno: errno) }
+        return fd
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset` unless the file ends first; returns the bytes read.
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int64, path: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnStoreError.io("read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Writes all of `buffer` at `offset`.
+    static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnStoreError.io("write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    /// Writes all of `buffer` to a stream (stdout, a pipe).
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnStoreError.io("write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw CairnStoreError.io("fsync", path: path, errno: errno) }
+    }
+
+    /// Makes a rename or a new file in `directory` durable.
+    static func fsyncDirectory(_ directory: String) throws {
+        let fd = try open(directory, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd, path: directory)
+    }
+
+    static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw CairnStoreError.io("rename", path: "\(from) -> \(to)", errno: errno) }
+    }
+
+    /// Creates `path` and its missing parents.
+    static func makeDirectories(_ path: String) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                throw CairnStoreError.io("mkdir", path: current, errno: errno)
+            }
+        }
+    }
+
+    static func fileSize(_ fd: Int32, path: String) throws -> Int64 {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw CairnStoreError.io("stat", path: path, errno: errno) }
+        return Int64(st.st_size)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// Starts writeback of a file range without waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`),
+    /// so the final fsync of a pack has little left to do.
+    static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {
+        _ = cairn_sync_file_range(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
+    }
+}
+
+@_silgen_name("sync_file_range")
+private func cairn_sync_file_range(_ fd: Int32, _ offset: Int64, _ nbytes: Int64, _ flags: UInt32) -> Int32
+
+/// A page-aligned buffer owned by one object and freed with it.
+final class AlignedBuffer: @unchecked Sendable {
+    // @unchecked Sendable: handed between threads by pools and pipeline stages, used by one at a time.
+    private(set) var memory: UnsafeMutableRawBufferPointer
+
+    init(capacity: Int) {
+        memory = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(capacity, 1), alignment: 4096)
+    }
+
+    deinit { memory.deallocate() }
+
+    var capacity: Int { memory.count }
+
+    /// Grows the buffer to at least `capacity` bytes, discarding its contents.
+    func reserve(_ capacity: Int) {
+        guard capacity > memory.count else { return }
+        memory.deallocate()
+        memory = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 4096)
+    }
+}

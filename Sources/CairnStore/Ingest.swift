@@ -1,0 +1,370 @@
+import Digest
+import Dispatch
+import Foundation
+import Glibc
+import Synchronization
+import Zstd
+
+/// Progress of a long operation, reported between pipeline rounds (on the calling thread).
+public struct TransferProgress: Sendable {
+    /// Bytes of file content processed so far.
+    public var doneBytes: Int64
+    /// Bytes of file content in total.
+    public var totalBytes: Int64
+    /// Of `doneBytes`, the bytes that were new to the store (ingest) — 0 for reads.
+    public var newBytes: Int64
+}
+
+/// The result of staging a tree: its manifest, and the packs already written for chunks the store
+/// did not have. Nothing is visible in the store until ``Store/commit(_:_:)``.
+public struct StagedIngest: Sendable {
+    public let manifest: Manifest
+    public let manifestID: SHA256Digest
+    /// Raw bytes of the chunks this push wrote (chunks the store did not have when they were hashed).
+    public let writtenRawBytes: Int64
+    /// Bytes written to pack files (records, tables, headers).
+    public let writtenPackBytes: Int64
+    let packs: [PackWriter.SealedPack]
+    let written: [(id: SHA256Digest, location: ChunkLocation)]
+}
+
+/// What a commit added to the store.
+public struct CommitInfo: Sendable {
+    public let manifestID: SHA256Digest
+    /// Whether the manifest was new to the store.
+    public let manifestIsNew: Bool
+    /// Raw bytes of chunks this commit added to the index (0 when every chunk was already there).
+    public let newBytes: Int64
+    /// Bytes on disk of the packs this commit added.
+    public let storedBytes: Int64
+    /// Number of chunks added to the index.
+    public let newChunks: Int
+}
+
+extension Store {
+    /// Chunks, hashes, compresses and writes to packs every regular file under `directory` (or the
+    /// single file `directory` names). The result becomes visible only when committed.
+    ///
+    /// Runs on every core: boundaries are found sequentially per file while other threads hash and
+    /// compress chunks and write packs. Memory stays bounded (three 8 MiB batches) whatever the size.
+    ///
+    /// - Throws: ``CairnStoreError``: `.unsafePath` for symlinks or special files (before anything is
+    ///   written), `.io` for read or write failures, `.conflict` if a file changes while it is read.
+    public func stage(directory: String, progress: ((TransferProgress) -> Void)? = nil) throws -> StagedIngest {
+        let files = try FileTree.scan(directory)
+        return try stage(files: files, progress: progress)
+    }
+
+    /// Stages the given files (see ``stage(directory:progress:)``).
+    public func stage(files: [SourceFile], progress: ((TransferProgress) -> Void)? = nil) throws -> StagedIngest {
+        var seenPaths = Set<String>()
+        for f in files {
+            try RelativePath.validate(f.relativePath)
+            guard seenPaths.insert(f.relativePath).inserted else {
+                throw CairnStoreError(.invalidArgument, "the path \(f.relativePath) appears twice")
+            }
+        }
+        let pipeline = IngestPipeline(store: self, files: files, progress: progress)
+        return try pipeline.run()
+    }
+
+    /// Makes a staged tree visible: in ONE index write transaction, checks that every chunk the
+    /// manifest references is indexed, adds the new chunks (in sorted key order), the new packs and
+    /// the manifest, then runs `body` so the layer above can record what the manifest means in the
+    /// same transaction. If anything throws, nothing becomes visible.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.conflict` if a chunk the push relied on has disappeared
+    ///   from the index (a concurrent garbage collection); push again.
+    public func commit<T>(_ staged: StagedIngest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
+        let writtenIDs = Dictionary(staged.written.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
+        let sorted = staged.written.sorted { $0.id < $1.id }
+        let now = Int64(Date().timeIntervalSince1970)
+        return try lmdb {
+            try environment.write { txn in
+                var newBytes: Int64 = 0
+                var newChunks = 0
+                var usedPacks = Set<UInt64>()
+                // New chunk entries, in key order (random-order inserts multiply B-tree writes).
+                for entry in sorted {
+                    let inserted = try entry.id.withUnsafeBytes { key -> Bool in
+                        if try txn.contains(chunksDB, key: key) { return false }
+                        var value = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+                        return try withUnsafeMutableBytes(of: &value) { v in
+                            entry.location.encode(to: v.baseAddress!)
+                            try txn.put(
+                                chunksDB, key: key,
+                                value: UnsafeRawBufferPointer(rebasing: v[0..<ChunkLocation.encodedSize]))
+                            return true
+                        }
+                    }
+                    if inserted {
+                        newBytes += Int64(entry.location.rawLength)
+                        newChunks += 1
+                        usedPacks.insert(entry.location.packID)
+                    }
+                }
+                // Every other referenced chunk must still be indexed.
+                var checked = Set<SHA256Digest>()
+                for file in staged.manifest.files {
+                    for chunk in file.chunks where writtenIDs[chunk.id] == nil && checked.insert(chunk.id).inserted {
+                        let present = try chunk.id.withUnsafeBytes { try txn.contains(chunksDB, key: $0) }
+                        if !present {
+                            throw CairnStoreError(
+                                .conflict,
+                                "chunk \(chunk.id.shortHex) of \(file.path) was removed from the store while this push ran (garbage collection?); push again"
+                            )
+                        }
+                    }
+                }
+                var storedBytes: Int64 = 0
+                for pack in staged.packs.sorted(by: { $0.id < $1.id }) {
+                    // A pack none of whose chunks were new (another push stored them first) stays
+                    // unreferenced; GC removes it.
+                    guard usedPacks.contains(pack.id) else { continue }
+                    let record = PackRecord(size: pack.size, chunkCount: UInt32(pack.chunkCount), createdAt: now)
+                    try txn.put(packsDB, key: PackRecord.key(pack.id), value: record.encoded())
+                    storedBytes += pack.size
+                }
+                let manifestKey = staged.manifestID.bytes
+                let manifestIsNew = try txn.get(manifestsDB, key: manifestKey) == nil
+                if manifestIsNew {
+                    try txn.put(manifestsDB, key: manifestKey, value: staged.manifest.encoded())
+                }
+                let info = CommitInfo(
+                    manifestID: staged.manifestID, manifestIsNew: manifestIsNew, newBytes: newBytes,
+                    storedBytes: storedBytes, newChunks: newChunks)
+                return try body(MetadataTransaction(store: self, txn: txn), info)
+            }
+        }
+    }
+}
+
+/// One round's worth of input: up to `capacity` bytes of one file, cut into chunks, with room for
+/// the chunks' compressed forms. Three batches rotate through the pipeline's stages.
+private final class IngestBatch {
+    let input: AlignedBuffer
+    let output = AlignedBuffer(capacity: 1 << 20)
+    var fileIndex = 0
+    var isFileEnd = false
+    /// Chunk i spans input[cuts[i] ..< cuts[i + 1]].
+    var cuts: [Int] = []
+    /// Chunk i may write its compressed form to output[slots[i] ..< slots[i + 1]].
+    var slots: [Int] = []
+    let results: UnsafeMutableBufferPointer<ChunkResult>
+
+    struct ChunkResult {
+        var id = SHA256Digest.zero
+        var isNew = false
+        var codec = Codec.raw
+        var storedLength = 0
+    }
+
+    var chunkCount: Int { cuts.count - 1 }
+    var consumed: Int { cuts.last ?? 0 }
+
+    init(capacity: Int, minChunk: Int) {
+        input = AlignedBuffer(capacity: capacity)
+        results = .allocate(capacity: capacity / minChunk + 2)
+    }
+
+    deinit { results.deallocate() }
+
+    func chunk(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: input.memory[cuts[i]..<cuts[i + 1]])
+    }
+}
+
+/// The ingest pipeline. Each round runs, in one parallel loop: reading and cutting the next batch;
+/// the whole-file SHA-256 of the current batch; writing the previous batch's new chunks to packs;
+/// and hashing, dedup lookup and compression of each chunk of the current batch.
+private final class IngestPipeline {
+    let store: Store
+    let files: [SourceFile]
+    let progress: ((TransferProgress) -> Void)?
+    let batchCapacity = 8 << 20
+    let writer: PackWriter
+    let seen = Mutex<Set<SHA256Digest>>([])
+    let fileHasher = SHA256Hasher()
+    let errors = FirstError()
+
+    // Reader state (used by the read stage only).
+    var nextFile = 0
+    var nextOffset: Int64 = 0
+    var fd: Int32 = -1
+
+    // Results.
+    var fileChunks: [[ChunkRef]]
+    var fileDigests: [SHA256Digest]
+    var doneBytes: Int64 = 0
+    var newRawBytes: Int64 = 0
+
+    init(store: Store, files: [SourceFile], progress: ((TransferProgress) -> Void)?) {
+        self.store = store
+        self.files = files
+        self.progress = progress
+        writer = PackWriter(root: store.root, targetSize: store.config.packSize)
+        fileChunks = Array(repeating: [], count: files.count)
+        fileDigests = Array(repeating: .zero, count: files.count)
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    func run() throws -> StagedIngest {
+        let total = files.reduce(Int64(0)) { $0 + $1.size }
+        let minChunk = store.config.chunker.min
+        let batches = (0..<3).map { _ in IngestBatch(capacity: batchCapacity, minChunk: minChunk) }
+        do {
+            var round = 0
+            var hasCurrent = try fill(batches[0])
+            var pending: IngestBatch? = nil
+            while hasCurrent {
+                let current = batches[round % 3]
+                let next = batches[(round + 1) % 3]
+                var hasNext = false
+                let writing = pending
+                parallelFor(3 + current.chunkCount) { i in
+                    if errors.isSet { return }
+                    do {
+                        switch i {
+                        case 0: hasNext = try fill(next)
+                        case 1: hashFile(current)
+                        case 2: if let writing { try write(writing) }
+                        default: try process(current, i - 3)
+                        }
+                    } catch {
+                        errors.record(error)
+                    }
+                }
+                try errors.rethrow()
+                collect(current)
+                progress?(TransferProgress(doneBytes: doneBytes, totalBytes: total, newBytes: newRawBytes))
+                pending = current
+                hasCurrent = hasNext
+                round += 1
+            }
+            if let pending { try write(pending) }
+            try writer.finish()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        let entries = files.indices.map { i in
+            FileEntry(path: files[i].relativePath, size: files[i].size, sha256: fileDigests[i], chunks: fileChunks[i])
+        }
+        let manifest = Manifest(files: entries)
+        return StagedIngest(
+            manifest: manifest, manifestID: manifest.id, writtenRawBytes: newRawBytes,
+            writtenPackBytes: writer.bytesWritten, packs: writer.sealed, written: writer.written)
+    }
+
+    /// Read stage: fills `batch` with the next bytes to ingest and cuts them into chunks.
+    /// Returns false when every file has been read.
+    func fill(_ batch: IngestBatch) throws -> Bool {
+        guard nextFile < files.count else { return false }
+        let file = files[nextFile]
+        if fd < 0 {
+            fd = try FileIO.open(file.absolutePath, O_RDONLY | O_NOFOLLOW)
+            posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        }
+        let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
+        let got = try FileIO.pread(
+            fd, UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]), at: nextOffset,
+            path: file.absolutePath)
+        guard got == want else {
+            throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being pushed; push again")
+        }
+        let isEnd = nextOffset + Int64(want) == file.size
+        if isEnd {
+            // A file that grew while it was read would be stored truncated: refuse it.
+            if try FileIO.fileSize(fd, path: file.absolutePath) != file.size {
+                throw CairnStoreError(.conflict, "\(file.relativePath) changed size while it was being pushed; push again")
+            }
+        }
+        // Cut chunks.
+        batch.cuts.removeAll(keepingCapacity: true)
+        batch.cuts.append(0)
+        var position = 0
+        let chunker = store.chunker
+        while position < want {
+            let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<want])
+            guard let length = chunker.nextChunkLength(rest, isEnd: isEnd) else { break }
+            position += length
+            batch.cuts.append(position)
+        }
+        // Room for each chunk's compressed form.
+        batch.slots.removeAll(keepingCapacity: true)
+        var slot = 0
+        batch.slots.append(0)
+        for i in 0..<batch.chunkCount {
+            slot += zstdBound(batch.cuts[i + 1] - batch.cuts[i])
+            batch.slots.append(slot)
+        }
+        batch.output.reserve(slot)
+        batch.fileIndex = nextFile
+        batch.isFileEnd = isEnd
+        if isEnd {
+            close(fd)
+            fd = -1
+            nextFile += 1
+            nextOffset = 0
+        } else {
+            nextOffset += Int64(position)
+        }
+        return true
+    }
+
+    /// Whole-file SHA-256 stage: batches of a file arrive in order, one per round.
+    func hashFile(_ batch: IngestBatch) {
+        fileHasher.update(UnsafeRawBufferPointer(rebasing: batch.input.memory[0..<batch.consumed]))
+        if batch.isFileEnd { fileDigests[batch.fileIndex] = fileHasher.finalize() }
+    }
+
+    /// Chunk stage: hash, dedup check, compress when new.
+    func process(_ batch: IngestBatch, _ i: Int) throws {
+        let bytes = batch.chunk(i)
+        try store.workers.withContext { context in
+            context.hasher.update(bytes)
+            var result = IngestBatch.ChunkResult()
+            result.id = context.hasher.finalize()
+            let firstInPush = seen.withLock { $0.insert(result.id).inserted }
+            if firstInPush, try !store.containsChunk(result.id) {
+                result.isNew = true
+                let slot = UnsafeMutableRawBufferPointer(rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i + 1]])
+                let n = try context.compressor.compress(bytes, into: slot)
+                if n < bytes.count {
+                    result.codec = .zstd
+                    result.storedLength = n
+                } else {
+                    slot.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                    result.codec = .raw
+                    result.storedLength = bytes.count
+                }
+            }
+            batch.results[i] = result
+        }
+    }
+
+    /// Write stage: appends a finished batch's new chunks to packs.
+    func write(_ batch: IngestBatch) throws {
+        for i in 0..<batch.chunkCount where batch.results[i].isNew {
+            let r = batch.results[i]
+            let data = UnsafeRawBufferPointer(
+                rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i] + r.storedLength])
+            try writer.append(id: r.id, codec: r.codec, rawLength: batch.cuts[i + 1] - batch.cuts[i], data: data)
+        }
+    }
+
+    /// After a round: records the batch's chunk list in order.
+    func collect(_ batch: IngestBatch) {
+        for i in 0..<batch.chunkCount {
+            let length = batch.cuts[i + 1] - batch.cuts[i]
+            fileChunks[batch.fileIndex].append(ChunkRef(id: batch.results[i].id, length: UInt32(length)))
+            if batch.results[i].isNew { newRawBytes += Int64(length) }
+        }
+        doneBytes += Int64(batch.consumed)
+    }
+
+    private func zstdBound(_ n: Int) -> Int { zstdCompressBound(n) }
+}

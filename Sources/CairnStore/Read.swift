@@ -1,0 +1,240 @@
+import Digest
+import Dispatch
+import Glibc
+
+extension Store {
+    /// Where a read failed, for error messages: the layer above names the model and version.
+    public typealias ReadContext = String
+
+    /// Writes `files` under `directory` (creating it and any subdirectories), byte-exact.
+    ///
+    /// Each file is written to a temporary name and renamed into place only after every chunk has
+    /// been verified against its SHA-256: a corrupt chunk fails the read and leaves no wrong bytes.
+    ///
+    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`.
+    public func restore(
+        _ files: [FileEntry], to directory: String, context: ReadContext = "",
+        progress: ((TransferProgress) -> Void)? = nil
+    ) throws {
+        let total = files.reduce(Int64(0)) { $0 + $1.size }
+        var done: Int64 = 0
+        try FileIO.makeDirectories(directory)
+        for file in files {
+            try RelativePath.validate(file.path)
+            let target = directory + "/" + file.path
+            let parent = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            try FileIO.makeDirectories(parent.isEmpty ? "/" : parent)
+            let name = file.path.split(separator: "/").last!
+            let temp = "\(parent)/.\(name).cairn-partial"
+            let fd = try FileIO.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW)
+            do {
+                if file.size > 0, ftruncate(fd, off_t(file.size)) != 0 {
+                    throw CairnStoreError.io("truncate", path: temp, errno: errno)
+                }
+                let base = done
+                try read(file, range: 0..<file.size, context: context) { bytes, offset in
+                    try FileIO.pwrite(fd, bytes, at: offset, path: temp)
+                    progress?(TransferProgress(doneBytes: base + offset + Int64(bytes.count), totalBytes: total, newBytes: 0))
+                }
+                close(fd)
+            } catch {
+                close(fd)
+                unlink(temp)
+                throw error
+            }
+            try FileIO.rename(temp, target)
+            done += file.size
+        }
+    }
+
+    /// Reads `range` of `file` in order and hands the bytes to `sink` in windows of up to 16 MiB,
+    /// with their offset in the file. Every chunk is verified before its bytes reach `sink`.
+    ///
+    /// Per window: the chunks it needs are grouped by pack, sorted by offset and coalesced into
+    /// spans of adjacent records; spans are read with `pread` and decoded and verified in parallel.
+    ///
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for a range outside the file,
+    ///   `.corruption` naming the chunk, `.notFound` if a chunk is not indexed.
+    public func read(
+        _ file: FileEntry, range: Range<Int64>, context: ReadContext = "",
+        sink: (UnsafeRawBufferPointer, Int64) throws -> Void
+    ) throws {
+        guard range.lowerBound >= 0, range.upperBound <= file.size else {
+            throw CairnStoreError(
+                .invalidArgument, "range \(range.lowerBound)-\(range.upperBound - 1) is outside \(file.path) (\(file.size) bytes)")
+        }
+        if range.isEmpty { return }
+        let offsets = file.chunkOffsets()
+        // First chunk: the last one starting at or before range.lowerBound.
+        var lo = 0
+        var hi = file.chunks.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if offsets[mid] <= range.lowerBound { lo = mid } else { hi = mid - 1 }
+        }
+        let window = AlignedBuffer(capacity: Swift.min(Int(range.count), 16 << 20) + config.chunker.max)
+        var first = lo
+        while first < file.chunks.count && offsets[first] < range.upperBound {
+            // Chunks [first, last) whose bytes fit in the window (at least one chunk).
+            var last = first + 1
+            while last < file.chunks.count && offsets[last] < range.upperBound
+                && offsets[last + 1] - offsets[first] <= Int64(16 << 20)
+            {
+                last += 1
+            }
+            let windowStart = Swift.max(offsets[first], range.lowerBound)
+            let windowEnd = Swift.min(offsets[last], range.upperBound)
+            let needed = Int(windowEnd - windowStart)
+            window.reserve(needed)
+            try fetch(
+                file, chunks: first..<last, offsets: offsets, clip: windowStart..<windowEnd,
+                into: window.memory, context: context)
+            try sink(UnsafeRawBufferPointer(rebasing: window.memory[0..<needed]), windowStart)
+            first = last
+        }
+    }
+
+    /// A run of adjacent records in one pack, read with one `pread`.
+    private struct Span {
+        var packID: UInt64
+        var start: Int64
+        var end: Int64
+        /// (chunk index in the file, record offset in the pack)
+        var members: [(chunk: Int, recordOffset: Int64, location: ChunkLocation)]
+    }
+
+    /// Decodes chunks `chunks` of `file` into `destination`, which holds the file bytes `clip`.
+    private func fetch(
+        _ file: FileEntry, chunks: Range<Int>, offsets: [Int64], clip: Range<Int64>,
+        into destination: UnsafeMutableRawBufferPointer, context: ReadContext
+    ) throws {
+        // Locate every chunk in one read transaction.
+        var located: [(chunk: Int, location: ChunkLocation)] = []
+        located.reserveCapacity(chunks.count)
+        try lmdb {
+            try environment.read { txn in
+                for i in chunks {
+                    guard let location = try location(of: file.chunks[i].id, in: txn) else {
+                        throw readError(
+                            .notFound, file: file, chunk: file.chunks[i].id, context: context,
+                            "is not in the index (was it garbage-collected?)")
+                    }
+                    located.append((i, location))
+                }
+            }
+        }
+        // Group by pack, order by offset, coalesce neighbours (gaps up to 4 KiB, spans up to 8 MiB).
+        located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
+        var spans: [Span] = []
+        for (i, loc) in located {
+            let start = Int64(loc.offset)
+            let end = start + Int64(loc.recordLength)
+            if var span = spans.last, span.packID == loc.packID, start >= span.start, start - span.end <= 4096,
+                end - span.start <= Int64(8 << 20)
+            {
+                span.end = Swift.max(span.end, end)
+                span.members.append((i, start, loc))
+                spans[spans.count - 1] = span
+            } else {
+                spans.append(Span(packID: loc.packID, start: start, end: end, members: [(i, start, loc)]))
+            }
+        }
+        let errors = FirstError()
+        parallelFor(spans.count) { s in
+            if errors.isSet { return }
+            do {
+                try decode(spans[s], file: file, offsets: offsets, clip: clip, into: destination, context: context)
+            } catch {
+                errors.record(error)
+            }
+        }
+        try errors.rethrow()
+    }
+
+    private func decode(
+        _ span: Span, file: FileEntry, offsets: [Int64], clip: Range<Int64>,
+        into destination: UnsafeMutableRawBufferPointer, context: ReadContext
+    ) throws {
+        let path = packPath(span.packID)
+        let fd = try packHandles.descriptor(for: span.packID, path: path)
+        try workers.withContext { ctx in
+            let length = Int(span.end - span.start)
+            ctx.readBuffer.reserve(length)
+            let got = try FileIO.pread(
+                fd, UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: span.start, path: path)
+            countRead(got)
+            for member in span.members {
+                let chunk = file.chunks[member.chunk]
+                let at = Int(member.recordOffset - span.start)
+                guard at + member.location.recordLength <= got else {
+                    throw readError(.corruption, file: file, chunk: chunk.id, context: context, "is cut off: its pack is truncated")
+                }
+                let record = UnsafeRawBufferPointer(
+                    rebasing: ctx.readBuffer.memory[at..<at + member.location.recordLength])
+                let chunkStart = offsets[member.chunk]
+                let chunkEnd = chunkStart + Int64(chunk.length)
+                let whole = chunkStart >= clip.lowerBound && chunkEnd <= clip.upperBound
+                // Decode straight into the window when the whole chunk is wanted, else via scratch.
+                let target: UnsafeMutableRawBufferPointer =
+                    whole
+                    ? UnsafeMutableRawBufferPointer(
+                        rebasing: destination[Int(chunkStart - clip.lowerBound)..<Int(chunkEnd - clip.lowerBound)])
+                    : UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(chunk.length)])
+                try decodeRecord(record, expected: chunk, location: member.location, into: target, context: ctx) {
+                    readError(.corruption, file: file, chunk: chunk.id, context: context, $0)
+                }
+                if !whole {
+                    let from = Swift.max(chunkStart, clip.lowerBound)
+                    let to = Swift.min(chunkEnd, clip.upperBound)
+                    (destination.baseAddress! + Int(from - clip.lowerBound)).copyMemory(
+                        from: ctx.scratch.memory.baseAddress! + Int(from - chunkStart), byteCount: Int(to - from))
+                }
+            }
+        }
+    }
+
+    /// Checks a record's header against the index, decodes its data into `target` (exactly the raw
+    /// length) and verifies the SHA-256. `fail` builds the error for a problem description.
+    func decodeRecord(
+        _ record: UnsafeRawBufferPointer, expected: ChunkRef, location: ChunkLocation,
+        into target: UnsafeMutableRawBufferPointer, context ctx: WorkerContext,
+        fail: (String) -> CairnStoreError
+    ) throws {
+        guard let header = PackFormat.readRecordHeader(record) else {
+            throw fail("has a malformed record header in pack \(PackFormat.fileName(location.packID))")
+        }
+        guard header.id == expected.id, header.rawLength == Int(expected.length),
+            header.storedLength == Int(location.storedLength), header.codecRaw == location.codecRaw
+        else {
+            throw fail("does not match its record in pack \(PackFormat.fileName(location.packID))")
+        }
+        let data = UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize...])
+        switch Codec(rawValue: header.codecRaw) {
+        case .raw:
+            guard data.count == target.count else { throw fail("has the wrong stored length") }
+            target.baseAddress!.copyMemory(from: data.baseAddress!, byteCount: data.count)
+        case .zstd:
+            let n: Int
+            do {
+                n = try ctx.decompressor.decompress(data, into: target)
+            } catch {
+                throw fail("cannot be decompressed (\(error)); the pack is corrupt")
+            }
+            guard n == target.count else { throw fail("decompresses to \(n) bytes, expected \(target.count)") }
+        case nil:
+            throw fail("uses unknown codec \(header.codecRaw) (written by a newer cairn?)")
+        }
+        ctx.hasher.update(UnsafeRawBufferPointer(target))
+        let digest = ctx.hasher.finalize()
+        guard digest == expected.id else {
+            throw fail("is corrupt: its SHA-256 is \(digest.shortHex)…, expected \(expected.id.shortHex)…")
+        }
+    }
+
+    private func readError(
+        _ code: CairnStoreError.Code, file: FileEntry, chunk: SHA256Digest, context: ReadContext, _ what: String
+    ) -> CairnStoreError {
+        let prefix = context.isEmpty ? "" : "\(context): "
+        return CairnStoreError(code, "\(prefix)file \(file.path): chunk \(chunk.hex) \(what)")
+    }
+}

@@ -1,0 +1,285 @@
+import Digest
+import Foundation
+import Glibc
+import LMDB
+import Synchronization
+
+/// A chunked, deduplicating store of file trees on local disk: pack files plus one LMDB index.
+///
+/// ```swift
+/// let store = try Store.create(at: "/data/cairn")            // or Store.open(at:)
+/// let staged = try store.stage(directory: "./model")         // chunk, hash, compress, write packs
+/// let manifestID = try store.commit(staged) { txn, info in info.manifestID }  // one transaction
+/// try store.restore(staged.manifest.files, to: "/tmp/out")
+/// ```
+///
+/// The store knows files, chunks and manifests only; what a manifest means (a model version) is
+/// recorded by the layer above in its own tables, inside the same commit transaction
+/// (``commit(_:_:)``, ``MetadataTransaction``).
+///
+/// Thread-safe: one `Store` per directory per process, shared by all threads.
+public final class Store: @unchecked Sendable {
+    // @unchecked Sendable: state is immutable after open, or guarded (pack handles, worker pool),
+    // and LMDB serializes write transactions itself.
+    public let root: String
+    public let config: StoreConfig
+    let chunker: Chunker
+    let environment: Environment
+    let chunksDB: Database
+    let packsDB: Database
+    let manifestsDB: Database
+    let metaDB: Database
+    let workers: WorkerPool
+    let packHandles = PackHandles()
+    private let readCounter = Atomic<Int64>(0)
+
+    /// Names of the store's own LMDB databases; upper layers may not open tables with these names.
+    static let reservedTables: Set<String> = ["chunks", "packs", "manifests", "store-meta"]
+
+    /// Creates a new, empty store at `root` (the directory may exist but must be empty).
+    ///
+    /// - Throws: ``CairnStoreError`` with `.alreadyExists` if a store is already there.
+    @discardableResult
+    public static func create(at root: String, config: StoreConfig = StoreConfig()) throws -> Store {
+        try config.validate()
+        let root = Self.normalize(root)
+        if FileIO.exists(root + "/config.json") {
+            throw CairnStoreError(.alreadyExists, "a cairn store already exists at \(root)")
+        }
+        try FileIO.makeDirectories(root + "/packs")
+        try FileIO.makeDirectories(root + "/tmp")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(config)
+        // config.json is written last (via a temporary name): its presence marks a complete store.
+        let temp = root + "/config.json.tmp"
+        let fd = try FileIO.open(temp, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { close(fd) }
+        try data.withUnsafeBytes { try FileIO.pwrite(fd, $0, at: 0, path: temp) }
+        try FileIO.fsync(fd, path: temp)
+        let store = try Store(root: root, config: config)
+        try FileIO.rename(temp, root + "/config.json")
+        try FileIO.fsyncDirectory(root)
+        return store
+    }
+
+    /// Opens the store at `root`.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.notFound` when there is no store, `.corruption` or
+    ///   `.invalidArgument` for an unreadable or unsupported config.
+    public static func open(at root: String) throws -> Store {
+        let root = Self.normalize(root)
+        guard let data = FileManager.default.contents(atPath: root + "/config.json") else {
+            throw CairnStoreError(.notFound, "no cairn store at \(root) (run `cairn init` first)")
+        }
+        let config: StoreConfig
+        do {
+            config = try JSONDecoder().decode(StoreConfig.self, from: data)
+        } catch {
+            throw CairnStoreError(.corruption, "\(root)/config.json is not a valid store config: \(error)")
+        }
+        try config.validate()
+        return try Store(root: root, config: config)
+    }
+
+    private init(root: String, config: StoreConfig) throws {
+        self.root = root
+        self.config = config
+        self.chunker = Chunker(config.chunker)
+        do {
+            environment = try Environment(path: root + "/index.mdb", maxDatabases: 64)
+            chunksDB = try environment.openDatabase("chunks")
+            packsDB = try environment.openDatabase("packs")
+            manifestsDB = try environment.openDatabase("manifests")
+            metaDB = try environment.openDatabase("store-meta")
+        } catch let error as LMDBError {
+            throw CairnStoreError(.io, "cannot open the index of \(root): \(error)")
+        }
+        workers = WorkerPool(level: Int32(config.compression.level), maxChunk: config.chunker.max)
+    }
+
+    deinit {
+        packHandles.closeAll()
+        environment.close()
+    }
+
+    private static func normalize(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        return p
+    }
+
+    /// Bytes read from pack files since the store was opened (every `pread` of pack data).
+    /// Tests use it to prove that partial reads touch only the chunks they need.
+    public var bytesReadFromPacks: Int64 { readCounter.load(ordering: .relaxed) }
+
+    func countRead(_ n: Int) { readCounter.add(Int64(n), ordering: .relaxed) }
+
+    func packPath(_ id: UInt64) -> String { root + "/" + PackFormat.relativePath(id) }
+
+    // MARK: Index access
+
+    func location(of id: SHA256Digest, in txn: Transaction) throws -> ChunkLocation? {
+        try id.withUnsafeBytes { key in
+            try txn.withValue(chunksDB, key: key) { value in
+                guard let value else { return nil }
+                guard let location = ChunkLocation(value) else {
+                    throw CairnStoreError(.corruption, "index entry of chunk \(id.hex) is malformed")
+                }
+                return location
+            }
+        }
+    }
+
+    func containsChunk(_ id: SHA256Digest) throws -> Bool {
+        try lmdb { try environment.read { txn in try id.withUnsafeBytes { try txn.contains(chunksDB, key: $0) } } }
+    }
+
+    /// Runs an LMDB operation, turning LMDB errors into store errors.
+    func lmdb<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as LMDBError {
+            throw CairnStoreError(.io, "index: \(error)")
+        }
+    }
+
+    /// The manifest stored under `id`.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none.
+    public func manifest(_ id: SHA256Digest) throws -> Manifest {
+        try readMetadata { try $0.manifest(id) }
+    }
+
+    // MARK: Metadata for upper layers
+
+    /// Opens (creating if needed) a table for an upper layer's records in the store's index.
+    public func table(_ name: String) throws -> MetadataTable {
+        guard !Self.reservedTables.contains(name) else {
+            throw CairnStoreError(.invalidArgument, "table name \"\(name)\" is reserved by the store")
+        }
+        return MetadataTable(database: try lmdb { try environment.openDatabase(name) })
+    }
+
+    /// Runs `body` in a read-only snapshot of the index.
+    public func readMetadata<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+        try lmdb { try environment.read { txn in try body(MetadataTransaction(store: self, txn: txn)) } }
+    }
+
+    /// Runs `body` in a write transaction of the index; nothing it wrote is kept if it throws.
+    public func writeMetadata<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+        try lmdb { try environment.write { txn in try body(MetadataTransaction(store: self, txn: txn)) } }
+    }
+
+    // MARK: Statistics
+
+    /// What the store holds: unique chunk bytes, their stored size, pack files on disk.
+    public struct Statistics: Sendable, Equatable {
+        /// Number of distinct chunks in the index.
+        public var chunkCount: Int
+        /// Sum of the raw lengths of distinct chunks (what dedup keeps, before compression).
+        public var uniqueBytes: Int64
+        /// Sum of the stored lengths of indexed chunks (after compression).
+        public var compressedBytes: Int64
+        /// Size of the pack files referenced by the index (what the data takes on disk).
+        public var storedBytes: Int64
+        public var packCount: Int
+        public var manifestCount: Int
+        /// Size of the LMDB index file in use.
+        public var indexBytes: Int64
+    }
+
+    public func statistics() throws -> Statistics {
+        try lmdb {
+            try environment.read { txn in
+                var s = Statistics(
+                    chunkCount: 0, uniqueBytes: 0, compressedBytes: 0, storedBytes: 0, packCount: 0,
+                    manifestCount: try txn.count(manifestsDB), indexBytes: Int64(try environment.usedBytes()))
+                try txn.forEach(chunksDB) { _, value in
+                    if let loc = ChunkLocation(value) {
+                        s.chunkCount += 1
+                        s.uniqueBytes += Int64(loc.rawLength)
+                        s.compressedBytes += Int64(loc.storedLength)
+                    }
+                    return true
+                }
+                try txn.forEach(packsDB) { _, value in
+                    if let pack = PackRecord(value) {
+                        s.packCount += 1
+                        s.storedBytes += pack.size
+                    }
+                    return true
+                }
+                return s
+            }
+        }
+    }
+}
+
+/// The `packs` database value (20 bytes, little-endian): size u64 · chunk count u32 · created (Unix s) i64.
+struct PackRecord: Equatable {
+    var size: Int64
+    var chunkCount: UInt32
+    var createdAt: Int64
+
+    func encoded() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 20)
+        out.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: UInt64(size).littleEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: chunkCount.littleEndian, toByteOffset: 8, as: UInt32.self)
+            raw.storeBytes(of: UInt64(bitPattern: createdAt).littleEndian, toByteOffset: 12, as: UInt64.self)
+        }
+        return out
+    }
+
+    init(size: Int64, chunkCount: UInt32, createdAt: Int64) {
+        self.size = size
+        self.chunkCount = chunkCount
+        self.createdAt = createdAt
+    }
+
+    init?(_ b: UnsafeRawBufferPointer) {
+        guard b.count == 20 else { return nil }
+        size = Int64(UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)))
+        chunkCount = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        createdAt = Int64(bitPattern: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
+    }
+
+    static func key(_ id: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: id.bigEndian) { Array($0) }
+    }
+}
+
+/// Open file descriptors of pack files, shared by reader threads (`pread` needs no seek position).
+final class PackHandles: Sendable {
+    private let handles = Mutex<[UInt64: Int32]>([:])
+
+    func descriptor(for id: UInt64, path: String) throws -> Int32 {
+        if let fd = handles.withLock({ $0[id] }) { return fd }
+        let fd: Int32
+        do {
+            fd = try FileIO.open(path, O_RDONLY)
+        } catch {
+            throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(id)) is missing or unreadable: \(error)")
+        }
+        return handles.withLock { table in
+            if let existing = table[id] {
+                close(fd)
+                return existing
+            }
+            if table.count >= 256 {
+                for (_, other) in table { close(other) }
+                table.removeAll()
+            }
+            table[id] = fd
+            return fd
+        }
+    }
+
+    func closeAll() {
+        handles.withLock { table in
+            for (_, fd) in table { close(fd) }
+            table.removeAll()
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+/// A store's fixed parameters, written once by `init` to `config.json` and read on every open.
+///
+/// Chunking parameters cannot change after `init`: different boundaries would break dedup
+/// against everything already stored.
+public struct StoreConfig: Codable, Sendable, Equatable {
+    /// Always "cairn-store".
+    public var format: String = "cairn-store"
+    /// On-disk format version; this code reads and writes version 1.
+    public var version: Int = 1
+    public var chunker: ChunkerParameters
+    public var compression: Compression
+    /// Target size of a pack file in bytes; a pack is sealed when the next record would pass it.
+    public var packSize: Int
+
+    public struct Compression: Codable, Sendable, Equatable {
+        /// "zstd".
+        public var codec: String
+        public var level: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, chunker, compression
+        case packSize = "pack_size"
+    }
+
+    public init(
+        chunker: ChunkerParameters = .default,
+        compressionLevel: Int = 3,
+        packSize: Int = 64 << 20
+    ) {
+        self.chunker = chunker
+        self.compression = Compression(codec: "zstd", level: compressionLevel)
+        self.packSize = packSize
+    }
+
+    /// Checks the values are usable; throws ``CairnStoreError`` with `.invalidArgument` otherwise.
+    public func validate() throws {
+        guard format == "cairn-store" else {
+            throw CairnStoreError(.corruption, "config.json: format is \"\(format)\", expected \"cairn-store\"")
+        }
+        guard version == 1 else {
+            throw CairnStoreError(.invalidArgument, "config.json: store format version \(version) is not supported (this cairn reads version 1)")
+        }
+        try chunker.validate()
+        guard compression.codec == "zstd", (1...19).contains(compression.level) else {
+            throw CairnStoreError(.invalidArgument, "config.json: compression must be zstd with a level in 1…19")
+        }
+        guard packSize >= 1 << 20, packSize <= 1 << 30 else {
+            throw CairnStoreError(.invalidArgument, "config.json: pack_size must be between 1 MiB and 1 GiB")
+        }
+    }
+}
+
+/// FastCDC parameters: minimum, average (a power of two) and maximum chunk size in bytes.
+public struct ChunkerParameters: Codable, Sendable, Equatable {
+    /// The chunking algorithm and gear table, so a reader knows how boundaries were found.
+    public var algorithm: String = ChunkerParameters.algorithmName
+    public var min: Int
+    public var avg: Int
+    public var max: Int
+
+    public static let algorithmName = "fastcdc-gear64-nc2"
+
+    /// 16 KiB / 64 KiB / 256 KiB.
+    public static let `default` = ChunkerParameters(min: 16 << 10, avg: 64 << 10, max: 256 << 10)
+
+    public init(min: Int, avg: Int, max: Int) {
+        self.min = min
+        self.avg = avg
+        self.max = max
+    }
+
+    public func validate() throws {
+        guard algorithm == Self.algorithmName else {
+            throw CairnStoreError(.invalidArgument, "unknown chunking algorithm \"\(algorithm)\"")
+        }
+        guard min >= 64, min < avg, avg < max, avg.nonzeroBitCount == 1, max <= 16 << 20 else {
+            throw CairnStoreError(
+                .invalidArgument,
+                "chunk sizes must satisfy 64 <= min < avg < max <= 16 MiB with avg a power of two (got \(min)/\(avg)/\(max))")
+        }
+    }
+}

@@ -1,0 +1,294 @@
+internal import CLMDB
+import Glibc
+
+/// An error returned by an LMDB call, with the C function's name and `mdb_strerror`'s text.
+public struct LMDBError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The LMDB or errno code.
+    public let code: Int32
+    /// The C function that failed, e.g. `mdb_put`.
+    public let operation: String
+
+    public var description: String {
+        "LMDB \(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))"
+    }
+
+    /// True when the map is full (`MDB_MAP_FULL`).
+    public var isMapFull: Bool { code == MDB_MAP_FULL }
+
+    static func check(_ code: Int32, _ operation: String) throws {
+        if code != 0 { throw LMDBError(code: code, operation: operation) }
+    }
+}
+
+/// A named database (table) inside an ``Environment``. Handles are opened once and shared.
+public struct Database: Sendable, Hashable {
+    let handle: UInt32
+    /// The name the database was opened with.
+    public let name: String
+}
+
+/// An LMDB environment: one memory-mapped file holding named databases, with ACID transactions
+/// that are safe across threads and processes.
+///
+/// Opened with `MDB_NOTLS` so that a read transaction is not tied to its thread, and `MDB_NOSUBDIR`
+/// so that `path` is the data file itself (with `path-lock` beside it). Transactions are closures:
+///
+/// ```swift
+/// let env = try Environment(path: "/tmp/index.mdb", maxDatabases: 16)
+/// let people = try env.openDatabase("people")
+/// try env.write { txn in try txn.put(people, key: Array("k".utf8), value: Array("v".utf8)) }
+/// let value = try env.read { txn in try txn.get(people, key: Array("k".utf8)) }
+/// ```
+///
+/// Rule: open one `Environment` per file per process. Close it with ``close()``.
+public final class Environment: @unchecked Sendable {
+    // @unchecked Sendable: LMDB environments are thread-safe; with MDB_NOTLS read transactions may be
+    // used from any thread (one at a time), and write transactions are serialized by LMDB's own mutex.
+    private var env: OpaquePointer?
+    private let openLock = HandleCacheLock()
+    private var databases: [String: Database] = [:]
+
+    /// Opens (creating if needed) the environment at `path`.
+    ///
+    /// - Parameters:
+    ///   - path: the data file; its lock file is `path + "-lock"`.
+    ///   - maxDatabases: how many named databases may be opened.
+    ///   - mapSize: the largest size the data file may reach (address space, not disk).
+    ///   - readOnly: open without write access.
+    /// - Throws: ``LMDBError`` from `mdb_env_create`, `mdb_env_set_mapsize` or `mdb_env_open`.
+    public init(path: String, maxDatabases: Int, mapSize: Int = 1 << 40, readOnly: Bool = false) throws {
+        var env: OpaquePointer?
+        try LMDBError.check(mdb_env_create(&env), "mdb_env_create")
+        do {
+            try LMDBError.check(mdb_env_set_maxdbs(env, MDB_dbi(maxDatabases)), "mdb_env_set_maxdbs")
+            try LMDBError.check(mdb_env_set_mapsize(env, mapSize), "mdb_env_set_mapsize")
+            try LMDBError.check(mdb_env_set_maxreaders(env, 512), "mdb_env_set_maxreaders")
+            var flags = UInt32(MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD)
+            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open")
+        } catch {
+            // "Whether or not an error occurs when it is opened", the handle must be released.
+            mdb_env_close(env)
+            throw error
+        }
+        self.env = env
+    }
+
+    deinit {
+        if let env { mdb_env_close(env) }
+    }
+
+    /// Closes the environment. No transaction may be open.
+    public func close() {
+        if let env { mdb_env_close(env) }
+        env = nil
+    }
+
+    private var handle: OpaquePointer {
+        guard let env else { preconditionFailure("LMDB environment used after close()") }
+        return env
+    }
+
+    /// Opens the named database, creating it if it does not exist. Handles are cached.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_dbi_open`.
+    public func openDatabase(_ name: String) throws -> Database {
+        try openLock.withLock {
+            if let db = databases[name] { return db }
+            var txn: OpaquePointer?
+            try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin")
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, name, UInt32(MDB_CREATE), &dbi)
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                throw LMDBError(code: rc, operation: "mdb_dbi_open(\(name))")
+            }
+            try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+            let db = Database(handle: dbi, name: name)
+            databases[name] = db
+            return db
+        }
+    }
+
+    /// Runs `body` in a read-only transaction (a consistent snapshot).
+    ///
+    /// The transaction is valid only during `body`: do not store it or let it cross an `await`.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
+        let transaction = Transaction(txn: txn!, writable: false)
+        defer {
+            transaction.invalidate()
+            mdb_txn_abort(txn)
+        }
+        return try body(transaction)
+    }
+
+    /// Runs `body` in a write transaction and commits it; if `body` throws, the transaction is
+    /// aborted and the error rethrown, so nothing it wrote becomes visible.
+    ///
+    /// Only one write transaction runs at a time, across threads and processes; others wait.
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin(write)")
+        let transaction = Transaction(txn: txn!, writable: true)
+        let result: T
+        do {
+            result = try body(transaction)
+        } catch {
+            transaction.invalidate()
+            mdb_txn_abort(txn)
+            throw error
+        }
+        transaction.invalidate()
+        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+        return result
+    }
+
+    /// Bytes of the data file in use (pages × page size).
+    public func usedBytes() throws -> Int {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        try LMDBError.check(mdb_env_info(handle, &info), "mdb_env_info")
+        try LMDBError.check(mdb_env_stat(handle, &stat), "mdb_env_stat")
+        return (Int(info.me_last_pgno) + 1) * Int(stat.ms_psize)
+    }
+}
+
+/// A transaction, valid only inside the closure that received it.
+///
+/// Byte buffers handed to closures (`withValue`, `forEach`) point into the memory map and are valid
+/// only during that closure: copy what you need to keep. Writes go through a write transaction only.
+public final class Transaction {
+    private var txn: OpaquePointer?
+    /// Whether the transaction may write.
+    public let isWritable: Bool
+
+    init(txn: OpaquePointer, writable: Bool) {
+        self.txn = txn
+        self.isWritable = writable
+    }
+
+    func invalidate() { txn = nil }
+
+    private var handle: OpaquePointer {
+        guard let txn else { preconditionFailure("LMDB transaction used outside its closure") }
+        return txn
+    }
+
+    /// Calls `body` with the value stored under `key`, or nil when there is none (`mdb_get`).
+    ///
+    /// - warning: Do not escape the pointer from the closure.
+    public func withValue<R>(
+        _ db: Database,
+        key: UnsafeRawBufferPointer,
+        _ body: (UnsafeRawBufferPointer?) throws -> R
+    ) throws -> R {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val()
+        let rc = mdb_get(handle, db.handle, &k, &v)
+        if rc == MDB_NOTFOUND { return try body(nil) }
+        try LMDBError.check(rc, "mdb_get(\(db.name))")
+        return try body(UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+    }
+
+    /// The value stored under `key`, copied out, or nil.
+    public func get(_ db: Database, key: [UInt8]) throws -> [UInt8]? {
+        try key.withUnsafeBytes { k in try withValue(db, key: k) { $0.map { Array($0) } } }
+    }
+
+    /// Whether `key` has a value.
+    public func contains(_ db: Database, key: UnsafeRawBufferPointer) throws -> Bool {
+        try withValue(db, key: key) { $0 != nil }
+    }
+
+    /// Stores `value` under `key`, replacing any value (`mdb_put`).
+    ///
+    /// - Parameter append: the key sorts after every key in the database (`MDB_APPEND`): faster, and
+    ///   LMDB fails with `MDB_KEYEXIST` if it does not.
+    public func put(_ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, append: Bool = false) throws {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        try LMDBError.check(mdb_put(handle, db.handle, &k, &v, append ? UInt32(MDB_APPEND) : 0), "mdb_put(\(db.name))")
+    }
+
+    /// Stores `value` under `key`, replacing any value.
+    public func put(_ db: Database, key: [UInt8], value: [UInt8], append: Bool = false) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(db, key: k, value: v, append: append) } }
+    }
+
+    /// Deletes `key`; returns false when it was not there (`mdb_del`).
+    @discardableResult
+    public func delete(_ db: Database, key: UnsafeRawBufferPointer) throws -> Bool {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        let rc = mdb_del(handle, db.handle, &k, nil)
+        if rc == MDB_NOTFOUND { return false }
+        try LMDBError.check(rc, "mdb_del(\(db.name))")
+        return true
+    }
+
+    /// Deletes `key`; returns false when it was not there.
+    @discardableResult
+    public func delete(_ db: Database, key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete(db, key: $0) }
+    }
+
+    /// The number of entries in `db` (`mdb_stat`).
+    public func count(_ db: Database) throws -> Int {
+        var stat = MDB_stat()
+        try LMDBError.check(mdb_stat(handle, db.handle, &stat), "mdb_stat(\(db.name))")
+        return Int(stat.ms_entries)
+    }
+
+    /// Visits entries in key order, starting at the first key ≥ `start` (or the first key), while
+    /// `body` returns true. Uses a cursor (`mdb_cursor_get` with `MDB_SET_RANGE` / `MDB_NEXT`).
+    ///
+    /// - warning: The buffers are valid only during one call of `body`.
+    public func forEach(
+        _ db: Database,
+        from start: [UInt8]? = nil,
+        reverse: Bool = false,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        var cursor: OpaquePointer?
+        try LMDBError.check(mdb_cursor_open(handle, db.handle, &cursor), "mdb_cursor_open(\(db.name))")
+        defer { mdb_cursor_close(cursor) }
+        var k = MDB_val()
+        var v = MDB_val()
+        var rc: Int32
+        if let start {
+            rc = start.withUnsafeBytes { s in
+                k = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE)
+            }
+            if reverse {
+                if rc == MDB_NOTFOUND {
+                    rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST)
+                } else if rc == 0 {
+                    let equal = start.withUnsafeBytes { s in
+                        k.mv_size == s.count && (s.count == 0 || memcmp(k.mv_data, s.baseAddress!, s.count) == 0)
+                    }
+                    if !equal { rc = mdb_cursor_get(cursor, &k, &v, MDB_PREV) }
+                }
+            }
+        } else {
+            rc = mdb_cursor_get(cursor, &k, &v, reverse ? MDB_LAST : MDB_FIRST)
+        }
+        while rc == 0 {
+            let keepGoing = try body(
+                UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+            if !keepGoing { return }
+            rc = mdb_cursor_get(cursor, &k, &v, reverse ? MDB_PREV : MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { try LMDBError.check(rc, "mdb_cursor_get(\(db.name))") }
+    }
+
+    /// Deletes every entry of `db` (`mdb_drop` with del = 0).
+    public func clear(_ db: Database) throws {
+        try LMDBError.check(mdb_drop(handle, db.handle, 0), "mdb_drop(\(db.name))")
+    }
+}
+
+@available(*, unavailable)
+extension Transaction: Sendable {}

@@ -1,0 +1,75 @@
+internal import CZstd
+
+/// An error reported by libzstd, with its name as `ZSTD_getErrorName` gives it.
+public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    public let operation: String
+    public let message: String
+    public var description: String { "zstd \(operation) failed: \(message)" }
+}
+
+/// The largest compressed size of `count` input bytes (`ZSTD_compressBound`).
+public func zstdCompressBound(_ count: Int) -> Int {
+    ZSTD_compressBound(count)
+}
+
+/// A reusable zstd compression context (`ZSTD_CCtx`) at a fixed level.
+///
+/// Creating a context costs far more than compressing a 64 KiB chunk, so keep one per worker thread.
+/// Not thread-safe: use one per thread at a time.
+///
+/// ```swift
+/// let compressor = ZstdCompressor(level: 3)
+/// let written = try compressor.compress(input, into: output)  // output.count >= zstdCompressBound(input.count)
+/// ```
+/// The corresponding C function is `ZSTD_compressCCtx`.
+public final class ZstdCompressor: @unchecked Sendable {
+    // @unchecked Sendable: moved between threads by worker pools, used by one thread at a time.
+    private let context: OpaquePointer
+    public let level: Int32
+
+    public init(level: Int32 = 3) {
+        guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx failed: out of memory") }
+        self.context = context
+        self.level = level
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    /// Compresses `source` into `destination` and returns the number of bytes written.
+    ///
+    /// - Throws: ``ZstdError`` when zstd fails (for example when `destination` is too small).
+    public func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = ZSTD_compressCCtx(
+            context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
+        if ZSTD_isError(n) != 0 {
+            throw ZstdError(operation: "compress", message: String(cString: ZSTD_getErrorName(n)))
+        }
+        return n
+    }
+}
+
+/// A reusable zstd decompression context (`ZSTD_DCtx`). Not thread-safe: use one per thread.
+///
+/// The corresponding C function is `ZSTD_decompressDCtx`.
+public final class ZstdDecompressor: @unchecked Sendable {
+    // @unchecked Sendable: moved between threads by worker pools, used by one thread at a time.
+    private let context: OpaquePointer
+
+    public init() {
+        guard let context = ZSTD_createDCtx() else { fatalError("ZSTD_createDCtx failed: out of memory") }
+        self.context = context
+    }
+
+    deinit { ZSTD_freeDCtx(context) }
+
+    /// Decompresses one zstd frame from `source` into `destination` and returns the bytes written.
+    ///
+    /// - Throws: ``ZstdError`` for corrupt input or a destination that is too small.
+    public func decompress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = ZSTD_decompressDCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+        if ZSTD_isError(n) != 0 {
+            throw ZstdError(operation: "decompress", message: String(cString: ZSTD_getErrorName(n)))
+        }
+        return n
+    }
+}

@@ -1,0 +1,23 @@
+import ArgumentParser
+
+/// The `cairn` command: a model registry on a chunked, deduplicating store.
+@main
+struct Cairn: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn",
+        abstract: "A model registry on a chunked, deduplicating artifact store.",
+        discussion: """
+            Cairn stores model directories (safetensors weights, adapters, configs, tokenizers) as numbered
+            versions. Files are cut into content-defined chunks, deduplicated by SHA-256 and compressed with
+            zstd, so variants of one base model cost little more than their changed bytes.
+
+            A reference is MODEL (the latest version) or MODEL@N. The store is --store PATH, else
+            $CAIRN_STORE, else ~/.local/share/cairn/store. Errors print one line starting with
+            "error:" and exit non-zero (see docs/cli.md for exit codes).
+            """,
+        version: "0.1.0",
+        subcommands: [
+            Init.self, Push.self, Pull.self, Cat.self, List.self, Show.self, Stats.self, Verify.self, Demo.self,
+        ]
+    )
+}

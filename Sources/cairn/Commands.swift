@@ -1,0 +1,367 @@
+import ArgumentParser
+import CairnRegistry
+import CairnStore
+import Foundation
+import Glibc
+
+extension Cairn {
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an empty store.",
+            discussion: "Chunk sizes are fixed for the store's lifetime: changing them would break dedup.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(help: "Minimum chunk size in bytes.") var minChunk = ChunkerParameters.default.min
+        @Option(help: "Average chunk size in bytes (a power of two).") var avgChunk = ChunkerParameters.default.avg
+        @Option(help: "Maximum chunk size in bytes.") var maxChunk = ChunkerParameters.default.max
+        @Option(help: "zstd compression level (1-19).") var compressionLevel = 3
+
+        func run() throws {
+            try reportingErrors {
+                let config = StoreConfig(
+                    chunker: ChunkerParameters(min: minChunk, avg: avgChunk, max: maxChunk),
+                    compressionLevel: compressionLevel)
+                let store = try Store.create(at: global.storePath, config: config)
+                if global.json {
+                    try Output.json(InitOutput(store: store.root, config: store.config))
+                } else {
+                    Output.line("initialized empty cairn store at \(store.root)")
+                }
+            }
+        }
+
+        struct InitOutput: Encodable {
+            var store: String
+            var config: StoreConfig
+        }
+    }
+
+    struct Push: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Store a model directory (or one file) as the model's next version.",
+            discussion: """
+                Every regular file under PATH is stored by its relative path; symlinks and special files are
+                refused and nothing is stored. Only chunks the store does not have are written. Every push
+                creates a new version, even when the content equals an earlier one (it then adds 0 bytes).
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Directory (or file) to push.") var path: String
+        @Option(help: "Model name: [a-z0-9][a-z0-9._-]*, optionally org/name.") var model: String
+        @Option(help: "A note on this version.") var message = ""
+        @Option(help: ArgumentHelp("A metric, K=V with a number V (repeatable).", valueName: "K=V")) var metric: [String] = []
+        @Option(help: ArgumentHelp("A parameter, K=V (repeatable).", valueName: "K=V")) var param: [String] = []
+        @Option(help: ArgumentHelp("A tag, K=V (repeatable).", valueName: "K=V")) var tag: [String] = []
+        @Option(help: ArgumentHelp("A version this one derives from (repeatable).", valueName: "REF")) var parent: [String] = []
+        @Option(help: ArgumentHelp("A dataset id used for training (repeatable).", valueName: "ID")) var dataset: [String] = []
+        @Option(help: ArgumentHelp("The run that produced it.", valueName: "URI")) var source: String?
+        @Option(help: "Initial stage: experimental (default) or staging.") var stage: String?
+
+        func run() throws {
+            try reportingErrors {
+                let registry = try global.openRegistry()
+                var request = PushRequest(model: model, actor: global.actor)
+                request.message = message
+                for (k, v) in try parsePairs(metric, what: "metric") {
+                    guard let number = Double(v) else { throw ValidationError("--metric \(k)=\(v): the value must be a number") }
+                    request.metrics[k] = number
+                }
+                request.params = try parsePairs(param, what: "param")
+                request.tags = try parsePairs(tag, what: "tag")
+                request.parents = parent
+                request.datasets = dataset
+                request.source = source
+                if let stage {
+                    guard let s = Stage(rawValue: stage) else { throw ValidationError("unknown stage \"\(stage)\"") }
+                    request.stage = s
+                }
+                let progress = ProgressLine("push", quiet: global.json)
+                let result = try registry.push(directory: path, request: request, progress: progress.update)
+                progress.finish()
+                if global.json {
+                    try Output.json(result)
+                } else {
+                    Output.line(
+                        "pushed \(result.model)@\(result.version): \(result.files) files, \(Output.bytes(result.logicalBytes)), "
+                            + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))")
+                }
+            }
+        }
+    }
+
+    struct Pull: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a version's files to a directory.",
+            discussion: "Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written.")
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "MODEL or MODEL@N.") var ref: String
+        @Option(help: "Directory to write into (created if needed).") var out: String
+
+        func run() throws {
+            try reportingErrors {
+                let registry = try global.openRegistry()
+                let version = try registry.resolve(try Reference(parsing: ref))
+                let progress = ProgressLine("pull", quiet: global.json)
+                let files = try registry.pull(version, to: out, progress: progress.update)
+                progress.finish()
+                let bytes = files.reduce(Int64(0)) { $0 + $1.size }
+                if global.json {
+                    try Output.json(PullOutput(model: version.model, version: version.version, out: out, files: files.count, bytes: bytes))
+                } else {
+                    Output.line("pulled \(version.reference) to \(out): \(files.count) files, \(Output.bytes(bytes))")
+                }
+            }
+        }
+
+        struct PullOutput: Encodable {
+            var model: String
+            var version: Int
+            var out: String
+            var files: Int
+            var bytes: Int64
+        }
+    }
+
+    struct Cat: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write one file of a version (or a byte range of it) to stdout.")
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "MODEL or MODEL@N.") var ref: String
+        @Argument(help: "Path of the file inside the version.") var file: String
+        @Option(help: ArgumentHelp("Bytes START-END, inclusive, as in HTTP Range (END may be omitted).", valueName: "START-END"))
+        var range: String?
+
+        func run() throws {
+            try reportingErrors {
+                let parsed = try range.map(Self.parseRange)
+                let registry = try global.openRegistry()
+                let version = try registry.resolve(try Reference(parsing: ref))
+                try registry.read(version, path: file, range: parsed) { bytes in
+                    var rest = bytes
+                    while rest.count > 0 {
+                        let n = Glibc.write(STDOUT_FILENO, rest.baseAddress!, rest.count)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw RegistryError(.io, "write to stdout: \(String(cString: strerror(errno)))")
+                        }
+                        rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+                    }
+                }
+            }
+        }
+
+        static func parseRange(_ text: String) throws -> ClosedRange<Int64> {
+            let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, let start = Int64(parts[0]), start >= 0 else {
+                throw ValidationError("--range expects START-END (inclusive byte offsets), got \"\(text)\"")
+            }
+            if parts[1].isEmpty { return start...Int64.max - 1 }
+            guard let end = Int64(parts[1]), end >= start else {
+                throw ValidationError("--range \(text): END must be a number not below START")
+            }
+            return start...end
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ls", abstract: "List models, or the versions of one model.")
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "A model whose versions to list.") var model: String?
+
+        func run() throws {
+            try reportingErrors {
+                let registry = try global.openRegistry()
+                if let model {
+                    let versions = try registry.listVersions(of: model)
+                    if global.json { return try Output.json(versions) }
+                    Output.table(
+                        ["VERSION", "STAGE", "CREATED_BY", "CREATED_AT", "SIZE", "NEW", "MESSAGE"],
+                        versions.map {
+                            ["\($0.version)", $0.stage.rawValue, $0.createdBy, $0.createdAt, Output.bytes($0.logicalBytes), Output.bytes($0.newBytes), $0.message]
+                        })
+                } else {
+                    let models = try registry.listModels()
+                    if global.json { return try Output.json(models) }
+                    Output.table(
+                        ["MODEL", "VERSIONS", "LATEST", "PRODUCTION", "UPDATED_AT"],
+                        models.map {
+                            [$0.model, "\($0.versions)", $0.latest.map { "\($0)" } ?? "-", $0.production.map { "\($0)" } ?? "-", $0.updatedAt]
+                        })
+                }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a version: metadata, files and what it added to the store.")
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "MODEL or MODEL@N.") var ref: String
+
+        func run() throws {
+            try reportingErrors {
+                let registry = try global.openRegistry()
+                let version = try registry.resolve(try Reference(parsing: ref))
+                let manifest = try registry.manifest(of: version)
+                let view = VersionView(version: version, manifest: manifest)
+                if global.json { return try Output.json(view) }
+                Output.line("\(version.reference)  [\(version.stage.rawValue)]")
+                Output.line("created    \(version.createdAt) by \(version.createdBy)")
+                if !version.message.isEmpty { Output.line("message    \(version.message)") }
+                Output.line("manifest   \(version.manifest)")
+                Output.line("size       \(Output.bytes(version.logicalBytes)) in \(version.fileCount) files; added \(Output.bytes(version.newBytes)) new (\(Output.bytes(version.storedBytes)) on disk)")
+                for (k, v) in version.metrics.sorted(by: { $0.key < $1.key }) { Output.line("metric     \(k) = \(v)") }
+                for (k, v) in version.params.sorted(by: { $0.key < $1.key }) { Output.line("param      \(k) = \(v)") }
+                for (k, v) in version.tags.sorted(by: { $0.key < $1.key }) { Output.line("tag        \(k) = \(v)") }
+                for p in version.parents { Output.line("parent     \(p)") }
+                for d in version.datasets { Output.line("dataset    \(d)") }
+                if let s = version.source { Output.line("source     \(s)") }
+                Output.line("")
+                Output.table(["PATH", "SIZE", "SHA256"], manifest.files.map { [$0.path, Output.bytes($0.size), $0.sha256.hex] })
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what the store holds and what dedup and compression saved.")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            try reportingErrors {
+                let s = try global.openRegistry().statistics()
+                if global.json { return try Output.json(s) }
+                Output.line("models       \(s.models)  versions \(s.versions)")
+                Output.line("logical      \(Output.bytes(s.logicalBytes))  (all versions' files)")
+                Output.line("unique       \(Output.bytes(s.uniqueBytes))  (\(s.chunks) distinct chunks)")
+                Output.line("compressed   \(Output.bytes(s.compressedBytes))")
+                Output.line("stored       \(Output.bytes(s.storedBytes))  (\(s.packs) packs)")
+                if s.storedBytes > 0 {
+                    Output.line(String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes)))
+                }
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the store's integrity.",
+            discussion: """
+                Checks that every pack the index references is intact, every index entry matches its pack and
+                every manifest's chunks are indexed. --deep also reads and re-hashes every chunk. Exits 4 when
+                a problem is found, naming the chunk and the versions and files that use it.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Read, decompress and re-hash every chunk.") var deep = false
+
+        func run() throws {
+            try reportingErrors {
+                let report = try global.openRegistry().verify(deep: deep)
+                if global.json {
+                    try Output.json(VerifyView(report))
+                } else {
+                    for p in report.store.problems { Output.line("problem: \(p.message)") }
+                    for a in report.affected { Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))") }
+                    var summary = "checked \(report.store.packs) packs, \(report.store.chunks) chunks, \(report.store.manifests) manifests"
+                    if deep { summary += ", re-hashed \(Output.bytes(report.store.verifiedBytes))" }
+                    if report.store.unreferencedPacks > 0 { summary += "; \(report.store.unreferencedPacks) unreferenced packs (gc removes them)" }
+                    Output.line(summary)
+                }
+                if !report.store.isHealthy {
+                    printError("verify found \(report.store.problems.count) problem(s)")
+                    throw ExitCode(4)
+                }
+                if !global.json { Output.line("ok") }
+            }
+        }
+    }
+}
+
+/// `show --json`.
+struct VersionView: Encodable {
+    var version: VersionRecord
+    var manifest: Manifest
+
+    struct FileView: Encodable {
+        var path: String
+        var size: Int64
+        var sha256: String
+        var chunks: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, version, manifest, stage, aliases, message, metrics, params, tags, parents, datasets, source, files
+        case createdBy = "created_by"
+        case createdAt = "created_at"
+        case logicalBytes = "logical_bytes"
+        case newBytes = "new_bytes"
+        case storedBytes = "stored_bytes"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version.model, forKey: .model)
+        try c.encode(version.version, forKey: .version)
+        try c.encode(version.manifest, forKey: .manifest)
+        try c.encode(version.stage, forKey: .stage)
+        try c.encode([String](), forKey: .aliases)
+        try c.encode(version.createdBy, forKey: .createdBy)
+        try c.encode(version.createdAt, forKey: .createdAt)
+        try c.encode(version.message, forKey: .message)
+        try c.encode(version.metrics, forKey: .metrics)
+        try c.encode(version.params, forKey: .params)
+        try c.encode(version.tags, forKey: .tags)
+        try c.encode(version.parents, forKey: .parents)
+        try c.encode(version.datasets, forKey: .datasets)
+        try c.encode(version.source, forKey: .source)
+        try c.encode(version.logicalBytes, forKey: .logicalBytes)
+        try c.encode(version.newBytes, forKey: .newBytes)
+        try c.encode(version.storedBytes, forKey: .storedBytes)
+        try c.encode(
+            manifest.files.map { FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count) },
+            forKey: .files)
+    }
+}
+
+/// `verify --json`.
+struct VerifyView: Encodable {
+    var ok: Bool
+    var deep: Bool
+    var packs: Int
+    var chunks: Int
+    var manifests: Int
+    var verifiedBytes: Int64
+    var unreferencedPacks: Int
+    var problems: [ProblemView]
+    var affected: [RegistryVerifyReport.AffectedFile]
+
+    struct ProblemView: Encodable {
+        var kind: String
+        var chunk: String?
+        var message: String
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ok, deep, packs, chunks, manifests, problems, affected
+        case verifiedBytes = "verified_bytes"
+        case unreferencedPacks = "unreferenced_packs"
+    }
+
+    init(_ r: RegistryVerifyReport) {
+        ok = r.store.isHealthy
+        deep = r.store.deep
+        packs = r.store.packs
+        chunks = r.store.chunks
+        manifests = r.store.manifests
+        verifiedBytes = r.store.verifiedBytes
+        unreferencedPacks = r.store.unreferencedPacks
+        problems = r.store.problems.map { ProblemView(kind: $0.kind.rawValue, chunk: $0.chunk?.hex, message: $0.message) }
+        affected = r.affected
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import CairnRegistry
+import CairnStore
+import Foundation
+
+/// Options every command takes: where the store is, JSON output, the acting user.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Store directory (default: $CAIRN_STORE, else ~/.local/share/cairn/store).", valueName: "path"))
+    var store: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON (snake_case, stable field names).")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Acting user recorded with changes (default: $CAIRN_USER, else the OS user).", valueName: "name"))
+    var user: String?
+
+    /// The store path in effect.
+    var storePath: String {
+        if let store { return store }
+        let env = ProcessInfo.processInfo.environment
+        if let path = env["CAIRN_STORE"], !path.isEmpty { return path }
+        return Self.defaultStorePath
+    }
+
+    static var defaultStorePath: String {
+        let env = ProcessInfo.processInfo.environment
+        if let data = env["XDG_DATA_HOME"], !data.isEmpty { return data + "/cairn/store" }
+        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return home + "/.local/share/cairn/store"
+    }
+
+    /// The acting user: --user, else $CAIRN_USER, else the OS user.
+    var actor: String {
+        if let user, !user.isEmpty { return user }
+        let env = ProcessInfo.processInfo.environment
+        if let name = env["CAIRN_USER"], !name.isEmpty { return name }
+        if let name = env["USER"], !name.isEmpty { return name }
+        return NSUserName()
+    }
+
+    func openRegistry() throws -> Registry {
+        try Registry(store: try Store.open(at: storePath))
+    }
+}
+
+/// Runs a command body; prints any error as one `error:` line on stderr and exits non-zero.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch let error as RegistryError {
+        printError(error.message)
+        throw ExitCode(exitCode(for: error.code))
+    } catch let error as CairnStoreError {
+        printError(error.message)
+        throw ExitCode(error.code == .notFound ? 3 : error.code == .corruption ? 4 : 1)
+    } catch {
+        printError("\(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// Exit codes (docs/cli.md): 1 error, 2 usage, 3 not found, 4 corruption found, 5 refused.
+func exitCode(for code: RegistryError.Code) -> Int32 {
+    switch code {
+    case .notFound: 3
+    case .corruption: 4
+    case .refused: 5
+    case .invalidArgument: 2
+    case .conflict, .io: 1
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+}
+
+/// Parses `K=V` options.
+func parsePairs(_ items: [String], what: String) throws -> [String: String] {
+    var out: [String: String] = [:]
+    for item in items {
+        guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+            throw ValidationError("--\(what) expects KEY=VALUE, got \"\(item)\"")
+        }
+        out[String(item[..<eq])] = String(item[item.index(after: eq)...])
+    }
+    return out
+}

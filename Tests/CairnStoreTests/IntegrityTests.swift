@@ -1,0 +1,183 @@
+import CairnFixtures
+import CairnStore
+import Foundation
+import Glibc
+import Testing
+
+@Suite struct IntegrityTests {
+    @Test func healthyStoreVerifies() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/a.bin"), FixtureData.bytes(count: 2 << 20, seed: 1))
+        try writeFile(dir.sub("in/b.txt"), FixtureData.text(count: 300_000, seed: 2))
+        try push(store, dir.sub("in"))
+        let quick = try store.verify(deep: false)
+        #expect(quick.isHealthy)
+        #expect(quick.chunks > 10 && quick.packs >= 2 && quick.manifests == 1)
+        let deep = try store.verify(deep: true)
+        #expect(deep.isHealthy)
+        #expect(deep.verifiedBytes == (try store.statistics()).uniqueBytes)
+    }
+
+    @Test func flippedByteIsFoundByDeepVerifyAndFailsReads() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir, packSize: 64 << 20)
+        let data = FixtureData.bytes(count: 600_000, seed: 3)
+        try writeFile(dir.sub("in/w.bin"), data)
+        let (manifest, _) = try push(store, dir.sub("in"))
+        let pack = try #require(packFiles(store.root).first)
+        // Flip a byte well inside the data of some record (past the 16-byte pack header and the first
+        // record header).
+        try flipByte(pack, at: 300_000)
+
+        let quick = try store.verify(deep: false)
+        #expect(quick.isHealthy, "a flipped data byte leaves tables of contents intact")
+        let deep = try store.verify(deep: true)
+        #expect(!deep.isHealthy)
+        #expect(deep.problems.count == 1)
+        let problem = try #require(deep.problems.first)
+        #expect(problem.kind == .corruptChunk)
+        let chunk = try #require(problem.chunk)
+        #expect(manifest.files[0].chunks.contains { $0.id == chunk })
+        #expect(problem.message.contains(chunk.hex))
+
+        // A read of the file fails naming the chunk, and no file is left at the target.
+        do {
+            try store.restore(manifest.files, to: dir.sub("out"), context: "model m version 1")
+            Issue.record("restore of a corrupt file succeeded")
+        } catch let error as CairnStoreError {
+            #expect(error.code == .corruption)
+            #expect(error.message.contains("model m version 1"))
+            #expect(error.message.contains("w.bin"))
+            #expect(error.message.contains(chunk.hex))
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("out/w.bin")))
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("out/.w.bin.cairn-partial")))
+        // Ranges that avoid the damaged chunk still read.
+        let offsets = manifest.files[0].chunkOffsets()
+        let bad = manifest.files[0].chunks.firstIndex { $0.id == chunk }!
+        if bad > 0 {
+            let r = 0..<offsets[bad]
+            #expect(try readBack(store, manifest.files[0], r) == Array(data[0..<Int(offsets[bad])]))
+        }
+    }
+
+    @Test func truncatedPackIsReported() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/w.bin"), FixtureData.bytes(count: 200_000, seed: 4))
+        try push(store, dir.sub("in"))
+        let pack = try #require(packFiles(store.root).first)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: pack))
+        try handle.truncate(atOffset: 100_000)
+        try handle.close()
+        let report = try store.verify(deep: false)
+        #expect(report.problems.contains { $0.kind == .damagedPack })
+    }
+
+    @Test func missingPackIsReported() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/w.bin"), FixtureData.bytes(count: 200_000, seed: 4))
+        let (manifest, _) = try push(store, dir.sub("in"))
+        for pack in packFiles(store.root) { try FileManager.default.removeItem(atPath: pack) }
+        let report = try store.verify(deep: true)
+        #expect(!report.isHealthy)
+        #expect(throws: CairnStoreError.self) { try readBack(store, manifest.files[0]) }
+    }
+
+    @Test func uncommittedStageLeavesNothingVisible() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/w.bin"), FixtureData.bytes(count: 3 << 20, seed: 5))
+        let staged = try store.stage(directory: dir.sub("in"))
+        // Packs were written, but the index does not know them: the store is unchanged.
+        #expect(!packFiles(store.root).isEmpty)
+        let stats = try store.statistics()
+        #expect(stats.chunkCount == 0 && stats.manifestCount == 0 && stats.storedBytes == 0)
+        let report = try store.verify(deep: true)
+        #expect(report.isHealthy)
+        #expect(report.unreferencedPacks == packFiles(store.root).count)
+        #expect(throws: CairnStoreError.self) { try store.manifest(staged.manifestID) }
+    }
+
+    @Test func failingCommitBodyRollsEverythingBack() throws {
+        struct Refused: Error {}
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/w.bin"), FixtureData.bytes(count: 300_000, seed: 6))
+        let staged = try store.stage(directory: dir.sub("in"))
+        #expect(throws: Refused.self) { try store.commit(staged) { _, _ in throw Refused() } }
+        let stats = try store.statistics()
+        #expect(stats.chunkCount == 0 && stats.manifestCount == 0)
+    }
+
+    @Test func reopenedStoreReadsWhatWasWritten() throws {
+        let dir = TemporaryDirectory()
+        let data = FixtureData.bytes(count: 1 << 20, seed: 8)
+        try writeFile(dir.sub("in/w.bin"), data)
+        var manifest: Manifest
+        do {
+            let store = try makeStore(dir)
+            manifest = try push(store, dir.sub("in")).manifest
+        }
+        let reopened = try Store.open(at: dir.sub("store"))
+        #expect(reopened.config.chunker == testChunker)
+        #expect(try readBack(reopened, manifest.files[0]) == data)
+        #expect(try reopened.manifest(manifest.id) == manifest)
+    }
+}
+
+@Suite struct SafetyTests {
+    @Test func symlinkIsRefusedAndNothingIsStored() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/a.bin"), [1, 2, 3])
+        try FileManager.default.createSymbolicLink(atPath: dir.sub("in/link"), withDestinationPath: "/etc/passwd")
+        #expect {
+            try store.stage(directory: dir.sub("in"))
+        } throws: { error in
+            (error as? CairnStoreError)?.code == .unsafePath && "\(error)".contains("link")
+        }
+        #expect(packFiles(store.root).isEmpty)
+        #expect(try store.statistics().chunkCount == 0)
+    }
+
+    @Test func fifoIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/a.bin"), [1, 2, 3])
+        #expect(mkfifo(dir.sub("in/pipe"), 0o644) == 0)
+        #expect(throws: CairnStoreError.self) { try store.stage(directory: dir.sub("in")) }
+        #expect(packFiles(store.root).isEmpty)
+    }
+
+    @Test func unsafeRelativePathsAreRejected() {
+        for path in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a\u{0}b"] {
+            #expect(throws: CairnStoreError.self, "\(path)") { try RelativePath.validate(path) }
+        }
+        for path in ["a", "a/b.safetensors", "dir/.hidden", "x..y"] {
+            #expect(throws: Never.self) { try RelativePath.validate(path) }
+        }
+    }
+
+    @Test func openingAMissingStoreFails() {
+        #expect { try Store.open(at: "/nonexistent/cairn-store") } throws: { ($0 as? CairnStoreError)?.code == .notFound }
+    }
+
+    @Test func initTwiceFails() throws {
+        let dir = TemporaryDirectory()
+        _ = try makeStore(dir)
+        #expect { try makeStore(dir) } throws: { ($0 as? CairnStoreError)?.code == .alreadyExists }
+    }
+
+    @Test func manifestDecodingRejectsDamage() throws {
+        let m = Manifest(files: [FileEntry(path: "a", size: 3, sha256: .zero, chunks: [ChunkRef(id: .zero, length: 3)])])
+        var bytes = m.encoded()
+        #expect(try bytes.withUnsafeBytes { try Manifest.decode($0) } == m)
+        bytes.removeLast()
+        #expect(throws: CairnStoreError.self) { try bytes.withUnsafeBytes { try Manifest.decode($0) } }
+        let evil = Manifest(files: [FileEntry(path: "../escape", size: 0, sha256: .zero, chunks: [])]).encoded()
+        #expect(throws: CairnStoreError.self) { try evil.withUnsafeBytes { try Manifest.decode($0) } }
+    }
+}
