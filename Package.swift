@@ -32,7 +32,7 @@ let package = Package(
         // Models, versions and their records, on top of the engine.
         .target(name: "CairnRegistry", dependencies: ["CairnStore", "CairnFormats", "Digest"]),
         // Deterministic generator of small safetensors models and variants (tests and the demo).
-        .target(name: "CairnFixtures", dependencies: ["Digest"], path: "fixtures/CairnFixtures"),
+        .target(name: "CairnFixtures", path: "fixtures/CairnFixtures"),
 
         .executableTarget(
             name: "cairn",

@@ -1,4 +1,7 @@
 import Digest
+import LMDB
+import Foundation
+import Glibc
 
 /// What a garbage collection did.
 public struct GarbageCollectionReport: Sendable, Codable, Equatable {
@@ -27,5 +30,233 @@ public struct GarbageCollectionReport: Sendable, Codable, Equatable {
         case retiredPacks = "retired_packs"
         case storedBytesBefore = "stored_bytes_before"
         case storedBytesAfter = "stored_bytes_after"
+    }
+}
+
+extension Store {
+    /// Reclaims space that no live manifest uses.
+    ///
+    /// 1. In ONE index write transaction (so no push can commit in between): `liveManifests` names the
+    ///    manifests to keep; every other manifest is dropped, then every chunk no kept manifest
+    ///    references. Packs left without live chunks are retired.
+    /// 2. Packs whose live share fell below half are rewritten: their live chunks are copied to new
+    ///    packs and the index is repointed in one transaction; the old packs are retired.
+    /// 3. Retired pack files are deleted once retired longer than `gracePeriod` seconds, so readers
+    ///    that looked up a location before the change can finish. Pack files no index entry refers to
+    ///    (left by interrupted pushes) older than the grace period are deleted when no push is running.
+    ///
+    /// A push that staged before step 1 and commits after it finds the chunks it relied on gone and
+    /// stores them again (see ``commit(_:_:)``). Only one GC runs at a time (`locks/gc.lock`).
+    public func collectGarbage(
+        gracePeriod: Double = 3600,
+        liveManifests: (MetadataTransaction) throws -> Set<SHA256Digest>
+    ) throws -> GarbageCollectionReport {
+        let gcLease = try StoreLock.exclusiveGC(root: root)
+        defer { withExtendedLifetime(gcLease) {} }
+        var report = GarbageCollectionReport()
+        let now = Date().timeIntervalSince1970
+        report.storedBytesBefore = try statistics().storedBytes
+
+        // 1. Mark and sweep the index.
+        let toRewrite: [UInt64] = try lmdb {
+            try environment.write { txn in
+                let live = try liveManifests(MetadataTransaction(store: self, txn: txn))
+                var reachable = Set<SHA256Digest>()
+                var deadManifests: [[UInt8]] = []
+                var damaged: [String] = []
+                try txn.forEach(manifestsDB) { key, value in
+                    let id = SHA256Digest(bytes: key)
+                    if live.contains(id) {
+                        do {
+                            for file in try Manifest.decode(value).files {
+                                for chunk in file.chunks { reachable.insert(chunk.id) }
+                            }
+                        } catch {
+                            damaged.append(id.hex)
+                        }
+                    } else {
+                        deadManifests.append(Array(key))
+                    }
+                    return true
+                }
+                // A live manifest we cannot read could reference anything: sweeping would lose data.
+                if !damaged.isEmpty {
+                    throw CairnStoreError(.corruption, "gc stopped: live manifest \(damaged[0]) is damaged; nothing was removed")
+                }
+                for key in deadManifests { try txn.delete(manifestsDB, key: key) }
+                report.removedManifests = deadManifests.count
+
+                var deadChunks: [[UInt8]] = []
+                var liveBytes: [UInt64: Int64] = [:]
+                try txn.forEach(chunksDB) { key, value in
+                    let id = SHA256Digest(bytes: key)
+                    guard let location = ChunkLocation(value) else { return true }
+                    if reachable.contains(id) {
+                        liveBytes[location.packID, default: 0] += Int64(location.recordLength)
+                    } else {
+                        deadChunks.append(Array(key))
+                        report.removedChunkBytes += Int64(location.rawLength)
+                    }
+                    return true
+                }
+                for key in deadChunks { try txn.delete(chunksDB, key: key) }
+                report.removedChunks = deadChunks.count
+
+                var rewrite: [UInt64] = []
+                var retire: [UInt64] = []
+                try txn.forEach(packsDB) { key, value in
+                    guard key.count == 8, let pack = PackRecord(value) else { return true }
+                    let id = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                    let live = liveBytes[id] ?? 0
+                    if live == 0 {
+                        retire.append(id)
+                    } else if Double(live) < 0.5 * Double(pack.size) {
+                        rewrite.append(id)
+                    }
+                    return true
+                }
+                for id in retire { try retirePack(id, at: now, in: txn) }
+                report.retiredPacks += retire.count
+                return rewrite
+            }
+        }
+
+        // 2. Rewrite packs with a low live share.
+        if !toRewrite.isEmpty {
+            report.rewrittenPacks = try rewritePacks(toRewrite, at: now)
+            report.retiredPacks += report.rewrittenPacks
+        }
+
+        // 3. Delete retired pack files past the grace period, and old unreferenced ones.
+        report.deletedPackFiles = try deleteExpiredPacks(gracePeriod: gracePeriod, now: now)
+        report.storedBytesAfter = try statistics().storedBytes
+        return report
+    }
+
+    private func retirePack(_ id: UInt64, at time: Double, in txn: Transaction) throws {
+        try txn.delete(packsDB, key: PackRecord.key(id))
+        var stamp = UInt64(time).littleEndian
+        try withUnsafeBytes(of: &stamp) { try txn.put(retiredDB, key: PackRecord.key(id), value: Array($0)) }
+    }
+
+    /// Copies the live chunks of `packs` into new packs and repoints the index; returns how many
+    /// packs were retired.
+    private func rewritePacks(_ packs: [UInt64], at now: Double) throws -> Int {
+        let targets = Set(packs)
+        var moving: [(id: SHA256Digest, location: ChunkLocation)] = []
+        try lmdb {
+            try environment.read { txn in
+                try txn.forEach(chunksDB) { key, value in
+                    if let location = ChunkLocation(value), targets.contains(location.packID) {
+                        moving.append((SHA256Digest(bytes: key), location))
+                    }
+                    return true
+                }
+            }
+        }
+        moving.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
+        let writer = PackWriter(root: root, targetSize: config.packSize)
+        let buffer = AlignedBuffer(capacity: 1 << 20)
+        for (id, location) in moving {
+            let path = packPath(location.packID)
+            let fd = try packHandles.descriptor(for: location.packID, path: path)
+            buffer.reserve(location.recordLength)
+            let record = UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<location.recordLength])
+            let got = try FileIO.pread(fd, record, at: Int64(location.offset), path: path)
+            countRead(got)
+            // Copy only what verifies: GC must never spread a damaged chunk.
+            try workers.withContext { ctx in
+                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(location.rawLength)])
+                try decodeRecord(
+                    UnsafeRawBufferPointer(rebasing: record[0..<got]), expected: ChunkRef(id: id, length: location.rawLength),
+                    location: location, into: target, context: ctx
+                ) { CairnStoreError(.corruption, "gc stopped: chunk \(id.hex) \($0); run `cairn verify --deep`") }
+            }
+            try writer.append(
+                id: id, codec: Codec(rawValue: location.codecRaw)!, rawLength: Int(location.rawLength),
+                data: UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize..<got]))
+        }
+        try writer.finish()
+        let newLocations = Dictionary(writer.written.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
+        let old = Dictionary(moving.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
+        try lmdb {
+            try environment.write { txn in
+                for pack in writer.sealed {
+                    let record = PackRecord(size: pack.size, chunkCount: UInt32(pack.chunkCount), createdAt: Int64(now))
+                    try txn.put(packsDB, key: PackRecord.key(pack.id), value: record.encoded())
+                }
+                for (id, location) in newLocations.sorted(by: { $0.key < $1.key }) {
+                    // Repoint only entries that still point where we copied from.
+                    guard let current = try self.location(of: id, in: txn), current == old[id] else { continue }
+                    var value = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+                    try withUnsafeMutableBytes(of: &value) { v in
+                        location.encode(to: v.baseAddress!)
+                        try id.withUnsafeBytes {
+                            try txn.put(chunksDB, key: $0, value: UnsafeRawBufferPointer(rebasing: v[0..<ChunkLocation.encodedSize]))
+                        }
+                    }
+                }
+                for id in packs { try retirePack(id, at: now, in: txn) }
+            }
+        }
+        return packs.count
+    }
+
+    /// Deletes retired packs older than the grace period and unreferenced pack files (and temporary
+    /// files) older than it when no push is running. Returns the number of pack files deleted.
+    private func deleteExpiredPacks(gracePeriod: Double, now: Double) throws -> Int {
+        var deleted = 0
+        var expired: [UInt64] = []
+        var retired = Set<UInt64>()
+        try lmdb {
+            try environment.read { txn in
+                try txn.forEach(retiredDB) { key, value in
+                    guard key.count == 8, value.count == 8 else { return true }
+                    let id = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                    retired.insert(id)
+                    let at = Double(UInt64(littleEndian: value.loadUnaligned(as: UInt64.self)))
+                    if at + gracePeriod <= now { expired.append(id) }
+                    return true
+                }
+            }
+        }
+        for id in expired {
+            packHandles.forget(id)
+            if unlink(packPath(id)) == 0 || errno == ENOENT { deleted += 1 }
+        }
+        if !expired.isEmpty {
+            try lmdb { try environment.write { txn in for id in expired { try txn.delete(retiredDB, key: PackRecord.key(id)) } } }
+        }
+        // Unreferenced files: only while no push is in flight (their packs are unreferenced until commit).
+        guard let pushLock = try StoreLock.tryExclusivePush(root: root) else { return deleted }
+        defer { withExtendedLifetime(pushLock) {} }
+        let referenced: Set<UInt64> = try lmdb {
+            try environment.read { txn in
+                var ids = Set<UInt64>()
+                try txn.forEach(packsDB) { key, _ in
+                    if key.count == 8 { ids.insert(UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))) }
+                    return true
+                }
+                return ids
+            }
+        }
+        for id in packFilesOnDisk() where !referenced.contains(id) && !retired.contains(id) {
+            let path = packPath(id)
+            var st = stat()
+            guard stat(path, &st) == 0, Double(st.st_mtim.tv_sec) + gracePeriod <= now else { continue }
+            packHandles.forget(id)
+            if unlink(path) == 0 { deleted += 1 }
+        }
+        if let dir = opendir(root + "/tmp") {
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name.hasSuffix(".tmp") else { continue }
+                let path = root + "/tmp/" + name
+                var st = stat()
+                if stat(path, &st) == 0, Double(st.st_mtim.tv_sec) + gracePeriod <= now { unlink(path) }
+            }
+        }
+        return deleted
     }
 }

@@ -26,6 +26,11 @@ public struct StagedIngest: Sendable {
     public let writtenPackBytes: Int64
     let packs: [PackWriter.SealedPack]
     let written: [(id: SHA256Digest, location: ChunkLocation)]
+    /// Relative path → path to re-read a chunk from, should a concurrent GC drop one this push shares.
+    let sources: [String: String]
+    /// Held from staging until the value is released: GC does not delete unreferenced packs while
+    /// any push holds one (they may be this push's packs, not yet committed).
+    let lease: StoreLock.Lease?
 }
 
 /// What a commit added to the store.
@@ -73,14 +78,53 @@ extension Store {
     /// the manifest, then runs `body` so the layer above can record what the manifest means in the
     /// same transaction. If anything throws, nothing becomes visible.
     ///
-    /// - Throws: ``CairnStoreError`` with `.conflict` if a chunk the push relied on has disappeared
-    ///   from the index (a concurrent garbage collection); push again.
+    /// A chunk this push found already stored may have been dropped by a concurrent garbage
+    /// collection since: the commit then re-reads it from the pushed file, stores it again and retries.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.conflict` if a pushed file changed so that a chunk cannot
+    ///   be re-stored; errors thrown by `body` (nothing is committed).
     public func commit<T>(_ staged: StagedIngest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
-        let writtenIDs = Dictionary(staged.written.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
-        let sorted = staged.written.sorted { $0.id < $1.id }
+        var packs = staged.packs
+        var written = staged.written
+        for _ in 0..<4 {
+            switch try commitAttempt(staged, packs: packs, written: written, body) {
+            case .committed(let value):
+                return value
+            case .missing(let chunks):
+                let restored = try restoreChunks(chunks, of: staged)
+                packs += restored.sealed
+                written += restored.written
+            }
+        }
+        throw CairnStoreError(.conflict, "chunks kept disappearing while committing (concurrent garbage collection); push again")
+    }
+
+    private enum CommitOutcome<T> {
+        case committed(T)
+        case missing(Set<SHA256Digest>)
+    }
+
+    private func commitAttempt<T>(
+        _ staged: StagedIngest, packs: [PackWriter.SealedPack], written: [(id: SHA256Digest, location: ChunkLocation)],
+        _ body: (MetadataTransaction, CommitInfo) throws -> T
+    ) throws -> CommitOutcome<T> {
+        var writtenIDs = Set<SHA256Digest>()
+        for entry in written { writtenIDs.insert(entry.id) }
+        let sorted = written.sorted { $0.id < $1.id }
         let now = Int64(Date().timeIntervalSince1970)
         return try lmdb {
-            try environment.write { txn in
+            try environment.write { txn -> CommitOutcome<T> in
+                // Every referenced chunk this push did not write must still be indexed.
+                var missing = Set<SHA256Digest>()
+                var checked = Set<SHA256Digest>()
+                for file in staged.manifest.files {
+                    for chunk in file.chunks where !writtenIDs.contains(chunk.id) && checked.insert(chunk.id).inserted {
+                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
+                            missing.insert(chunk.id)
+                        }
+                    }
+                }
+                if !missing.isEmpty { return .missing(missing) }
                 var newBytes: Int64 = 0
                 var newChunks = 0
                 var usedPacks = Set<UInt64>()
@@ -103,21 +147,8 @@ extension Store {
                         usedPacks.insert(entry.location.packID)
                     }
                 }
-                // Every other referenced chunk must still be indexed.
-                var checked = Set<SHA256Digest>()
-                for file in staged.manifest.files {
-                    for chunk in file.chunks where writtenIDs[chunk.id] == nil && checked.insert(chunk.id).inserted {
-                        let present = try chunk.id.withUnsafeBytes { try txn.contains(chunksDB, key: $0) }
-                        if !present {
-                            throw CairnStoreError(
-                                .conflict,
-                                "chunk \(chunk.id.shortHex) of \(file.path) was removed from the store while this push ran (garbage collection?); push again"
-                            )
-                        }
-                    }
-                }
                 var storedBytes: Int64 = 0
-                for pack in staged.packs.sorted(by: { $0.id < $1.id }) {
+                for pack in packs.sorted(by: { $0.id < $1.id }) {
                     // A pack none of whose chunks were new (another push stored them first) stays
                     // unreferenced; GC removes it.
                     guard usedPacks.contains(pack.id) else { continue }
@@ -133,9 +164,48 @@ extension Store {
                 let info = CommitInfo(
                     manifestID: staged.manifestID, manifestIsNew: manifestIsNew, newBytes: newBytes,
                     storedBytes: storedBytes, newChunks: newChunks)
-                return try body(MetadataTransaction(store: self, txn: txn), info)
+                return .committed(try body(MetadataTransaction(store: self, txn: txn), info))
             }
         }
+    }
+
+    /// Reads the given chunks again from the pushed files, checks their SHA-256 and writes them to a
+    /// new pack (used when a concurrent GC dropped chunks this push had found already stored).
+    private func restoreChunks(
+        _ ids: Set<SHA256Digest>, of staged: StagedIngest
+    ) throws -> (sealed: [PackWriter.SealedPack], written: [(id: SHA256Digest, location: ChunkLocation)]) {
+        let writer = PackWriter(root: root, targetSize: config.packSize)
+        var remaining = ids
+        let scratch = AlignedBuffer(capacity: config.chunker.max)
+        let output = AlignedBuffer(capacity: zstdCompressBound(config.chunker.max))
+        for file in staged.manifest.files where !remaining.isEmpty {
+            let offsets = file.chunkOffsets()
+            for (i, chunk) in file.chunks.enumerated() where remaining.contains(chunk.id) {
+                guard let source = staged.sources[file.path] else { continue }
+                let fd = try FileIO.open(source, O_RDONLY | O_NOFOLLOW)
+                defer { close(fd) }
+                let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch.memory[0..<Int(chunk.length)])
+                let got = try FileIO.pread(fd, bytes, at: offsets[i], path: source)
+                try workers.withContext { ctx in
+                    ctx.hasher.update(UnsafeRawBufferPointer(rebasing: bytes[0..<got]))
+                    guard got == Int(chunk.length), ctx.hasher.finalize() == chunk.id else {
+                        throw CairnStoreError(
+                            .conflict, "\(file.path) changed since it was pushed, and a chunk it shares was garbage-collected meanwhile; push again")
+                    }
+                    let n = try ctx.compressor.compress(UnsafeRawBufferPointer(bytes), into: output.memory)
+                    if n < bytes.count {
+                        try writer.append(
+                            id: chunk.id, codec: .zstd, rawLength: bytes.count,
+                            data: UnsafeRawBufferPointer(rebasing: output.memory[0..<n]))
+                    } else {
+                        try writer.append(id: chunk.id, codec: .raw, rawLength: bytes.count, data: UnsafeRawBufferPointer(bytes))
+                    }
+                }
+                remaining.remove(chunk.id)
+            }
+        }
+        try writer.finish()
+        return (writer.sealed, writer.written)
     }
 }
 
@@ -212,6 +282,7 @@ private final class IngestPipeline {
     }
 
     func run() throws -> StagedIngest {
+        let lease = try StoreLock.sharedPushLease(root: store.root)
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         let minChunk = store.config.chunker.min
         let batches = (0..<3).map { _ in IngestBatch(capacity: batchCapacity, minChunk: minChunk) }
@@ -256,7 +327,9 @@ private final class IngestPipeline {
         let manifest = Manifest(files: entries)
         return StagedIngest(
             manifest: manifest, manifestID: manifest.id, writtenRawBytes: newRawBytes,
-            writtenPackBytes: writer.bytesWritten, packs: writer.sealed, written: writer.written)
+            writtenPackBytes: writer.bytesWritten, packs: writer.sealed, written: writer.written,
+            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }),
+            lease: lease)
     }
 
     /// Read stage: fills `batch` with the next bytes to ingest and cuts them into chunks.

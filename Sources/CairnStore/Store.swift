@@ -29,12 +29,14 @@ public final class Store: @unchecked Sendable {
     let packsDB: Database
     let manifestsDB: Database
     let metaDB: Database
+    /// Packs retired by GC (id → retirement time), deleted from disk after the grace period.
+    let retiredDB: Database
     let workers: WorkerPool
     let packHandles = PackHandles()
     private let readCounter = Atomic<Int64>(0)
 
     /// Names of the store's own LMDB databases; upper layers may not open tables with these names.
-    static let reservedTables: Set<String> = ["chunks", "packs", "manifests", "store-meta"]
+    static let reservedTables: Set<String> = ["chunks", "packs", "manifests", "store-meta", "retired-packs"]
 
     /// Creates a new, empty store at `root` (the directory may exist but must be empty).
     ///
@@ -92,6 +94,7 @@ public final class Store: @unchecked Sendable {
             packsDB = try environment.openDatabase("packs")
             manifestsDB = try environment.openDatabase("manifests")
             metaDB = try environment.openDatabase("store-meta")
+            retiredDB = try environment.openDatabase("retired-packs")
         } catch let error as LMDBError {
             throw CairnStoreError(.io, "cannot open the index of \(root): \(error)")
         }
@@ -273,6 +276,13 @@ final class PackHandles: Sendable {
             }
             table[id] = fd
             return fd
+        }
+    }
+
+    /// Closes the descriptor of a pack about to be deleted.
+    func forget(_ id: UInt64) {
+        handles.withLock { table in
+            if let fd = table.removeValue(forKey: id) { close(fd) }
         }
     }
 
