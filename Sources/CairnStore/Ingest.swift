@@ -55,13 +55,18 @@ extension Store {
     ///
     /// - Throws: ``CairnStoreError``: `.unsafePath` for symlinks or special files (before anything is
     ///   written), `.io` for read or write failures, `.conflict` if a file changes while it is read.
-    public func stage(directory: String, progress: ((TransferProgress) -> Void)? = nil) throws -> StagedIngest {
+    public func stage(
+        directory: String, planner: ChunkingPlanner? = nil, progress: ((TransferProgress) -> Void)? = nil
+    ) throws -> StagedIngest {
         let files = try FileTree.scan(directory)
-        return try stage(files: files, progress: progress)
+        return try stage(files: files, planner: planner, progress: progress)
     }
 
-    /// Stages the given files (see ``stage(directory:progress:)``).
-    public func stage(files: [SourceFile], progress: ((TransferProgress) -> Void)? = nil) throws -> StagedIngest {
+    /// Stages the given files (see ``stage(directory:planner:progress:)``). `planner` may cut some
+    /// files by their structure (see ``ChunkingPlan``); others use content-defined chunking.
+    public func stage(
+        files: [SourceFile], planner: ChunkingPlanner? = nil, progress: ((TransferProgress) -> Void)? = nil
+    ) throws -> StagedIngest {
         var seenPaths = Set<String>()
         for f in files {
             try RelativePath.validate(f.relativePath)
@@ -69,7 +74,7 @@ extension Store {
                 throw CairnStoreError(.invalidArgument, "the path \(f.relativePath) appears twice")
             }
         }
-        let pipeline = IngestPipeline(store: self, files: files, progress: progress)
+        let pipeline = IngestPipeline(store: self, files: files, plans: plans(for: files, planner: planner), progress: progress)
         return try pipeline.run()
     }
 
@@ -250,6 +255,7 @@ private final class IngestBatch {
 private final class IngestPipeline {
     let store: Store
     let files: [SourceFile]
+    let plans: [ChunkingPlan]
     let progress: ((TransferProgress) -> Void)?
     let batchCapacity = 8 << 20
     let writer: PackWriter
@@ -260,6 +266,7 @@ private final class IngestPipeline {
     // Reader state (used by the read stage only).
     var nextFile = 0
     var nextOffset: Int64 = 0
+    var nextSegment = 0
     var fd: Int32 = -1
 
     // Results.
@@ -268,9 +275,10 @@ private final class IngestPipeline {
     var doneBytes: Int64 = 0
     var newRawBytes: Int64 = 0
 
-    init(store: Store, files: [SourceFile], progress: ((TransferProgress) -> Void)?) {
+    init(store: Store, files: [SourceFile], plans: [ChunkingPlan], progress: ((TransferProgress) -> Void)?) {
         self.store = store
         self.files = files
+        self.plans = plans
         self.progress = progress
         writer = PackWriter(root: store.root, targetSize: store.config.packSize)
         fileChunks = Array(repeating: [], count: files.count)
@@ -355,17 +363,37 @@ private final class IngestPipeline {
                 throw CairnStoreError(.conflict, "\(file.relativePath) changed size while it was being pushed; push again")
             }
         }
-        // Cut chunks.
+        // Cut chunks, following the file's plan: content-defined within some segments, fixed slices
+        // in others. A chunk never crosses a segment end; one that would run past the batch (and
+        // the file goes on) is left for the next batch, which starts where the last chunk ended.
         batch.cuts.removeAll(keepingCapacity: true)
         batch.cuts.append(0)
         var position = 0
         let chunker = store.chunker
-        while position < want {
-            let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<want])
-            guard let length = chunker.nextChunkLength(rest, isEnd: isEnd) else { break }
+        let segments = plans[nextFile].segments
+        var segment = nextSegment
+        cutting: while position < want {
+            let at = nextOffset + Int64(position)
+            while segments[segment].range.upperBound <= at { segment += 1 }
+            let current = segments[segment]
+            let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
+            let length: Int
+            switch current.method {
+            case .fixed(let slice):
+                let into = at - current.range.lowerBound
+                let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
+                length = Int(sliceEnd - at)
+                guard position + length <= want else { break cutting }
+            case .contentDefined:
+                let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<segmentEnd])
+                let segmentEndsHere = current.range.upperBound <= nextOffset + Int64(want)
+                guard let n = chunker.nextChunkLength(rest, isEnd: segmentEndsHere) else { break cutting }
+                length = n
+            }
             position += length
             batch.cuts.append(position)
         }
+        nextSegment = segment
         // Room for each chunk's compressed form.
         batch.slots.removeAll(keepingCapacity: true)
         var slot = 0
@@ -382,6 +410,7 @@ private final class IngestPipeline {
             fd = -1
             nextFile += 1
             nextOffset = 0
+            nextSegment = 0
         } else {
             nextOffset += Int64(position)
         }

@@ -72,27 +72,56 @@ extension Store {
             let mid = (lo + hi + 1) / 2
             if offsets[mid] <= range.lowerBound { lo = mid } else { hi = mid - 1 }
         }
-        let window = AlignedBuffer(capacity: Swift.min(Int(range.count), 16 << 20) + config.chunker.max)
+        // Two windows alternate: while the chunks of one are decoded, the other goes to `sink`.
+        let windowCapacity = Swift.min(Int(range.count), Self.readWindow) + config.chunker.max
+        let windows = [AlignedBuffer(capacity: windowCapacity), AlignedBuffer(capacity: windowCapacity)]
+        var pending: (buffer: AlignedBuffer, count: Int, offset: Int64)? = nil
+        var round = 0
         var first = lo
+        let errors = FirstError()
         while first < file.chunks.count && offsets[first] < range.upperBound {
             // Chunks [first, last) whose bytes fit in the window (at least one chunk).
             var last = first + 1
             while last < file.chunks.count && offsets[last] < range.upperBound
-                && offsets[last + 1] - offsets[first] <= Int64(16 << 20)
+                && offsets[last + 1] - offsets[first] <= Int64(Self.readWindow)
             {
                 last += 1
             }
             let windowStart = Swift.max(offsets[first], range.lowerBound)
             let windowEnd = Swift.min(offsets[last], range.upperBound)
-            let needed = Int(windowEnd - windowStart)
-            window.reserve(needed)
-            try fetch(
-                file, chunks: first..<last, offsets: offsets, clip: windowStart..<windowEnd,
-                into: window.memory, context: context)
-            try sink(UnsafeRawBufferPointer(rebasing: window.memory[0..<needed]), windowStart)
+            let window = windows[round % 2]
+            let spans = try plan(file, chunks: first..<last, context: context)
+            let writing = pending
+            parallelFor(1 + spans.count) { i in
+                if errors.isSet { return }
+                do {
+                    if i == 0 {
+                        if let writing {
+                            try sink(UnsafeRawBufferPointer(rebasing: writing.buffer.memory[0..<writing.count]), writing.offset)
+                        }
+                    } else {
+                        try decode(
+                            spans[i - 1], file: file, offsets: offsets, clip: windowStart..<windowEnd,
+                            into: window.memory, context: context)
+                    }
+                } catch {
+                    errors.record(error)
+                }
+            }
+            try errors.rethrow()
+            pending = (window, Int(windowEnd - windowStart), windowStart)
             first = last
+            round += 1
+        }
+        if let pending {
+            try sink(UnsafeRawBufferPointer(rebasing: pending.buffer.memory[0..<pending.count]), pending.offset)
         }
     }
+
+    /// Bytes of a file decoded per round of a read.
+    static let readWindow = 16 << 20
+    /// Largest run of pack bytes read with one `pread` (small enough to spread work over cores).
+    static let readSpan = 1 << 20
 
     /// A run of adjacent records in one pack, read with one `pread`.
     private struct Span {
@@ -103,12 +132,9 @@ extension Store {
         var members: [(chunk: Int, recordOffset: Int64, location: ChunkLocation)]
     }
 
-    /// Decodes chunks `chunks` of `file` into `destination`, which holds the file bytes `clip`.
-    private func fetch(
-        _ file: FileEntry, chunks: Range<Int>, offsets: [Int64], clip: Range<Int64>,
-        into destination: UnsafeMutableRawBufferPointer, context: ReadContext
-    ) throws {
-        // Locate every chunk in one read transaction.
+    /// Locates chunks `chunks` of `file` and groups them into spans: by pack, in offset order,
+    /// neighbours coalesced (gaps up to 4 KiB, spans up to ``readSpan``).
+    private func plan(_ file: FileEntry, chunks: Range<Int>, context: ReadContext) throws -> [Span] {
         var located: [(chunk: Int, location: ChunkLocation)] = []
         located.reserveCapacity(chunks.count)
         try lmdb {
@@ -123,14 +149,13 @@ extension Store {
                 }
             }
         }
-        // Group by pack, order by offset, coalesce neighbours (gaps up to 4 KiB, spans up to 8 MiB).
         located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
         var spans: [Span] = []
         for (i, loc) in located {
             let start = Int64(loc.offset)
             let end = start + Int64(loc.recordLength)
             if var span = spans.last, span.packID == loc.packID, start >= span.start, start - span.end <= 4096,
-                end - span.start <= Int64(8 << 20)
+                end - span.start <= Int64(Self.readSpan)
             {
                 span.end = Swift.max(span.end, end)
                 span.members.append((i, start, loc))
@@ -139,16 +164,7 @@ extension Store {
                 spans.append(Span(packID: loc.packID, start: start, end: end, members: [(i, start, loc)]))
             }
         }
-        let errors = FirstError()
-        parallelFor(spans.count) { s in
-            if errors.isSet { return }
-            do {
-                try decode(spans[s], file: file, offsets: offsets, clip: clip, into: destination, context: context)
-            } catch {
-                errors.record(error)
-            }
-        }
-        try errors.rethrow()
+        return spans
     }
 
     private func decode(

@@ -60,21 +60,28 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
     public var min: Int
     public var avg: Int
     public var max: Int
+    /// Size of the fixed slices structured files (safetensors tensors) are cut into: a multiple of
+    /// 8 bytes (so slices are element-aligned for every dtype), at most `max`.
+    public var slice: Int
 
     public static let algorithmName = "fastcdc-gear64-nc2"
 
-    /// 16 KiB / 64 KiB / 256 KiB.
-    public static let `default` = ChunkerParameters(min: 16 << 10, avg: 64 << 10, max: 256 << 10)
+    /// 16 KiB / 64 KiB / 256 KiB, slices of 128 KiB.
+    public static let `default` = ChunkerParameters(min: 16 << 10, avg: 64 << 10, max: 256 << 10, slice: 128 << 10)
 
-    public init(min: Int, avg: Int, max: Int) {
+    public init(min: Int, avg: Int, max: Int, slice: Int? = nil) {
         self.min = min
         self.avg = avg
         self.max = max
+        self.slice = slice ?? Swift.min(2 * avg, max)
     }
 
     public func validate() throws {
         guard algorithm == Self.algorithmName else {
             throw CairnStoreError(.invalidArgument, "unknown chunking algorithm \"\(algorithm)\"")
+        }
+        guard slice >= 64, slice % 8 == 0, slice <= max else {
+            throw CairnStoreError(.invalidArgument, "slice size must be a multiple of 8 between 64 bytes and the maximum chunk size (got \(slice))")
         }
         guard min >= 64, min < avg, avg < max, avg.nonzeroBitCount == 1, max <= 16 << 20 else {
             throw CairnStoreError(

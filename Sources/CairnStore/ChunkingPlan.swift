@@ -1,0 +1,74 @@
+import Glibc
+
+/// How to cut one file into chunks: consecutive segments covering the whole file, each cut by
+/// content-defined chunking or into fixed-size slices.
+///
+/// The store knows nothing of file formats; a layer above that does (safetensors: the header, then
+/// each tensor's bytes in fixed slices) supplies plans through a ``ChunkingPlanner``. Slices line up
+/// across versions and shard layouts, so unchanged tensors dedup exactly wherever they sit.
+public struct ChunkingPlan: Sendable, Equatable {
+    public enum Method: Sendable, Equatable {
+        /// FastCDC with the store's parameters, restarted at the segment's start.
+        case contentDefined
+        /// Slices of this many bytes from the segment's start (the last one may be shorter).
+        case fixed(Int)
+    }
+
+    public struct Segment: Sendable, Equatable {
+        public var range: Range<Int64>
+        public var method: Method
+
+        public init(range: Range<Int64>, method: Method) {
+            self.range = range
+            self.method = method
+        }
+    }
+
+    public var segments: [Segment]
+
+    public init(segments: [Segment]) {
+        self.segments = segments.filter { !$0.range.isEmpty }
+    }
+
+    /// Whether the segments cover `0..<size` in order without gaps, and slices fit in a chunk.
+    func isValid(size: Int64, maxChunk: Int) -> Bool {
+        var at: Int64 = 0
+        for s in segments {
+            guard s.range.lowerBound == at else { return false }
+            if case .fixed(let n) = s.method, n <= 0 || n > maxChunk { return false }
+            at = s.range.upperBound
+        }
+        return at == size
+    }
+}
+
+/// Returns a plan for a file, or nil to use content-defined chunking for all of it. `read` returns
+/// the bytes of a range of the file (for reading a header). Throwing means "no plan" too.
+public typealias ChunkingPlanner = @Sendable (_ file: SourceFile, _ read: (Range<Int64>) throws -> [UInt8]) throws -> ChunkingPlan?
+
+extension Store {
+    /// The plan for each file: the planner's if it gives a valid one, else one content-defined segment.
+    func plans(for files: [SourceFile], planner: ChunkingPlanner?) -> [ChunkingPlan] {
+        files.map { file in
+            let whole = ChunkingPlan(segments: [.init(range: 0..<file.size, method: .contentDefined)])
+            guard let planner, file.size > 0 else { return whole }
+            let fd = Glibc.open(file.absolutePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { return whole }
+            defer { close(fd) }
+            let read = { (range: Range<Int64>) throws -> [UInt8] in
+                guard range.lowerBound >= 0, range.upperBound <= file.size, range.count <= 128 << 20 else {
+                    throw CairnStoreError(.invalidArgument, "read outside the file")
+                }
+                var bytes = [UInt8](repeating: 0, count: Int(range.count))
+                let n = try bytes.withUnsafeMutableBytes {
+                    try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath)
+                }
+                return Array(bytes[0..<n])
+            }
+            guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: config.chunker.max) else {
+                return whole
+            }
+            return plan
+        }
+    }
+}
