@@ -16,13 +16,33 @@ import Foundation
 public final class Registry: @unchecked Sendable {
     // @unchecked Sendable: immutable after init; all state lives in the store's index.
     public let store: Store
+    /// model → ``ModelRecord``.
     let models: MetadataTable
+    /// model \0 version (u32 big-endian) → ``VersionRecord``.
     let versions: MetadataTable
+    /// model \0 alias → ``AliasRecord``.
+    let aliases: MetadataTable
+    /// model → ``Policy``.
+    let policies: MetadataTable
+    /// sequence (u64 big-endian) → ``AuditEntry``.
+    let audit: MetadataTable
+    /// model \0 sequence → empty: the audit entries of one model.
+    let auditByModel: MetadataTable
+    /// "head" → ``AuditHead``.
+    let auditHead: MetadataTable
+    /// The clock that times changes (tests pass their own).
+    let clock: @Sendable () -> Date
 
-    public init(store: Store) throws {
+    public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }) throws {
         self.store = store
-        models = try storeCall { try store.table("models") }
-        versions = try storeCall { try store.table("versions") }
+        self.clock = clock
+        (models, versions, aliases, policies, audit, auditByModel, auditHead) = try storeCall {
+            (
+                try store.table("models"), try store.table("versions"), try store.table("aliases"),
+                try store.table("policies"), try store.table("audit"), try store.table("audit-by-model"),
+                try store.table("audit-head")
+            )
+        }
     }
 
     // MARK: Keys
@@ -33,6 +53,36 @@ public final class Registry: @unchecked Sendable {
 
     static func versionKey(_ model: String, _ number: Int) -> [UInt8] {
         versionPrefix(model) + withUnsafeBytes(of: UInt32(number).bigEndian) { Array($0) }
+    }
+
+    static func aliasKey(_ model: String, _ alias: String) -> [UInt8] { versionPrefix(model) + Array(alias.utf8) }
+
+    // MARK: Records in a transaction
+
+    func model(_ name: String, in txn: MetadataTransaction) throws -> ModelRecord {
+        guard let bytes = try txn.get(models, Self.modelKey(name)) else {
+            throw RegistryError(.notFound, "no model named \(name)")
+        }
+        return try RecordCoding.decode(ModelRecord.self, bytes, what: "model \(name)")
+    }
+
+    func put(_ model: ModelRecord, in txn: MetadataTransaction) throws {
+        try txn.put(models, Self.modelKey(model.name), try RecordCoding.encode(model))
+    }
+
+    func version(_ model: String, _ number: Int, in txn: MetadataTransaction) throws -> VersionRecord? {
+        try txn.get(versions, Self.versionKey(model, number)).map {
+            try RecordCoding.decode(VersionRecord.self, $0, what: "\(model)@\(number)")
+        }
+    }
+
+    func put(_ version: VersionRecord, in txn: MetadataTransaction) throws {
+        try txn.put(versions, Self.versionKey(version.model, version.version), try RecordCoding.encode(version))
+    }
+
+    func policy(of model: String, in txn: MetadataTransaction) throws -> Policy {
+        try txn.get(policies, Self.modelKey(model)).map { try RecordCoding.decode(Policy.self, $0, what: "the policy of \(model)") }
+            ?? Policy()
     }
 
     // MARK: Push
@@ -49,34 +99,69 @@ public final class Registry: @unchecked Sendable {
         try request.validate()
         // Resolve parents first, so a bad reference fails before any work.
         let parents = try request.parents.map { try resolve(try Reference(parsing: $0)).reference }
-        let staged = try storeCall { try store.stage(directory: directory, progress: progress) }
+        if let stage = request.stage, stage != .experimental {
+            // Fail before any work when the gate cannot pass; re-checked in the commit transaction.
+            try storeCall { try store.readMetadata { try checkPushGate(request, stage: stage, in: $0) } }
+        }
+        let planner = StructuredChunking.planner(sliceSize: store.config.chunker.slice)
+        let staged = try storeCall { try store.stage(directory: directory, planner: planner, progress: progress) }
         return try storeCall {
             try store.commit(staged) { txn, info in
+                let time = try changeTime(in: txn)
                 var model: ModelRecord
                 if let bytes = try txn.get(models, Self.modelKey(request.model)) {
                     model = try RecordCoding.decode(ModelRecord.self, bytes, what: "model \(request.model)")
                 } else {
-                    model = ModelRecord(name: request.model, createdAt: RecordCoding.now(), createdBy: request.actor, latestVersion: 0)
+                    model = ModelRecord(name: request.model, createdAt: time, createdBy: request.actor)
                 }
                 model.latestVersion += 1
+                let stage = request.stage ?? .experimental
+                if stage != .experimental { try checkPushGate(request, stage: stage, in: txn) }
                 for parent in parents {
                     // A parent deleted while we staged would leave dangling lineage.
                     _ = try resolve(try Reference(parsing: parent), in: txn)
                 }
                 let record = VersionRecord(
                     model: request.model, version: model.latestVersion, manifest: staged.manifestID.hex,
-                    stage: request.stage ?? .experimental, createdBy: request.actor, createdAt: RecordCoding.now(),
+                    stage: stage, createdBy: request.actor, createdAt: time,
                     message: request.message, metrics: request.metrics, params: request.params, tags: request.tags,
                     parents: parents, datasets: request.datasets, source: request.source,
                     fileCount: staged.manifest.files.count, logicalBytes: staged.manifest.logicalBytes,
                     newBytes: info.newBytes, storedBytes: info.storedBytes)
-                try txn.put(versions, Self.versionKey(request.model, model.latestVersion), try RecordCoding.encode(record))
-                try txn.put(models, Self.modelKey(request.model), try RecordCoding.encode(model))
+                try put(record, in: txn)
+                try put(model, in: txn)
+                var details = ["manifest": record.manifest, "files": "\(record.fileCount)", "logical_bytes": "\(record.logicalBytes)", "new_bytes": "\(record.newBytes)"]
+                if !parents.isEmpty { details["parents"] = parents.joined(separator: ",") }
+                if !request.datasets.isEmpty { details["datasets"] = request.datasets.joined(separator: ",") }
+                if let source = request.source { details["source"] = source }
+                if !request.message.isEmpty { details["message"] = request.message }
+                try appendAudit(
+                    [
+                        AuditDraft(
+                            action: .push, model: record.model, version: record.version, target: record.reference,
+                            after: stage.rawValue, details: details)
+                    ], actor: request.actor, time: time, in: txn)
                 return PushResult(
                     model: request.model, version: model.latestVersion, manifest: staged.manifestID.hex,
                     files: staged.manifest.files.count, logicalBytes: staged.manifest.logicalBytes,
                     newBytes: info.newBytes, storedBytes: info.storedBytes)
             }
+        }
+    }
+
+    /// Refuses a push that starts in `stage` if the model's gate for it cannot pass (a new version
+    /// has no approvals yet).
+    func checkPushGate(_ request: PushRequest, stage: Stage, in txn: MetadataTransaction) throws {
+        let policy = try policy(of: request.model, in: txn)
+        guard !policy.isEmpty else { return }
+        let draft = VersionRecord(
+            model: request.model, version: 0, manifest: "", stage: .experimental, createdBy: request.actor, createdAt: "",
+            message: "", metrics: request.metrics, params: [:], tags: [:], parents: [], datasets: [], source: nil,
+            fileCount: 0, logicalBytes: 0, newBytes: 0, storedBytes: 0)
+        let missing = policy.unmet(by: draft, for: stage)
+        if !missing.isEmpty {
+            throw RegistryError(
+                .refused, "cannot push a new version of \(request.model) into \(stage.rawValue): \(missing.joined(separator: "; "))")
         }
     }
 
@@ -90,10 +175,7 @@ public final class Registry: @unchecked Sendable {
     }
 
     func resolve(_ reference: Reference, in txn: MetadataTransaction) throws -> VersionRecord {
-        guard let modelBytes = try txn.get(models, Self.modelKey(reference.model)) else {
-            throw RegistryError(.notFound, "no model named \(reference.model)")
-        }
-        let model = try RecordCoding.decode(ModelRecord.self, modelBytes, what: "model \(reference.model)")
+        let model = try self.model(reference.model, in: txn)
         switch reference.selector {
         case .latest:
             guard let last = try txn.scan(versions, prefix: Self.versionPrefix(model.name), reverse: true, limit: 1).first else {
@@ -101,17 +183,34 @@ public final class Registry: @unchecked Sendable {
             }
             return try RecordCoding.decode(VersionRecord.self, last.value, what: "\(model.name)@latest")
         case .number(let n):
-            guard let bytes = try txn.get(versions, Self.versionKey(model.name, n)) else {
+            guard let record = try version(model.name, n, in: txn) else {
+                if n <= model.latestVersion {
+                    throw RegistryError(.notFound, "\(model.name)@\(n) was deleted")
+                }
                 throw RegistryError(.notFound, "no version \(n) of model \(model.name) (latest is \(model.latestVersion))")
             }
-            return try RecordCoding.decode(VersionRecord.self, bytes, what: "\(model.name)@\(n)")
+            return record
         case .name(let name):
+            if name == Stage.production.rawValue {
+                // O(1): the model's production pointer.
+                guard let n = model.production, let record = try version(model.name, n, in: txn) else {
+                    throw RegistryError(.notFound, "model \(model.name) has no version in production")
+                }
+                return record
+            }
             if let stage = Stage(rawValue: name) {
                 let matching = try versions(of: model.name, in: txn).filter { $0.stage == stage }
                 guard let found = matching.last else {
                     throw RegistryError(.notFound, "model \(model.name) has no version in stage \(stage.rawValue)")
                 }
                 return found
+            }
+            if let bytes = try txn.get(aliases, Self.aliasKey(model.name, name)) {
+                let alias = try RecordCoding.decode(AliasRecord.self, bytes, what: "alias \(model.name)@\(name)")
+                guard let record = try version(model.name, alias.version, in: txn) else {
+                    throw RegistryError(.corruption, "alias \(model.name)@\(name) points at missing version \(alias.version)")
+                }
+                return record
             }
             throw RegistryError(.notFound, "model \(model.name) has no alias or stage named \"\(name)\"")
         }
@@ -126,7 +225,7 @@ public final class Registry: @unchecked Sendable {
                     let all = try versions(of: model.name, in: txn)
                     return ModelSummary(
                         model: model.name, versions: all.count, latest: all.last?.version,
-                        production: all.last { $0.stage == .production }?.version,
+                        production: model.production,
                         logicalBytes: all.reduce(0) { $0 + $1.logicalBytes }, updatedAt: all.last?.createdAt ?? model.createdAt)
                 }
             }

@@ -96,7 +96,7 @@ extension Cairn {
             discussion: "Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written.")
 
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "MODEL or MODEL@N.") var ref: String
+        @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Option(help: "Directory to write into (created if needed).") var out: String
 
         func run() throws {
@@ -129,7 +129,7 @@ extension Cairn {
             abstract: "Write one file of a version (or a byte range of it) to stdout.")
 
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "MODEL or MODEL@N.") var ref: String
+        @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Argument(help: "Path of the file inside the version.") var file: String
         @Option(help: ArgumentHelp("Bytes START-END, inclusive, as in HTTP Range (END may be omitted).", valueName: "START-END"))
         var range: String?
@@ -166,67 +166,6 @@ extension Cairn {
         }
     }
 
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "ls", abstract: "List models, or the versions of one model.")
-
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "A model whose versions to list.") var model: String?
-
-        func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                if let model {
-                    let versions = try registry.listVersions(of: model)
-                    if global.json { return try Output.json(versions) }
-                    Output.table(
-                        ["VERSION", "STAGE", "CREATED_BY", "CREATED_AT", "SIZE", "NEW", "MESSAGE"],
-                        versions.map {
-                            ["\($0.version)", $0.stage.rawValue, $0.createdBy, $0.createdAt, Output.bytes($0.logicalBytes), Output.bytes($0.newBytes), $0.message]
-                        })
-                } else {
-                    let models = try registry.listModels()
-                    if global.json { return try Output.json(models) }
-                    Output.table(
-                        ["MODEL", "VERSIONS", "LATEST", "PRODUCTION", "UPDATED_AT"],
-                        models.map {
-                            [$0.model, "\($0.versions)", $0.latest.map { "\($0)" } ?? "-", $0.production.map { "\($0)" } ?? "-", $0.updatedAt]
-                        })
-                }
-            }
-        }
-    }
-
-    struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a version: metadata, files and what it added to the store.")
-
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "MODEL or MODEL@N.") var ref: String
-
-        func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                let version = try registry.resolve(try Reference(parsing: ref))
-                let manifest = try registry.manifest(of: version)
-                let view = VersionView(version: version, manifest: manifest)
-                if global.json { return try Output.json(view) }
-                Output.line("\(version.reference)  [\(version.stage.rawValue)]")
-                Output.line("created    \(version.createdAt) by \(version.createdBy)")
-                if !version.message.isEmpty { Output.line("message    \(version.message)") }
-                Output.line("manifest   \(version.manifest)")
-                Output.line("size       \(Output.bytes(version.logicalBytes)) in \(version.fileCount) files; added \(Output.bytes(version.newBytes)) new (\(Output.bytes(version.storedBytes)) on disk)")
-                for (k, v) in version.metrics.sorted(by: { $0.key < $1.key }) { Output.line("metric     \(k) = \(v)") }
-                for (k, v) in version.params.sorted(by: { $0.key < $1.key }) { Output.line("param      \(k) = \(v)") }
-                for (k, v) in version.tags.sorted(by: { $0.key < $1.key }) { Output.line("tag        \(k) = \(v)") }
-                for p in version.parents { Output.line("parent     \(p)") }
-                for d in version.datasets { Output.line("dataset    \(d)") }
-                if let s = version.source { Output.line("source     \(s)") }
-                Output.line("")
-                Output.table(["PATH", "SIZE", "SHA256"], manifest.files.map { [$0.path, Output.bytes($0.size), $0.sha256.hex] })
-            }
-        }
-    }
-
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show what the store holds and what dedup and compression saved.")
 
@@ -237,7 +176,7 @@ extension Cairn {
                 let s = try global.openRegistry().statistics()
                 if global.json { return try Output.json(s) }
                 Output.line("models       \(s.models)  versions \(s.versions)")
-                Output.line("logical      \(Output.bytes(s.logicalBytes))  (all versions' files)")
+                Output.line("logical      \(Output.bytes(s.logicalBytes))  (files of all live versions)")
                 Output.line("unique       \(Output.bytes(s.uniqueBytes))  (\(s.chunks) distinct chunks)")
                 Output.line("compressed   \(Output.bytes(s.compressedBytes))")
                 Output.line("stored       \(Output.bytes(s.storedBytes))  (\(s.packs) packs)")
@@ -283,51 +222,6 @@ extension Cairn {
     }
 }
 
-/// `show --json`.
-struct VersionView: Encodable {
-    var version: VersionRecord
-    var manifest: Manifest
-
-    struct FileView: Encodable {
-        var path: String
-        var size: Int64
-        var sha256: String
-        var chunks: Int
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case model, version, manifest, stage, aliases, message, metrics, params, tags, parents, datasets, source, files
-        case createdBy = "created_by"
-        case createdAt = "created_at"
-        case logicalBytes = "logical_bytes"
-        case newBytes = "new_bytes"
-        case storedBytes = "stored_bytes"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(version.model, forKey: .model)
-        try c.encode(version.version, forKey: .version)
-        try c.encode(version.manifest, forKey: .manifest)
-        try c.encode(version.stage, forKey: .stage)
-        try c.encode([String](), forKey: .aliases)
-        try c.encode(version.createdBy, forKey: .createdBy)
-        try c.encode(version.createdAt, forKey: .createdAt)
-        try c.encode(version.message, forKey: .message)
-        try c.encode(version.metrics, forKey: .metrics)
-        try c.encode(version.params, forKey: .params)
-        try c.encode(version.tags, forKey: .tags)
-        try c.encode(version.parents, forKey: .parents)
-        try c.encode(version.datasets, forKey: .datasets)
-        try c.encode(version.source, forKey: .source)
-        try c.encode(version.logicalBytes, forKey: .logicalBytes)
-        try c.encode(version.newBytes, forKey: .newBytes)
-        try c.encode(version.storedBytes, forKey: .storedBytes)
-        try c.encode(
-            manifest.files.map { FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count) },
-            forKey: .files)
-    }
-}
 
 /// `verify --json`.
 struct VerifyView: Encodable {

@@ -1,0 +1,30 @@
+import CairnStore
+import Digest
+
+extension Registry {
+    /// Reclaims the bytes no live version uses: in one index transaction the manifests of every
+    /// version record (deleted versions have none) are kept and everything else is dropped; packs
+    /// with a low live share are rewritten, and retired pack files are deleted once older than
+    /// `gracePeriod` seconds (readers that started before may still use them).
+    ///
+    /// - Throws: ``RegistryError`` with `.corruption` (nothing removed) if a version record is
+    ///   unreadable or names a malformed manifest.
+    public func collectGarbage(gracePeriod: Double = 3600) throws -> GarbageCollectionReport {
+        guard gracePeriod >= 0, gracePeriod.isFinite else {
+            throw RegistryError(.invalidArgument, "the grace period must be a non-negative number of seconds")
+        }
+        return try storeCall {
+            try store.collectGarbage(gracePeriod: gracePeriod) { txn in
+                var live = Set<SHA256Digest>()
+                for item in try txn.scan(versions) {
+                    let record = try RecordCoding.decode(VersionRecord.self, item.value, what: "a version")
+                    guard let id = SHA256Digest(hex: record.manifest) else {
+                        throw RegistryError(.corruption, "\(record.reference) has a malformed manifest id; gc removed nothing")
+                    }
+                    live.insert(id)
+                }
+                return live
+            }
+        }
+    }
+}
