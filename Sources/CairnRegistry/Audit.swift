@@ -123,6 +123,13 @@ public struct AuditVerification: Codable, Sendable, Equatable {
     /// What is wrong with it.
     public var problem: String?
 
+    public init(ok: Bool, entries: Int, firstBroken: UInt64?, problem: String?) {
+        self.ok = ok
+        self.entries = entries
+        self.firstBroken = firstBroken
+        self.problem = problem
+    }
+
     enum CodingKeys: String, CodingKey {
         case ok, entries, problem
         case firstBroken = "first_broken"
@@ -262,7 +269,8 @@ extension Registry {
                 var previous: (sequence: UInt64, hash: String)?
                 var count = 0
                 func broken(_ sequence: UInt64, _ problem: String) -> AuditVerification {
-                    AuditVerification(ok: false, entries: count, firstBroken: sequence, problem: problem)
+                    // `count` entries passed their own checks; those from `sequence` on are not verified.
+                    AuditVerification(ok: false, entries: min(count, Int(sequence) - 1), firstBroken: sequence, problem: problem)
                 }
                 for item in try txn.scan(audit) {
                     guard let sequence = Self.sequence(ofKey: item.key) else {

@@ -186,7 +186,7 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
         for requirement in requirements where requirement.stage == stage {
             let c = requirement.condition
             guard let actual = version.metrics[c.metric] else {
-                missing.append("metric \(c.metric) is not recorded (the policy requires \(c))")
+                missing.append("metric \(c.metric) is not recorded (the policy requires \(c) for \(stage.rawValue))")
                 continue
             }
             if !c.comparison.holds(actual, c.value) {
