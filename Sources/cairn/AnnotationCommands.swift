@@ -104,9 +104,7 @@ extension Cairn {
             static let configuration = CommandConfiguration(
                 abstract: "Replace the model's whole policy (with no options: clear it).",
                 discussion: """
-                    --approvals production=2 requires two approvals from users other than the version's creator
-                    before a promotion to production. --require 'eval_loss<=1.9' requires the metric when
-                    promoting to production; prefix the stage to check it for staging: --require 'staging:eval_loss<=2.5'.
+                    --approvals production=2 requires two approvals from users other than the version's creator before a promotion to production. --require 'eval_loss<=1.9' requires the metric when promoting to production; prefix the stage to check it for staging: --require 'staging:eval_loss<=2.5'.
                     """)
 
             @OptionGroup var global: GlobalOptions

@@ -7,9 +7,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "The append-only audit log: who changed what, when, from what to what, and why.",
             discussion: """
-                Every push, promotion, approval, rollback, archive, delete, alias, tag and policy change is
-                appended with a sequence number, time, actor, before → after, reason, evidence and the SHA-256
-                of the previous entry. `cairn audit verify` walks the chain.
+                Every push, promotion, approval, rollback, archive, delete, alias, tag and policy change is appended with a sequence number, time, actor, before → after, reason, evidence and the SHA-256 of the previous entry. `cairn audit verify` walks the chain.
                 """,
             subcommands: [List.self, Verify.self], defaultSubcommand: List.self)
 

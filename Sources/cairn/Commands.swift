@@ -41,9 +41,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Store a model directory (or one file) as the model's next version.",
             discussion: """
-                Every regular file under PATH is stored by its relative path; symlinks and special files are
-                refused and nothing is stored. Only chunks the store does not have are written. Every push
-                creates a new version, even when the content equals an earlier one (it then adds 0 bytes).
+                Every regular file under PATH is stored by its relative path; symlinks and special files are refused and nothing is stored. Only chunks the store does not have are written. Every push creates a new version, even when the content equals an earlier one (it then adds 0 bytes).
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -191,9 +189,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Check the store's integrity.",
             discussion: """
-                Checks that every pack the index references is intact, every index entry matches its pack and
-                every manifest's chunks are indexed. --deep also reads and re-hashes every chunk. Exits 4 when
-                a problem is found, naming the chunk and the versions and files that use it.
+                Checks that every pack the index references is intact, every index entry matches its pack and every manifest's chunks are indexed. --deep also reads and re-hashes every chunk. Exits 4 when a problem is found, naming the chunk and the versions and files that use it.
                 """)
 
         @OptionGroup var global: GlobalOptions

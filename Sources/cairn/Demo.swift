@@ -9,10 +9,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Generate a small model and variants, push them, and show what each one cost.",
             discussion: """
-                Creates the store if it does not exist, generates a LLaMA-shaped bf16 model (two safetensors
-                shards, config, tokenizer) with a fine-tune of two layers, a LoRA adapter and a re-sharded copy,
-                pushes each one and prints the bytes each added. Then pulls one back and checks every file's
-                SHA-256. Safe to run again: the same content adds nothing.
+                Creates the store if it does not exist, generates a LLaMA-shaped bf16 model (two safetensors shards, config, tokenizer) with a fine-tune of two layers, a LoRA adapter and a re-sharded copy, pushes each one and prints the bytes each added. Then pulls one back and checks every file's SHA-256. Safe to run again: the same content adds nothing.
                 """)
 
         @OptionGroup var global: GlobalOptions

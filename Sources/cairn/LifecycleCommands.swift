@@ -7,11 +7,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Move a version to staging, production or archived, through the model's gate.",
             discussion: """
-                Allowed: experimental → staging → production, archived → staging, any stage → archived.
-                The model's policy (cairn policy show MODEL) must pass: approvals from users other than the
-                version's creator, and metric thresholds. Promoting to production archives the previous
-                production version in the same transaction. A refused promotion names what is missing,
-                changes nothing and exits 5.
+                Allowed: experimental → staging → production, archived → staging, any stage → archived. The model's policy (cairn policy show MODEL) must pass: approvals from users other than the version's creator, and metric thresholds. Promoting to production archives the previous production version in the same transaction. A refused promotion names what is missing, changes nothing and exits 5.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -61,9 +57,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Make the previous production version (or version N) production again.",
             discussion: """
-                Archives the current production version and restores the one that was in production before
-                it (or --to N, which must have been in production before), in one index transaction. No
-                data is copied: its cost does not depend on the model's size. Gates do not apply.
+                Archives the current production version and restores the one that was in production before it (or --to N, which must have been in production before), in one index transaction. No data is copied: its cost does not depend on the model's size. Gates do not apply.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -102,10 +96,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Delete a version (one that was never in production).",
             discussion: """
-                Refused for a version that has ever been in production (archive it instead), one an alias
-                points at, or one another version names as its parent. The version stops resolving, its
-                number is not reused, and the deletion is recorded in the audit log. Run `cairn gc` to
-                reclaim the bytes no other version uses.
+                Refused for a version that has ever been in production (archive it instead), one an alias points at, or one another version names as its parent. The version stops resolving, its number is not reused, and the deletion is recorded in the audit log. Run `cairn gc` to reclaim the bytes no other version uses.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -132,10 +123,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             commandName: "gc", abstract: "Reclaim the bytes no live version uses.",
             discussion: """
-                Drops manifests and chunks of deleted versions from the index in one transaction (safe against
-                a concurrent push), rewrites packs with a low live share, and deletes pack files retired more
-                than --grace-period seconds ago (readers that started before may still use them).
-                Compare `cairn stats` before and after.
+                Drops manifests and chunks of deleted versions from the index in one transaction (safe against a concurrent push), rewrites packs with a low live share, and deletes pack files retired more than --grace-period seconds ago (readers that started before may still use them). Compare `cairn stats` before and after.
                 """)
 
         @OptionGroup var global: GlobalOptions

@@ -8,10 +8,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             commandName: "ls", abstract: "List models, or versions of one model or matching filters.",
             discussion: """
-                Without MODEL and filters: every model with its version count and production version.
-                With MODEL: its versions (stage, aliases, creator, date, size, new bytes). With --stage, --tag
-                or --metric (and no MODEL): matching versions across all models, e.g.
-                `cairn ls --stage production` (what is in production everywhere) or `cairn ls --metric 'eval_loss<2'`.
+                Without MODEL and filters: every model with its version count and production version. With MODEL: its versions (stage, aliases, creator, date, size, new bytes). With --stage, --tag or --metric (and no MODEL): matching versions across all models, e.g. `cairn ls --stage production` (what is in production everywhere) or `cairn ls --metric 'eval_loss<2'`.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -62,8 +59,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Show a version: stage, aliases, approvals, metadata, lineage, files and what it added to the store.",
             discussion: """
-                With --at TIME, resolves the reference as it was then, from the audit log:
-                `cairn show llama@production --at 2026-03-10` shows what was in production at the end of that day.
+                With --at TIME, resolves the reference as it was then, from the audit log: `cairn show llama@production --at 2026-03-10` shows what was in production at the end of that day.
                 """)
 
         @OptionGroup var global: GlobalOptions

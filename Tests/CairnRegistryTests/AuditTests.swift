@@ -169,7 +169,8 @@ import Testing
         try f.registry.archive(try f.ref("m@1"), actor: "alice")
 
         func production(at text: String) throws -> Int {
-            try f.registry.resolve(try f.ref("m@production"), at: try RegistryTime.parse(text, dateOnly: .endOfDay)).version.version
+            let time = try RegistryTime.parse(text, dateOnly: .endOfDay)
+            return try f.registry.resolve(try f.ref("m@production"), at: time).version.version
         }
         #expect(try production(at: "2026-03-02") == 1)
         #expect(try production(at: "2026-03-03") == 2, "last Tuesday")

@@ -124,4 +124,27 @@ import Testing
             try f.registry.archive(try f.ref("m@1"), actor: "")
         }
     }
+
+    @Test func concurrentPromotionsLeaveOneProductionVersionAndAnIntactChain() async throws {
+        let f = try Fixture()
+        for _ in 1...6 { try f.push("m", stage: .staging) }
+        let registry = f.registry
+        await withTaskGroup(of: Void.self) { group in
+            for n in 1...6 {
+                group.addTask {
+                    _ = try? registry.promote(try Reference(parsing: "m@\(n)"), to: .production, actor: "user\(n)")
+                    _ = try? registry.setAlias(model: "m", alias: "champion", version: n, actor: "user\(n)")
+                }
+            }
+        }
+        let production = try f.registry.findVersions(VersionQuery(model: "m", stage: .production))
+        #expect(production.count == 1)
+        #expect(try f.version("m@production").version == production.first?.record.version)
+        #expect(try f.registry.listVersions(of: "m").allSatisfy { $0.everProduction })
+        let log = try f.registry.auditLog()
+        #expect(log.map(\.sequence) == Array(1...UInt64(log.count)))
+        let expected = 23  // 6 pushes, 6 promotions, 5 archives of the previous production version, 6 alias moves
+        #expect(log.count == expected)
+        #expect(try f.registry.verifyAudit().ok)
+    }
 }
