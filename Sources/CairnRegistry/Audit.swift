@@ -294,6 +294,10 @@ extension Registry {
                         }
                         return broken(sequence, "entry 1 was altered: its prev_sha256 must be 64 zeros")
                     }
+                    // `history` and `audit --model` read through the per-model index: it must list every entry.
+                    if try txn.get(auditByModel, Self.auditModelKey(entry.model, sequence)) == nil {
+                        return broken(sequence, "entry \(sequence) is missing from the per-model index of the audit log")
+                    }
                     previous = (sequence, SHA256Digest.hash(item.value).hex)
                     expected = sequence + 1
                     count += 1

@@ -50,7 +50,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as ExitCode {
         throw error
     } catch let error as ValidationError {
-        throw error
+        // A bad option value found while running: one `error:` line, usage exit code.
+        printError(error.message)
+        throw ExitCode(2)
     } catch let error as RegistryError {
         printError(error.message)
         throw ExitCode(exitCode(for: error.code))

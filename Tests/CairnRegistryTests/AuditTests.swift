@@ -115,6 +115,16 @@ import Testing
         let last = try g.store.table("audit")
         _ = try g.store.writeMetadata { txn in try txn.delete(last, withUnsafeBytes(of: UInt64(18).bigEndian) { Array($0) }) }
         #expect(try g.registry.verifyAudit().firstBroken == 18)
+
+        // `history` reads through the per-model index; a hole in it is reported too.
+        let h = try everyKindOfChange()
+        let index = try h.store.table("audit-by-model")
+        _ = try h.store.writeMetadata { txn in
+            try txn.delete(index, Array("m".utf8) + [0] + withUnsafeBytes(of: UInt64(3).bigEndian) { Array($0) })
+        }
+        let result3 = try h.registry.verifyAudit()
+        #expect(result3.firstBroken == 3)
+        #expect(result3.problem == "entry 3 is missing from the per-model index of the audit log")
     }
 
     @Test func aRewrittenEntryWithAForgedLinkIsStillCaught() throws {
