@@ -261,17 +261,24 @@ public final class Registry: @unchecked Sendable {
 
     // MARK: Reads
 
-    /// Writes the files of `version` under `directory`; with `paths`, only those files.
+    /// Writes the files of `version` under `directory`; with `selection` (globs) or `paths`, only those files.
     ///
     /// - Throws: ``RegistryError``: `.notFound` for a path not in the version, `.corruption` naming
     ///   model, version, file and chunk when stored bytes are damaged (no wrong bytes are written).
     @discardableResult
     public func pull(
-        _ version: VersionRecord, to directory: String, paths: [String]? = nil,
+        _ version: VersionRecord, to directory: String, paths: [String]? = nil, selection: FileSelection? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws -> [FileEntry] {
         let manifest = try manifest(of: version)
         var files = manifest.files
+        if let selection, !selection.selectsEverything {
+            files = files.filter { selection.contains($0.path) }
+            guard !files.isEmpty else {
+                let patterns = (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
+                throw RegistryError(.notFound, "no file of \(version.reference) matches \(patterns.joined(separator: " "))")
+            }
+        }
         if let paths {
             files = try paths.map { path in
                 guard let file = manifest.file(path) else {

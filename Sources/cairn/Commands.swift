@@ -96,13 +96,18 @@ extension Cairn {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Option(help: "Directory to write into (created if needed).") var out: String
+        @Option(help: ArgumentHelp("Only files matching this glob (*, **, ?; repeatable; without '/', matches file names at any depth).", valueName: "GLOB"))
+        var include: [String] = []
+        @Option(help: ArgumentHelp("Skip files matching this glob (repeatable).", valueName: "GLOB"))
+        var exclude: [String] = []
 
         func run() throws {
             try reportingErrors {
+                let selection = try FileSelection(include: include, exclude: exclude)
                 let registry = try global.openRegistry()
                 let version = try registry.resolve(try Reference(parsing: ref))
                 let progress = ProgressLine("pull", quiet: global.json)
-                let files = try registry.pull(version, to: out, progress: progress.update)
+                let files = try registry.pull(version, to: out, selection: selection, progress: progress.update)
                 progress.finish()
                 let bytes = files.reduce(Int64(0)) { $0 + $1.size }
                 if global.json {
