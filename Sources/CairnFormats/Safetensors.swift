@@ -163,8 +163,13 @@ public struct SafetensorsHeader: Sendable, Equatable {
                     fileRange: dataStart + Int64(begin)..<dataStart + Int64(end)))
         }
         tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound, $0.name) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound, $1.name) }
-        for (a, b) in zip(tensors, tensors.dropFirst()) where b.dataOffsets.lowerBound < a.dataOffsets.upperBound && !b.dataOffsets.isEmpty {
-            throw SafetensorsError("tensors \"\(a.name)\" and \"\(b.name)\" overlap")
+        // Sorted by start: a tensor overlaps an earlier one iff it starts before the furthest end so far.
+        var furthest: Tensor? = nil
+        for t in tensors where !t.dataOffsets.isEmpty {
+            if let f = furthest, t.dataOffsets.lowerBound < f.dataOffsets.upperBound {
+                throw SafetensorsError("tensors \"\(f.name)\" and \"\(t.name)\" overlap")
+            }
+            if furthest == nil || t.dataOffsets.upperBound > furthest!.dataOffsets.upperBound { furthest = t }
         }
         return SafetensorsHeader(headerLength: n, tensors: tensors, metadata: metadata)
     }

@@ -53,7 +53,9 @@ public struct Reference: Sendable, Equatable, CustomStringConvertible {
         if tail == "latest" {
             selector = .latest
         } else if let n = Int(tail) {
-            guard n >= 1 else { throw RegistryError(.invalidArgument, "invalid reference \"\(text)\": versions start at 1") }
+            guard n >= 1, n <= Int(UInt32.max) else {
+                throw RegistryError(.invalidArgument, "invalid reference \"\(text)\": versions are numbered 1 to \(UInt32.max)")
+            }
             selector = .number(n)
         } else if !tail.isEmpty, tail.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "@") && $0 != UInt8(ascii: "/") }) {
             selector = .name(tail)

@@ -90,7 +90,9 @@ extension Store {
                 var liveBytes: [UInt64: Int64] = [:]
                 try txn.forEach(chunksDB) { key, value in
                     let id = SHA256Digest(bytes: key)
-                    guard let location = ChunkLocation(value) else { return true }
+                    guard let location = ChunkLocation(value) else {
+                        throw CairnStoreError(.corruption, "gc stopped: the index entry of chunk \(id.hex) is malformed; nothing was removed")
+                    }
                     if reachable.contains(id) {
                         liveBytes[location.packID, default: 0] += Int64(location.recordLength)
                     } else {
@@ -115,7 +117,7 @@ extension Store {
                     }
                     return true
                 }
-                for id in retire { try retirePack(id, at: now, in: txn) }
+                for id in retire { try retirePack(id, at: Date().timeIntervalSince1970, in: txn) }
                 report.retiredPacks += retire.count
                 return rewrite
             }
@@ -128,7 +130,7 @@ extension Store {
         }
 
         // 3. Delete retired pack files past the grace period, and old unreferenced ones.
-        report.deletedPackFiles = try deleteExpiredPacks(gracePeriod: gracePeriod, now: now)
+        report.deletedPackFiles = try deleteExpiredPacks(gracePeriod: gracePeriod, now: Date().timeIntervalSince1970)
         report.storedBytesAfter = try statistics().storedBytes
         return report
     }
@@ -158,12 +160,9 @@ extension Store {
         let writer = PackWriter(root: root, targetSize: config.packSize)
         let buffer = AlignedBuffer(capacity: 1 << 20)
         for (id, location) in moving {
-            let path = packPath(location.packID)
-            let fd = try packHandles.descriptor(for: location.packID, path: path)
             buffer.reserve(location.recordLength)
             let record = UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<location.recordLength])
-            let got = try FileIO.pread(fd, record, at: Int64(location.offset), path: path)
-            countRead(got)
+            let got = try readPack(location.packID, into: record, at: Int64(location.offset))
             // Copy only what verifies: GC must never spread a damaged chunk.
             try workers.withContext { ctx in
                 let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(location.rawLength)])
@@ -196,7 +195,8 @@ extension Store {
                         }
                     }
                 }
-                for id in packs { try retirePack(id, at: now, in: txn) }
+                let retiredAt = Date().timeIntervalSince1970
+                for id in packs { try retirePack(id, at: retiredAt, in: txn) }
             }
         }
         return packs.count
@@ -220,12 +220,18 @@ extension Store {
                 }
             }
         }
+        var gone: [UInt64] = []
         for id in expired {
             packHandles.forget(id)
-            if unlink(packPath(id)) == 0 || errno == ENOENT { deleted += 1 }
+            if unlink(packPath(id)) == 0 {
+                deleted += 1
+                gone.append(id)
+            } else if errno == ENOENT {
+                gone.append(id)  // already deleted (an earlier GC was interrupted): forget it
+            }
         }
-        if !expired.isEmpty {
-            try lmdb { try environment.write { txn in for id in expired { try txn.delete(retiredDB, key: PackRecord.key(id)) } } }
+        if !gone.isEmpty {
+            try lmdb { try environment.write { txn in for id in gone { try txn.delete(retiredDB, key: PackRecord.key(id)) } } }
         }
         // Unreferenced files: only while no push is in flight (their packs are unreferenced until commit).
         guard let pushLock = try StoreLock.tryExclusivePush(root: root) else { return deleted }

@@ -257,7 +257,8 @@ private final class IngestPipeline {
     let files: [SourceFile]
     let plans: [ChunkingPlan]
     let progress: ((TransferProgress) -> Void)?
-    let batchCapacity = 8 << 20
+    /// Bytes read per round: at least four maximum-size chunks, so every batch cuts at least one.
+    let batchCapacity: Int
     let writer: PackWriter
     let seen = Mutex<Set<SHA256Digest>>([])
     let fileHasher = SHA256Hasher()
@@ -279,6 +280,7 @@ private final class IngestPipeline {
         self.store = store
         self.files = files
         self.plans = plans
+        batchCapacity = max(8 << 20, 4 * store.config.chunker.max)
         self.progress = progress
         writer = PackWriter(root: store.root, targetSize: store.config.packSize)
         fileChunks = Array(repeating: [], count: files.count)

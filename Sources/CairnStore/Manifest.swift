@@ -141,6 +141,10 @@ public struct Manifest: Sendable, Equatable {
             files.append(FileEntry(path: path, size: size, sha256: sha, chunks: chunks))
         }
         guard at == b.count else { throw bad("trailing bytes") }
+        // The encoding is canonical (paths sorted bytewise, each once), so equal trees have one id.
+        for (a, b) in zip(files, files.dropFirst()) where !a.path.utf8.lexicographicallyPrecedes(b.path.utf8) {
+            throw bad(a.path == b.path ? "path \(a.path) appears twice" : "paths are not sorted")
+        }
         return Manifest(files: files)
     }
 }

@@ -44,7 +44,7 @@ final class PackWriter {
     /// Appends one chunk record. `data` is the stored form (compressed or raw).
     func append(id: SHA256Digest, codec: Codec, rawLength: Int, data: UnsafeRawBufferPointer) throws {
         let recordLength = PackFormat.recordHeaderSize + data.count
-        if fd >= 0, size + Int64(recordLength) + Int64(PackFormat.tocEntrySize * (toc.count + 1)) > Int64(targetSize) {
+        if fd >= 0, size + Int64(recordLength) + Int64(PackFormat.tocEntrySize * (toc.count + 1) + PackFormat.trailerSize) > Int64(targetSize) {
             try seal()
         }
         if fd < 0 { try startPack() }
@@ -138,7 +138,10 @@ final class PackWriter {
         fd = -1
         let relative = PackFormat.relativePath(packID)
         let directory = "\(root)/\(relative.split(separator: "/").dropLast().joined(separator: "/"))"
-        try FileIO.makeDirectories(directory)
+        if !FileIO.exists(directory) {
+            try FileIO.makeDirectories(directory)
+            try FileIO.fsyncDirectory(root + "/packs")  // make the new subdirectory itself durable
+        }
         try FileIO.rename(tempPath, "\(root)/\(relative)")
         try FileIO.fsyncDirectory(directory)
         sealed.append(SealedPack(id: packID, size: size, chunkCount: toc.count))

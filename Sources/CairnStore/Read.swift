@@ -171,14 +171,11 @@ extension Store {
         _ span: Span, file: FileEntry, offsets: [Int64], clip: Range<Int64>,
         into destination: UnsafeMutableRawBufferPointer, context: ReadContext
     ) throws {
-        let path = packPath(span.packID)
-        let fd = try packHandles.descriptor(for: span.packID, path: path)
         try workers.withContext { ctx in
             let length = Int(span.end - span.start)
             ctx.readBuffer.reserve(length)
-            let got = try FileIO.pread(
-                fd, UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: span.start, path: path)
-            countRead(got)
+            let got = try readPack(
+                span.packID, into: UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: span.start)
             for member in span.members {
                 let chunk = file.chunks[member.chunk]
                 let at = Int(member.recordOffset - span.start)

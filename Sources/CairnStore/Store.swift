@@ -48,6 +48,9 @@ public final class Store: @unchecked Sendable {
         if FileIO.exists(root + "/config.json") {
             throw CairnStoreError(.alreadyExists, "a cairn store already exists at \(root)")
         }
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: root), !entries.isEmpty {
+            throw CairnStoreError(.alreadyExists, "\(root) is not empty; a new store needs an empty or new directory")
+        }
         try FileIO.makeDirectories(root + "/packs")
         try FileIO.makeDirectories(root + "/tmp")
         let encoder = JSONEncoder()
@@ -119,6 +122,17 @@ public final class Store: @unchecked Sendable {
     func countRead(_ n: Int) { readCounter.add(Int64(n), ordering: .relaxed) }
 
     func packPath(_ id: UInt64) -> String { root + "/" + PackFormat.relativePath(id) }
+
+    /// Reads pack bytes at `offset` with `pread` (counted in ``bytesReadFromPacks``); returns the
+    /// bytes read, fewer than asked only where the pack ends.
+    func readPack(_ id: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        let path = packPath(id)
+        let got = try packHandles.withDescriptor(for: id, path: path) { fd in
+            try FileIO.pread(fd, buffer, at: offset, path: path)
+        }
+        countRead(got)
+        return got
+    }
 
     // MARK: Index access
 
@@ -254,32 +268,37 @@ struct PackRecord: Equatable {
 }
 
 /// Open file descriptors of pack files, shared by reader threads (`pread` needs no seek position).
+/// At most 512 stay open; beyond that a reader opens and closes its own descriptor, so no thread
+/// ever loses a descriptor it is reading through.
 final class PackHandles: Sendable {
     private let handles = Mutex<[UInt64: Int32]>([:])
+    private static let limit = 512
 
-    func descriptor(for id: UInt64, path: String) throws -> Int32 {
-        if let fd = handles.withLock({ $0[id] }) { return fd }
+    /// Calls `body` with a descriptor open on the pack.
+    func withDescriptor<T>(for id: UInt64, path: String, _ body: (Int32) throws -> T) throws -> T {
+        if let fd = handles.withLock({ $0[id] }) { return try body(fd) }
         let fd: Int32
         do {
             fd = try FileIO.open(path, O_RDONLY)
         } catch {
             throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(id)) is missing or unreadable: \(error)")
         }
-        return handles.withLock { table in
-            if let existing = table[id] {
-                close(fd)
-                return existing
-            }
-            if table.count >= 256 {
-                for (_, other) in table { close(other) }
-                table.removeAll()
-            }
+        let cached = handles.withLock { table -> Int32? in
+            if let existing = table[id] { return existing }
+            guard table.count < Self.limit else { return nil }
             table[id] = fd
             return fd
         }
+        guard let cached else {
+            defer { close(fd) }
+            return try body(fd)
+        }
+        if cached != fd { close(fd) }
+        return try body(cached)
     }
 
-    /// Closes the descriptor of a pack about to be deleted.
+    /// Closes the descriptor of a pack about to be deleted (only GC deletes packs; readers of a
+    /// retired pack finish within the grace period, long before its file is deleted).
     func forget(_ id: UInt64) {
         handles.withLock { table in
             if let fd = table.removeValue(forKey: id) { close(fd) }

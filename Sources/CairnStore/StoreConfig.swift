@@ -76,6 +76,18 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
         self.slice = slice ?? Swift.min(2 * avg, max)
     }
 
+    enum CodingKeys: String, CodingKey { case algorithm, min, avg, max, slice }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        algorithm = try c.decode(String.self, forKey: .algorithm)
+        min = try c.decode(Int.self, forKey: .min)
+        avg = try c.decode(Int.self, forKey: .avg)
+        max = try c.decode(Int.self, forKey: .max)
+        // Stores written before slices existed get the default rule.
+        slice = try c.decodeIfPresent(Int.self, forKey: .slice) ?? Swift.min(2 * avg, max)
+    }
+
     public func validate() throws {
         guard algorithm == Self.algorithmName else {
             throw CairnStoreError(.invalidArgument, "unknown chunking algorithm \"\(algorithm)\"")

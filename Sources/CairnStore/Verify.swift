@@ -81,11 +81,13 @@ extension Store {
 
         // Packs: trailer and table of contents.
         var tocs: [UInt64: [UInt64: PackFormat.TOCEntry]] = [:]
+        var damagedPacks = Set<UInt64>()
         for (id, record) in packs.sorted(by: { $0.key < $1.key }) {
             do {
                 let toc = try readTOC(id, expectedSize: record.size)
                 tocs[id] = Dictionary(toc.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
             } catch {
+                damagedPacks.insert(id)
                 report.problems.append(.init(kind: .damagedPack, packID: id, message: "\(error)"))
             }
         }
@@ -117,6 +119,10 @@ extension Store {
         }
         // Manifests.
         for (id, bytes) in manifests {
+            guard SHA256Digest.hash(bytes) == id else {
+                report.problems.append(.init(kind: .damagedManifest, manifest: id, message: "manifest \(id.hex): its bytes do not hash to its id"))
+                continue
+            }
             let manifest: Manifest
             do {
                 manifest = try bytes.withUnsafeBytes { try Manifest.decode($0) }
@@ -133,11 +139,21 @@ extension Store {
             }
         }
         // Pack files nobody references.
-        report.unreferencedPacks = packFilesOnDisk().filter { packs[$0] == nil }.count
+        let retired: Set<UInt64> = try lmdb {
+            try environment.read { txn in
+                var ids = Set<UInt64>()
+                try txn.forEach(retiredDB) { key, _ in
+                    if key.count == 8 { ids.insert(UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))) }
+                    return true
+                }
+                return ids
+            }
+        }
+        report.unreferencedPacks = packFilesOnDisk().filter { packs[$0] == nil && !retired.contains($0) }.count
 
         if deep {
-            let damaged = Set(report.problems.compactMap(\.packID))
-            let toCheck = chunks.filter { !damaged.contains($0.location.packID) }
+            // Packs whose table of contents is damaged are reported already; everything else is re-hashed.
+            let toCheck = chunks.filter { packs[$0.location.packID] != nil && !damagedPacks.contains($0.location.packID) }
             let (problems, bytes) = deepCheck(toCheck, progress: progress)
             report.problems += problems
             report.verifiedBytes = bytes
@@ -227,13 +243,10 @@ extension Store {
             let begin = Int64(first.offset)
             let length = Int(Int64(last.offset) + Int64(last.recordLength) - begin)
             do {
-                let path = packPath(first.packID)
-                let fd = try packHandles.descriptor(for: first.packID, path: path)
                 try workers.withContext { ctx in
                     ctx.readBuffer.reserve(length)
-                    let got = try FileIO.pread(
-                        fd, UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: begin, path: path)
-                    countRead(got)
+                    let got = try readPack(
+                        first.packID, into: UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: begin)
                     for (id, location) in sorted[span] {
                         let at = Int(Int64(location.offset) - begin)
                         do {

@@ -99,3 +99,12 @@ func problem(_ file: [UInt8]) -> String? {
         #expect(problem(overflow) != nil)
     }
 }
+
+@Suite struct SafetensorsOverlapTests {
+    @Test func overlapAcrossAnEmptyTensorIsFound() {
+        let file = safetensors(
+            #"{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}}"#,
+            dataCount: 8)
+        #expect(problem(file)?.contains("overlap") == true)
+    }
+}

@@ -58,7 +58,7 @@ final class RegistryFixture {
             ($0 as? RegistryError)?.code == .notFound && "\($0)" == "no model named nope"
         }
         #expect { try f.registry.resolve(try Reference(parsing: "m@7")) } throws: { ($0 as? RegistryError)?.code == .notFound }
-        for bad in ["Upper", "-x", "a/b/c", "", "sp ace", "a@"] {
+        for bad in ["Upper", "-x", "a/b/c", "", "sp ace", "a@", "m@0", "m@99999999999"] {
             #expect(throws: RegistryError.self, "\(bad)") { try Reference(parsing: bad) }
         }
         #expect { try f.registry.push(directory: f.dir("lora").path, request: PushRequest(model: "Bad", actor: "a")) } throws: {

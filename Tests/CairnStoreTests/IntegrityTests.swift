@@ -181,3 +181,40 @@ import Testing
         #expect(throws: CairnStoreError.self) { try evil.withUnsafeBytes { try Manifest.decode($0) } }
     }
 }
+
+@Suite struct RegressionTests {
+    @Test func largestChunkSizeStillMakesProgress() throws {
+        // A maximum chunk larger than one ingest batch of the default size must not stall the pipeline.
+        let dir = TemporaryDirectory()
+        let store = try Store.create(
+            at: dir.sub("store"), config: StoreConfig(chunker: ChunkerParameters(min: 1 << 20, avg: 4 << 20, max: 16 << 20)))
+        let zeros = [UInt8](repeating: 0, count: 9 << 20)
+        try writeFile(dir.sub("in/zeros.bin"), zeros)
+        let (manifest, _) = try push(store, dir.sub("in"))
+        #expect(try readBack(store, manifest.files[0]) == zeros)
+    }
+
+    @Test func configWithoutSliceSizeDecodes() throws {
+        let json = #"{"format":"cairn-store","version":1,"chunker":{"algorithm":"fastcdc-gear64-nc2","min":16384,"avg":65536,"max":262144},"compression":{"codec":"zstd","level":3},"pack_size":67108864}"#
+        let config = try JSONDecoder().decode(StoreConfig.self, from: Data(json.utf8))
+        #expect(config.chunker.slice == 131_072)
+        try config.validate()
+    }
+
+    @Test func nonCanonicalManifestsAreRejected() throws {
+        let a = FileEntry(path: "a", size: 0, sha256: .zero, chunks: [])
+        let b = FileEntry(path: "b", size: 0, sha256: .zero, chunks: [])
+        var swapped = Manifest(files: [a, b])
+        swapped.files = [b, a]
+        #expect(throws: CairnStoreError.self) { try swapped.encoded().withUnsafeBytes { try Manifest.decode($0) } }
+        var twice = Manifest(files: [a])
+        twice.files = [a, a]
+        #expect(throws: CairnStoreError.self) { try twice.encoded().withUnsafeBytes { try Manifest.decode($0) } }
+    }
+
+    @Test func newStoreNeedsAnEmptyDirectory() throws {
+        let dir = TemporaryDirectory()
+        try writeFile(dir.sub("store/something"), [1])
+        #expect { try Store.create(at: dir.sub("store")) } throws: { ($0 as? CairnStoreError)?.code == .alreadyExists }
+    }
+}
