@@ -91,6 +91,7 @@ extension Store {
     public func commit<T>(_ staged: StagedIngest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
         var packs = staged.packs
         var written = staged.written
+        FaultInjection.beforeCommit()
         for _ in 0..<4 {
             switch try commitAttempt(staged, packs: packs, written: written, body) {
             case .committed(let value):
