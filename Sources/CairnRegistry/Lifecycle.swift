@@ -273,8 +273,12 @@ extension Registry {
     /// Removes a version: it no longer resolves, its number is never reused, and ``collectGarbage(gracePeriod:)``
     /// reclaims the bytes no other version uses.
     ///
+    /// A version that others name as their parent can be deleted: their lineage keeps its reference
+    /// (shown as deleted), and their bytes stay readable — chunks they share or store as deltas
+    /// against it are kept by GC.
+    ///
     /// - Throws: ``RegistryError`` with `.refused` for a version that has ever been in production
-    ///   (archive it instead), one an alias points at, or one another version names as its parent.
+    ///   (archive it instead) or one an alias points at.
     @discardableResult
     public func delete(_ reference: Reference, actor: String, reason: String? = nil) throws -> ChangeResult {
         try Self.validateActor(actor)
@@ -291,13 +295,6 @@ extension Registry {
                 throw RegistryError(
                     .refused,
                     "\(ref) is the target of alias \(pointing.joined(separator: ", ")); move or remove it first (cairn alias rm \(version.model) \(pointing[0]))")
-            }
-            let children = try txn.scan(versions).compactMap { item -> String? in
-                let record = try RecordCoding.decode(VersionRecord.self, item.value, what: "a version")
-                return record.parents.contains(ref) ? record.reference : nil
-            }
-            if !children.isEmpty {
-                throw RegistryError(.refused, "\(ref) is a parent of \(children.joined(separator: ", ")); delete those first")
             }
             let time = try changeTime(in: txn)
             try txn.delete(versions, Self.versionKey(version.model, version.version))

@@ -1,15 +1,25 @@
 import CairnFormats
 import CairnStore
+import Digest
 
 /// Chunking plans for files whose structure Cairn understands.
 ///
 /// A safetensors file is cut as: its header (content-defined), then each tensor's bytes in fixed
 /// slices of the store's slice size, counted from the tensor's start (bytes between tensors, if any,
 /// are content-defined). Slice i of a tensor is the same chunk wherever the tensor sits, so frozen
-/// layers and re-sharded copies dedup exactly. A file that does not parse as safetensors is cut by
+/// layers and re-sharded copies dedup exactly. Float tensors (BF16, F16, F32) are marked for byte
+/// planes, and a tensor that the parent version has with the same name, dtype and shape gets the
+/// parent's slices as delta references. A file that does not parse as safetensors is cut by
 /// content alone, like any other file.
 enum StructuredChunking {
-    static func planner(sliceSize: Int) -> ChunkingPlanner {
+    /// A parent version's tensor: its type and the ids of its slices, in order.
+    struct ParentTensor: Sendable {
+        var dtype: SafetensorsDType
+        var shape: [Int]
+        var slices: [SHA256Digest]
+    }
+
+    static func planner(sliceSize: Int, parent: [String: ParentTensor] = [:]) -> ChunkingPlanner {
         { file, read in
             guard file.relativePath.hasSuffix(".safetensors"), file.size >= 8 else { return nil }
             let n = try SafetensorsHeader.headerLength(try read(0..<8), fileSize: file.size)
@@ -20,11 +30,74 @@ enum StructuredChunking {
                 if tensor.fileRange.lowerBound > at {
                     segments.append(.init(range: at..<tensor.fileRange.lowerBound, method: .contentDefined))
                 }
-                segments.append(.init(range: tensor.fileRange, method: .fixed(sliceSize)))
+                var references: [SHA256Digest]? = nil
+                if let p = parent[tensor.name], p.dtype == tensor.dtype, p.shape == tensor.shape {
+                    references = p.slices
+                }
+                segments.append(
+                    .init(range: tensor.fileRange, method: .fixed(sliceSize), elementSize: planeWidth(tensor.dtype), references: references))
                 at = tensor.fileRange.upperBound
             }
             if at < file.size { segments.append(.init(range: at..<file.size, method: .contentDefined)) }
             return ChunkingPlan(segments: segments)
         }
+    }
+
+    /// Bytes per element for byte planes: 2 for 16-bit floats, 4 for 32-bit floats, else 0.
+    static func planeWidth(_ dtype: SafetensorsDType) -> Int {
+        switch dtype {
+        case .bf16, .f16: 2
+        case .f32: 4
+        default: 0
+        }
+    }
+
+    /// The tensors of every safetensors file of `manifest` whose bytes were cut into slices of
+    /// `sliceSize` (only those can serve as delta references), by tensor name. Reads only headers.
+    static func parentTensors(of manifest: Manifest, store: Store, sliceSize: Int) -> [String: ParentTensor] {
+        var tensors: [String: ParentTensor] = [:]
+        for file in manifest.files where file.path.hasSuffix(".safetensors") && file.size >= 8 {
+            guard let header = try? readHeader(file, store: store) else { continue }
+            let offsets = file.chunkOffsets()
+            for tensor in header.tensors where !tensor.fileRange.isEmpty {
+                guard let slices = slices(of: tensor.fileRange, in: file, offsets: offsets, sliceSize: sliceSize) else { continue }
+                tensors[tensor.name] = ParentTensor(dtype: tensor.dtype, shape: tensor.shape, slices: slices)
+            }
+        }
+        return tensors
+    }
+
+    /// The chunk ids covering `range` when they are exactly its slices, else nil.
+    private static func slices(of range: Range<Int64>, in file: FileEntry, offsets: [Int64], sliceSize: Int) -> [SHA256Digest]? {
+        var lo = 0
+        var hi = file.chunks.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if offsets[mid] < range.lowerBound { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < file.chunks.count, offsets[lo] == range.lowerBound else { return nil }
+        var ids: [SHA256Digest] = []
+        var i = lo
+        var at = range.lowerBound
+        while at < range.upperBound {
+            guard i < file.chunks.count else { return nil }
+            let expected = min(Int64(sliceSize), range.upperBound - at)
+            guard Int64(file.chunks[i].length) == expected else { return nil }
+            ids.append(file.chunks[i].id)
+            at += expected
+            i += 1
+        }
+        return ids
+    }
+
+    /// Reads and parses the header of a stored safetensors file.
+    static func readHeader(_ file: FileEntry, store: Store) throws -> SafetensorsHeader {
+        var prefix: [UInt8] = []
+        try store.read(file, range: 0..<8) { bytes, _ in prefix.append(contentsOf: bytes) }
+        let n = try SafetensorsHeader.headerLength(prefix, fileSize: file.size)
+        var json: [UInt8] = []
+        json.reserveCapacity(n)
+        try store.read(file, range: 8..<8 + Int64(n)) { bytes, _ in json.append(contentsOf: bytes) }
+        return try SafetensorsHeader.parse(headerBytes: json, fileSize: file.size)
     }
 }

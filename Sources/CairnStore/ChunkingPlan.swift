@@ -1,3 +1,4 @@
+import Digest
 import Glibc
 
 /// How to cut one file into chunks: consecutive segments covering the whole file, each cut by
@@ -17,10 +18,18 @@ public struct ChunkingPlan: Sendable, Equatable {
     public struct Segment: Sendable, Equatable {
         public var range: Range<Int64>
         public var method: Method
+        /// For floating-point data: bytes per element (2 for bf16/fp16, 4 for fp32), stored as
+        /// byte planes; 0 for anything else.
+        public var elementSize: Int
+        /// For fixed slices: per slice, the chunk of a parent version to store it as a delta
+        /// against (the same slice of the same tensor), if any.
+        public var references: [SHA256Digest]?
 
-        public init(range: Range<Int64>, method: Method) {
+        public init(range: Range<Int64>, method: Method, elementSize: Int = 0, references: [SHA256Digest]? = nil) {
             self.range = range
             self.method = method
+            self.elementSize = elementSize
+            self.references = references
         }
     }
 
@@ -36,6 +45,8 @@ public struct ChunkingPlan: Sendable, Equatable {
         for s in segments {
             guard s.range.lowerBound == at else { return false }
             if case .fixed(let n) = s.method, n <= 0 || n > maxChunk { return false }
+            if s.elementSize != 0 && s.elementSize != 2 && s.elementSize != 4 { return false }
+            if s.references != nil, case .contentDefined = s.method { return false }
             at = s.range.upperBound
         }
         return at == size

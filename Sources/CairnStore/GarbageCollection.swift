@@ -86,6 +86,15 @@ extension Store {
                 for key in deadManifests { try txn.delete(manifestsDB, key: key) }
                 report.removedManifests = deadManifests.count
 
+                // A live delta chunk keeps its reference chunk alive (references are never deltas).
+                try txn.forEach(chunksDB) { key, value in
+                    if let location = ChunkLocation(value), let reference = location.reference,
+                        reachable.contains(SHA256Digest(bytes: key))
+                    {
+                        reachable.insert(reference)
+                    }
+                    return true
+                }
                 var deadChunks: [[UInt8]] = []
                 var liveBytes: [UInt64: Int64] = [:]
                 try txn.forEach(chunksDB) { key, value in
@@ -173,7 +182,7 @@ extension Store {
             }
             try writer.append(
                 id: id, codec: Codec(rawValue: location.codecRaw)!, rawLength: Int(location.rawLength),
-                data: UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize..<got]))
+                data: UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize..<got]), reference: location.reference)
         }
         try writer.finish()
         let newLocations = Dictionary(writer.written.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
@@ -187,13 +196,8 @@ extension Store {
                 for (id, location) in newLocations.sorted(by: { $0.key < $1.key }) {
                     // Repoint only entries that still point where we copied from.
                     guard let current = try self.location(of: id, in: txn), current == old[id] else { continue }
-                    var value = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-                    try withUnsafeMutableBytes(of: &value) { v in
-                        location.encode(to: v.baseAddress!)
-                        try id.withUnsafeBytes {
-                            try txn.put(chunksDB, key: $0, value: UnsafeRawBufferPointer(rebasing: v[0..<ChunkLocation.encodedSize]))
-                        }
-                    }
+                    let value = location.encoded()
+                    try id.withUnsafeBytes { key in try value.withUnsafeBytes { try txn.put(chunksDB, key: key, value: $0) } }
                 }
                 let retiredAt = Date().timeIntervalSince1970
                 for id in packs { try retirePack(id, at: retiredAt, in: txn) }

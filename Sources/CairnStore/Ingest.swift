@@ -44,6 +44,8 @@ public struct CommitInfo: Sendable {
     public let storedBytes: Int64
     /// Number of chunks added to the index.
     public let newChunks: Int
+    /// The added chunks per codec: what each codec stored them in.
+    public let codecs: [Codec.Usage]
 }
 
 extension Store {
@@ -97,6 +99,7 @@ extension Store {
             case .committed(let value):
                 return value
             case .missing(let chunks):
+                written.removeAll { chunks.contains($0.id) }
                 let restored = try restoreChunks(chunks, of: staged)
                 packs += restored.sealed
                 written += restored.written
@@ -130,26 +133,28 @@ extension Store {
                         }
                     }
                 }
+                // A delta written by this push needs its reference: if a concurrent GC dropped it, the
+                // delta chunk is stored again in plain form.
+                for entry in written {
+                    guard let reference = entry.location.reference, !writtenIDs.contains(reference) else { continue }
+                    if try !reference.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.insert(entry.id) }
+                }
                 if !missing.isEmpty { return .missing(missing) }
                 var newBytes: Int64 = 0
                 var newChunks = 0
+                var added: [ChunkLocation] = []
                 var usedPacks = Set<UInt64>()
                 // New chunk entries, in key order (random-order inserts multiply B-tree writes).
                 for entry in sorted {
                     let inserted = try entry.id.withUnsafeBytes { key -> Bool in
                         if try txn.contains(chunksDB, key: key) { return false }
-                        var value = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-                        return try withUnsafeMutableBytes(of: &value) { v in
-                            entry.location.encode(to: v.baseAddress!)
-                            try txn.put(
-                                chunksDB, key: key,
-                                value: UnsafeRawBufferPointer(rebasing: v[0..<ChunkLocation.encodedSize]))
-                            return true
-                        }
+                        try entry.location.encoded().withUnsafeBytes { try txn.put(chunksDB, key: key, value: $0) }
+                        return true
                     }
                     if inserted {
                         newBytes += Int64(entry.location.rawLength)
                         newChunks += 1
+                        added.append(entry.location)
                         usedPacks.insert(entry.location.packID)
                     }
                 }
@@ -169,7 +174,7 @@ extension Store {
                 }
                 let info = CommitInfo(
                     manifestID: staged.manifestID, manifestIsNew: manifestIsNew, newBytes: newBytes,
-                    storedBytes: storedBytes, newChunks: newChunks)
+                    storedBytes: storedBytes, newChunks: newChunks, codecs: Codec.usage(added))
                 return .committed(try body(MetadataTransaction(store: self, txn: txn), info))
             }
         }
@@ -226,6 +231,9 @@ private final class IngestBatch {
     var cuts: [Int] = []
     /// Chunk i may write its compressed form to output[slots[i] ..< slots[i + 1]].
     var slots: [Int] = []
+    /// Per chunk: bytes per float element (0 when not float data) and the delta reference, if any.
+    var elementSizes: [Int] = []
+    var references: [SHA256Digest?] = []
     let results: UnsafeMutableBufferPointer<ChunkResult>
 
     struct ChunkResult {
@@ -233,6 +241,7 @@ private final class IngestBatch {
         var isNew = false
         var codec = Codec.raw
         var storedLength = 0
+        var reference: SHA256Digest? = nil
     }
 
     var chunkCount: Int { cuts.count - 1 }
@@ -371,6 +380,8 @@ private final class IngestPipeline {
         // the file goes on) is left for the next batch, which starts where the last chunk ended.
         batch.cuts.removeAll(keepingCapacity: true)
         batch.cuts.append(0)
+        batch.elementSizes.removeAll(keepingCapacity: true)
+        batch.references.removeAll(keepingCapacity: true)
         var position = 0
         let chunker = store.chunker
         let segments = plans[nextFile].segments
@@ -381,9 +392,14 @@ private final class IngestPipeline {
             let current = segments[segment]
             let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
             let length: Int
+            var reference: SHA256Digest? = nil
             switch current.method {
             case .fixed(let slice):
                 let into = at - current.range.lowerBound
+                if let references = current.references {
+                    let index = Int(into / Int64(slice))
+                    if index < references.count { reference = references[index] }
+                }
                 let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
                 length = Int(sliceEnd - at)
                 guard position + length <= want else { break cutting }
@@ -395,6 +411,8 @@ private final class IngestPipeline {
             }
             position += length
             batch.cuts.append(position)
+            batch.elementSizes.append(current.elementSize)
+            batch.references.append(reference)
         }
         nextSegment = segment
         // Room for each chunk's compressed form.
@@ -402,7 +420,7 @@ private final class IngestPipeline {
         var slot = 0
         batch.slots.append(0)
         for i in 0..<batch.chunkCount {
-            slot += zstdBound(batch.cuts[i + 1] - batch.cuts[i])
+            slot += ByteGrouping.bound(batch.cuts[i + 1] - batch.cuts[i], elementSize: 4) + 32
             batch.slots.append(slot)
         }
         batch.output.reserve(slot)
@@ -426,7 +444,7 @@ private final class IngestPipeline {
         if batch.isFileEnd { fileDigests[batch.fileIndex] = fileHasher.finalize() }
     }
 
-    /// Chunk stage: hash, dedup check, compress when new.
+    /// Chunk stage: hash, dedup check, and when new: encode it in the smallest form tried.
     func process(_ batch: IngestBatch, _ i: Int) throws {
         let bytes = batch.chunk(i)
         try store.workers.withContext { context in
@@ -437,18 +455,76 @@ private final class IngestPipeline {
             if firstInPush, try !store.containsChunk(result.id) {
                 result.isNew = true
                 let slot = UnsafeMutableRawBufferPointer(rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i + 1]])
-                let n = try context.compressor.compress(bytes, into: slot)
-                if n < bytes.count {
-                    result.codec = .zstd
-                    result.storedLength = n
-                } else {
-                    slot.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                    result.codec = .raw
-                    result.storedLength = bytes.count
-                }
+                try encode(bytes, elementSize: batch.elementSizes[i], reference: batch.references[i], into: slot, &result, context)
             }
             batch.results[i] = result
         }
+    }
+
+    /// Encodes a new chunk: as a delta against its reference when that is much smaller, else as
+    /// byte planes (float data) or zstd, else raw.
+    private func encode(
+        _ bytes: UnsafeRawBufferPointer, elementSize: Int, reference: SHA256Digest?, into slot: UnsafeMutableRawBufferPointer,
+        _ result: inout IngestBatch.ChunkResult, _ context: WorkerContext
+    ) throws {
+        var best = bytes.count
+        if elementSize != 0, let base = try deltaBase(reference, length: bytes.count, context) {
+            let input = UnsafeMutableRawBufferPointer(rebasing: context.deltaInput.memory[0..<bytes.count])
+            input.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            ByteGrouping.subtract(input, reference: base.bytes, elementSize: elementSize)
+            let n = try ByteGrouping.encode(
+                UnsafeRawBufferPointer(input), elementSize: elementSize, rotate: false,
+                into: UnsafeMutableRawBufferPointer(rebasing: slot[32...]), planes: context.planes.memory,
+                compressor: context.planeCompressor)
+            if 32 + n < best {
+                base.id.store(to: slot.baseAddress!)
+                best = 32 + n
+                result.codec = .delta
+                result.reference = base.id
+            }
+            // A close fine-tune's delta is far smaller than anything else: keep it without trying more.
+            if best < bytes.count / 2 {
+                result.storedLength = best
+                return
+            }
+        }
+        if elementSize != 0 {
+            let out = UnsafeMutableRawBufferPointer(rebasing: context.deltaOutput.memory[0..<ByteGrouping.bound(bytes.count, elementSize: elementSize)])
+            let n = try ByteGrouping.encode(
+                bytes, elementSize: elementSize, into: out, planes: context.planes.memory, compressor: context.planeCompressor)
+            if n < best {
+                slot.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
+                best = n
+                result.codec = .byteGrouped
+                result.reference = nil
+            }
+        } else {
+            let n = try context.compressor.compress(bytes, into: slot)
+            if n < best {
+                best = n
+                result.codec = .zstd
+            }
+        }
+        if best == bytes.count {
+            slot.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            result.codec = .raw
+            result.reference = nil
+        }
+        result.storedLength = best
+    }
+
+    /// The raw bytes of the chunk to store a delta against: `reference`, or its own reference if it
+    /// is a delta itself (so chains stay one deep). Nil when there is none or it cannot be read.
+    private func deltaBase(
+        _ reference: SHA256Digest?, length: Int, _ context: WorkerContext
+    ) throws -> (id: SHA256Digest, bytes: UnsafeRawBufferPointer)? {
+        guard let reference else { return nil }
+        guard let location = try store.lmdb({ try store.environment.read { try store.location(of: reference, in: $0) } }) else {
+            return nil
+        }
+        let base = location.reference ?? reference
+        guard let bytes = try? store.loadReference(base, length: length, context: context) else { return nil }
+        return (base, bytes)
     }
 
     /// Write stage: appends a finished batch's new chunks to packs.
@@ -457,7 +533,8 @@ private final class IngestPipeline {
             let r = batch.results[i]
             let data = UnsafeRawBufferPointer(
                 rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i] + r.storedLength])
-            try writer.append(id: r.id, codec: r.codec, rawLength: batch.cuts[i + 1] - batch.cuts[i], data: data)
+            try writer.append(
+                id: r.id, codec: r.codec, rawLength: batch.cuts[i + 1] - batch.cuts[i], data: data, reference: r.reference)
         }
     }
 

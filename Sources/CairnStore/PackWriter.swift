@@ -42,7 +42,9 @@ final class PackWriter {
     deinit { abandon() }
 
     /// Appends one chunk record. `data` is the stored form (compressed or raw).
-    func append(id: SHA256Digest, codec: Codec, rawLength: Int, data: UnsafeRawBufferPointer) throws {
+    func append(
+        id: SHA256Digest, codec: Codec, rawLength: Int, data: UnsafeRawBufferPointer, reference: SHA256Digest? = nil
+    ) throws {
         let recordLength = PackFormat.recordHeaderSize + data.count
         if fd >= 0, size + Int64(recordLength) + Int64(PackFormat.tocEntrySize * (toc.count + 1) + PackFormat.trailerSize) > Int64(targetSize) {
             try seal()
@@ -58,7 +60,7 @@ final class PackWriter {
         try put(data)
         let location = ChunkLocation(
             packID: packID, offset: UInt64(offset), storedLength: UInt32(data.count),
-            rawLength: UInt32(rawLength), codecRaw: codec.rawValue)
+            rawLength: UInt32(rawLength), codecRaw: codec.rawValue, reference: reference)
         toc.append(
             PackFormat.TOCEntry(
                 id: id, offset: UInt64(offset), rawLength: UInt32(rawLength), storedLength: UInt32(data.count),

@@ -234,6 +234,33 @@ extension Store {
                 throw fail("cannot be decompressed (\(error)); the pack is corrupt")
             }
             guard n == target.count else { throw fail("decompresses to \(n) bytes, expected \(target.count)") }
+        case .byteGrouped:
+            do {
+                try ByteGrouping.decode(data, into: target, planes: ctx.planes.memory, decompressor: ctx.decompressor)
+            } catch {
+                throw fail("cannot be decoded (\(error)); the pack is corrupt")
+            }
+        case .delta:
+            guard data.count >= 32, let reference = location.reference,
+                SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: data[0..<32])) == reference
+            else {
+                throw fail("is a delta whose reference does not match its index entry")
+            }
+            let base: UnsafeRawBufferPointer
+            do {
+                base = try loadReference(reference, length: target.count, context: ctx)
+            } catch let error as CairnStoreError {
+                throw fail("is stored as a delta against chunk \(reference.hex), which cannot be read: \(error.message)")
+            }
+            do {
+                try ByteGrouping.decode(
+                    UnsafeRawBufferPointer(rebasing: data[32...]), rotate: false, into: target, planes: ctx.planes.memory,
+                    decompressor: ctx.decompressor)
+            } catch {
+                throw fail("cannot be decoded (\(error)); the pack is corrupt")
+            }
+            let elementSize = Int(data[32])
+            ByteGrouping.add(target, reference: base, elementSize: elementSize)
         case nil:
             throw fail("uses unknown codec \(header.codecRaw) (written by a newer cairn?)")
         }
@@ -242,6 +269,26 @@ extension Store {
         guard digest == expected.id else {
             throw fail("is corrupt: its SHA-256 is \(digest.shortHex)…, expected \(expected.id.shortHex)…")
         }
+    }
+
+    /// Reads, decodes and verifies a delta's reference chunk into `ctx.reference`. References are
+    /// never deltas themselves, so this does not recurse further.
+    func loadReference(_ id: SHA256Digest, length: Int, context ctx: WorkerContext) throws -> UnsafeRawBufferPointer {
+        guard let location = try lmdb({ try environment.read { try self.location(of: id, in: $0) } }) else {
+            throw CairnStoreError(.notFound, "chunk \(id.hex) is not in the index")
+        }
+        guard location.reference == nil, Int(location.rawLength) == length else {
+            throw CairnStoreError(.corruption, "chunk \(id.hex) cannot serve as a delta reference")
+        }
+        ctx.referenceRecord.reserve(location.recordLength)
+        let record = UnsafeMutableRawBufferPointer(rebasing: ctx.referenceRecord.memory[0..<location.recordLength])
+        let got = try readPack(location.packID, into: record, at: Int64(location.offset))
+        let target = UnsafeMutableRawBufferPointer(rebasing: ctx.reference.memory[0..<length])
+        try decodeRecord(
+            UnsafeRawBufferPointer(rebasing: record[0..<got]), expected: ChunkRef(id: id, length: UInt32(length)),
+            location: location, into: target, context: ctx
+        ) { CairnStoreError(.corruption, "chunk \(id.hex) \($0)") }
+        return UnsafeRawBufferPointer(target)
     }
 
     private func readError(

@@ -204,6 +204,8 @@ public final class Store: @unchecked Sendable {
         public var manifestCount: Int
         /// Size of the LMDB index file in use.
         public var indexBytes: Int64
+        /// Distinct chunks per codec: how many, raw and stored bytes.
+        public var codecs: [Codec.Usage] = []
     }
 
     public func statistics() throws -> Statistics {
@@ -212,14 +214,17 @@ public final class Store: @unchecked Sendable {
                 var s = Statistics(
                     chunkCount: 0, uniqueBytes: 0, compressedBytes: 0, storedBytes: 0, packCount: 0,
                     manifestCount: try txn.count(manifestsDB), indexBytes: Int64(try environment.usedBytes()))
+                var locations: [ChunkLocation] = []
                 try txn.forEach(chunksDB) { _, value in
                     if let loc = ChunkLocation(value) {
                         s.chunkCount += 1
                         s.uniqueBytes += Int64(loc.rawLength)
                         s.compressedBytes += Int64(loc.storedLength)
+                        locations.append(loc)
                     }
                     return true
                 }
+                s.codecs = Codec.usage(locations)
                 try txn.forEach(packsDB) { _, value in
                     if let pack = PackRecord(value) {
                         s.packCount += 1

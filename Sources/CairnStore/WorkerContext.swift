@@ -14,10 +14,25 @@ final class WorkerContext: @unchecked Sendable {
     let readBuffer = AlignedBuffer(capacity: 1 << 20)
     /// One decompressed chunk (up to the maximum chunk size).
     let scratch: AlignedBuffer
+    /// Byte planes of one chunk being encoded or decoded.
+    let planes: AlignedBuffer
+    /// The decoded reference chunk of a delta.
+    let reference: AlignedBuffer
+    /// The stored record of a reference chunk (read separately from a span's buffer).
+    let referenceRecord = AlignedBuffer(capacity: 1 << 18)
+    /// Input and output of a delta candidate during ingest.
+    let deltaInput: AlignedBuffer
+    let deltaOutput: AlignedBuffer
+    /// zstd for byte planes, tuned for low-entropy bytes (see ``ZstdCompressor/entropyTuned()``).
+    let planeCompressor = ZstdCompressor.entropyTuned()
 
     init(level: Int32, maxChunk: Int) {
         compressor = ZstdCompressor(level: level)
         scratch = AlignedBuffer(capacity: maxChunk)
+        planes = AlignedBuffer(capacity: maxChunk)
+        reference = AlignedBuffer(capacity: maxChunk)
+        deltaInput = AlignedBuffer(capacity: maxChunk)
+        deltaOutput = AlignedBuffer(capacity: ByteGrouping.bound(maxChunk, elementSize: 4) + 32)
     }
 }
 

@@ -26,12 +26,36 @@ public final class ZstdCompressor: @unchecked Sendable {
     // @unchecked Sendable: moved between threads by worker pools, used by one thread at a time.
     private let context: OpaquePointer
     public let level: Int32
+    private let advanced: Bool
 
     public init(level: Int32 = 3) {
         guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx failed: out of memory") }
         self.context = context
         self.level = level
+        self.advanced = false
     }
+
+    private init(entropyTuned: ()) {
+        guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx failed: out of memory") }
+        self.context = context
+        self.level = 1
+        self.advanced = true
+        // Fast strategy, matches of 7+ bytes only, a tiny hash table: on low-entropy bytes without
+        // long repeats (the exponent plane of float weights) zstd then mostly Huffman-codes literals,
+        // which is about twice as fast as level 1 and compresses a little better.
+        let settings: [(ZSTD_cParameter, Int32)] = [
+            (ZSTD_c_compressionLevel, 1), (ZSTD_c_strategy, 1), (ZSTD_c_minMatch, 7), (ZSTD_c_searchLog, 1),
+            (ZSTD_c_hashLog, 10), (ZSTD_c_windowLog, 17), (ZSTD_c_checksumFlag, 0),
+        ]
+        for (parameter, value) in settings {
+            let rc = ZSTD_CCtx_setParameter(context, parameter, value)
+            precondition(ZSTD_isError(rc) == 0, "ZSTD_CCtx_setParameter failed: \(String(cString: ZSTD_getErrorName(rc)))")
+        }
+    }
+
+    /// A compressor tuned for low-entropy bytes without long repeats, such as the exponent plane of
+    /// floating-point weights (see the parameters in the source). Frames decode with any decompressor.
+    public static func entropyTuned() -> ZstdCompressor { ZstdCompressor(entropyTuned: ()) }
 
     deinit { ZSTD_freeCCtx(context) }
 
@@ -39,8 +63,10 @@ public final class ZstdCompressor: @unchecked Sendable {
     ///
     /// - Throws: ``ZstdError`` when zstd fails (for example when `destination` is too small).
     public func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = ZSTD_compressCCtx(
-            context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
+        let n =
+            advanced
+            ? ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+            : ZSTD_compressCCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
         if ZSTD_isError(n) != 0 {
             throw ZstdError(operation: "compress", message: String(cString: ZSTD_getErrorName(n)))
         }

@@ -36,3 +36,22 @@ import Zstd
         }
     }
 }
+
+@Suite struct EntropyTunedTests {
+    @Test func entropyTunedFramesDecodeWithAPlainDecompressor() throws {
+        // Low-entropy bytes like an exponent plane: a few values, no long repeats.
+        var state: UInt64 = 1
+        let input: [UInt8] = (0..<65536).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return 118 + UInt8(truncatingIfNeeded: (state >> 61))
+        }
+        var compressed = [UInt8](repeating: 0, count: zstdCompressBound(input.count))
+        let n = try input.withUnsafeBytes { src in try compressed.withUnsafeMutableBytes { try ZstdCompressor.entropyTuned().compress(src, into: $0) } }
+        #expect(n < input.count / 2)
+        var output = [UInt8](repeating: 0, count: input.count)
+        _ = try compressed.withUnsafeBytes { src in
+            try output.withUnsafeMutableBytes { try ZstdDecompressor().decompress(UnsafeRawBufferPointer(rebasing: src[0..<n]), into: $0) }
+        }
+        #expect(output == input)
+    }
+}

@@ -1,0 +1,139 @@
+import CairnFixtures
+import CairnRegistry
+import CairnStore
+import Foundation
+import Testing
+
+/// Byte planes and deltas against the parent: lossless for every dtype, chains stay one deep,
+/// parents can be collected, corruption of a reference is found in every version that needs it.
+@Suite struct FineTuneStorageTests {
+    /// Pseudo-random floats of a trained layer (about N(0, 0.02)) as raw little-endian bytes.
+    static func weights(_ count: Int, dtype: String, seed: UInt64, perturb: (UInt64, Float)? = nil) -> [UInt8] {
+        var base = SplitMix64(seed: seed)
+        var noise = SplitMix64(seed: perturb?.0 ?? 0)
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 4)
+        func normal(_ g: inout SplitMix64) -> Float {
+            var s: Float = 0
+            for _ in 0..<4 { s += Float(g.next() >> 40) / Float(1 << 24) }
+            return (s - 2) * 1.7
+        }
+        for _ in 0..<count {
+            var x = normal(&base) * 0.02
+            if let (_, scale) = perturb { x += normal(&noise) * scale }
+            switch dtype {
+            case "F32": withUnsafeBytes(of: x.bitPattern.littleEndian) { out += $0 }
+            case "F16": withUnsafeBytes(of: Float16(x).bitPattern.littleEndian) { out += $0 }
+            case "BF16":
+                let bits = x.bitPattern
+                let rounded = UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+                withUnsafeBytes(of: rounded.littleEndian) { out += $0 }
+            case "I8": out.append(UInt8(bitPattern: Int8(clamping: Int(x * 3000))))
+            case "BOOL": out.append(x > 0 ? 1 : 0)
+            default: fatalError("dtype")
+            }
+        }
+        return out
+    }
+
+    /// A model with one tensor of each kind; `perturb` changes the float tensors a little.
+    static func writeModel(_ dir: URL, perturb: (UInt64, Float)? = nil) throws {
+        let specs: [(String, String, [Int])] = [
+            ("big.bf16", "BF16", [300, 513]),  // 307,800 bytes: slices plus a shorter last one
+            ("small.bf16", "BF16", [3, 7]),  // smaller than one slice
+            ("odd.f32", "F32", [1001]),
+            ("half.f16", "F16", [129, 257]),
+            ("codes.i8", "I8", [7777]),
+            ("mask.bool", "BOOL", [333]),
+        ]
+        let tensors = specs.enumerated().map { i, spec in
+            SafetensorsTensor(
+                name: spec.0, dtype: spec.1, shape: spec.2,
+                data: weights(spec.2.reduce(1, *), dtype: spec.1, seed: UInt64(i + 1), perturb: spec.1.hasPrefix("F") || spec.1 == "BF16" ? perturb : nil))
+        }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(SafetensorsWriter.encode(tensors: tensors, metadata: ["format": "pt"])).write(to: dir.appendingPathComponent("model.safetensors"))
+    }
+
+    func pullMatches(_ f: RegistryFixture, _ ref: String, _ original: URL) throws -> Bool {
+        let out = f.dir("out-\(UUID().uuidString)")
+        try f.registry.pull(try f.registry.resolve(try Reference(parsing: ref)), to: out.path)
+        return try Data(contentsOf: out.appendingPathComponent("model.safetensors"))
+            == Data(contentsOf: original.appendingPathComponent("model.safetensors"))
+    }
+
+    func codecs(_ f: RegistryFixture) throws -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: try f.registry.store.statistics().codecs.map { ($0.codec, $0.chunks) })
+    }
+
+    @Test func everyDTypeRoundTripsThroughPlanesAndDeltas() throws {
+        let f = try RegistryFixture()
+        try Self.writeModel(f.dir("base"))
+        try Self.writeModel(f.dir("ft"), perturb: (99, 0.0005))
+        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
+        var request = PushRequest(model: "m", actor: "a")
+        request.parents = ["m@1"]
+        let ft = try f.registry.push(directory: f.dir("ft").path, request: request)
+        #expect(try pullMatches(f, "m@1", f.dir("base")))
+        #expect(try pullMatches(f, "m@2", f.dir("ft")))
+        let used = try codecs(f)
+        #expect((used["byte-grouped"] ?? 0) > 0, "\(used)")
+        #expect((used["delta"] ?? 0) > 0, "\(used)")
+        // The fine-tune's float tensors are stored as deltas at well under half their size.
+        #expect(ft.storedBytes < ft.newBytes / 2, "stored \(ft.storedBytes) of \(ft.newBytes)")
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
+    @Test func fineTuneOfAFineTuneStaysOneDeepAndSurvivesItsParentsDeletion() throws {
+        let f = try RegistryFixture()
+        try Self.writeModel(f.dir("base"))
+        try Self.writeModel(f.dir("ft1"), perturb: (1, 0.0005))
+        try Self.writeModel(f.dir("ft2"), perturb: (2, 0.0005))  // also close to base, another direction
+        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
+        for (n, dir) in [(1, "ft1"), (2, "ft2")] {
+            var request = PushRequest(model: "m", actor: "a")
+            request.parents = ["m@\(n)"]
+            _ = try f.registry.push(directory: f.dir(dir).path, request: request)
+        }
+        // m@3 names m@2 as parent, whose slices are deltas: its deltas refer to base's chunks instead.
+        // Delete the middle version and collect: m@3 still reads back exactly.
+        try f.registry.delete(try Reference(parsing: "m@2"), actor: "a")
+        let report = try f.registry.collectGarbage(gracePeriod: 0)
+        #expect(report.removedChunks > 0)
+        #expect(try pullMatches(f, "m@3", f.dir("ft2")))
+        // And with the base deleted and collected too, both remaining chains still resolve.
+        try f.registry.delete(try Reference(parsing: "m@1"), actor: "a")
+        _ = try f.registry.collectGarbage(gracePeriod: 0)
+        #expect(try pullMatches(f, "m@3", f.dir("ft2")))
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
+    @Test func corruptReferenceIsReportedForEveryVersionThatNeedsIt() throws {
+        let f = try RegistryFixture()
+        try Self.writeModel(f.dir("base"))
+        try Self.writeModel(f.dir("ft"), perturb: (5, 0.0005))
+        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
+        var request = PushRequest(model: "m", actor: "a")
+        request.parents = ["m@1"]
+        _ = try f.registry.push(directory: f.dir("ft").path, request: request)
+        // Damage the base's packs (they hold the reference chunks): flip a byte in the middle of the
+        // big tensor's records of the first pack written.
+        let packs = try FileManager.default.subpathsOfDirectory(atPath: f.registry.store.root + "/packs")
+            .filter { $0.hasSuffix(".pack") }.map { f.registry.store.root + "/packs/" + $0 }
+        let base = try #require(packs.min { (try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date ?? .distantPast)!
+            < (try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date ?? .distantPast)! })
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: base))
+        try handle.seek(toOffset: 60_000)
+        let byte = try handle.read(upToCount: 1)!
+        try handle.seek(toOffset: 60_000)
+        try handle.write(contentsOf: Data([byte[0] ^ 0x55]))
+        try handle.close()
+
+        let report = try f.registry.verify(deep: true)
+        #expect(!report.store.isHealthy)
+        let versions = Set(report.affected.map(\.version))
+        #expect(versions == [1, 2], "affected: \(report.affected)")
+        #expect(report.store.problems.contains { $0.message.contains("delta") || $0.kind == .corruptChunk })
+        #expect(throws: RegistryError.self) { try pullMatches(f, "m@2", f.dir("ft")) }
+    }
+}
