@@ -10,9 +10,16 @@ let package = Package(
         .library(name: "CairnRegistry", targets: ["CairnRegistry"]),
         .library(name: "CairnFormats", targets: ["CairnFormats"]),
         .library(name: "CairnFixtures", targets: ["CairnFixtures"]),
+        .library(name: "CairnServer", targets: ["CairnServer"]),
+        .library(name: "CairnRemote", targets: ["CairnRemote"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries from Debian's -dev packages. Each is imported by exactly one Swift wrapper below.
@@ -31,13 +38,35 @@ let package = Package(
         .target(name: "CairnFormats"),
         // Models, versions and their records, on top of the engine.
         .target(name: "CairnRegistry", dependencies: ["CairnStore", "CairnFormats", "Digest"]),
+        // The HTTP server (Hummingbird 2): REST API under /v1, chunk protocol, files with Range, tokens.
+        .target(
+            name: "CairnServer",
+            dependencies: [
+                "CairnRegistry", "CairnStore", "CairnRemote", "Digest",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        // The server's protocol from the client side: the registry's operations over HTTP.
+        .target(
+            name: "CairnRemote",
+            dependencies: [
+                "CairnRegistry", "CairnStore", "Digest",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Deterministic generator of small safetensors models and variants (tests and the demo).
         .target(name: "CairnFixtures", path: "fixtures/CairnFixtures"),
 
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnRegistry", "CairnStore", "CairnFixtures",
+                "CairnRegistry", "CairnStore", "CairnFixtures", "CairnServer", "CairnRemote",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -49,6 +78,16 @@ let package = Package(
         .testTarget(name: "CairnFormatsTests", dependencies: ["CairnFormats"]),
         .testTarget(name: "CairnRegistryTests", dependencies: ["CairnRegistry", "CairnFixtures"]),
         .testTarget(name: "cairnTests", dependencies: ["cairn", "CairnFixtures"]),
+        .testTarget(
+            name: "CairnServerTests",
+            dependencies: [
+                "CairnServer", "CairnRemote", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest", "cairn",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

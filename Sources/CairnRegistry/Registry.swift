@@ -103,50 +103,69 @@ public final class Registry: @unchecked Sendable {
             // Fail before any work when the gate cannot pass; re-checked in the commit transaction.
             try storeCall { try store.readMetadata { try checkPushGate(request, stage: stage, in: $0) } }
         }
-        let planner = StructuredChunking.planner(sliceSize: store.config.chunker.slice)
+        // Delta references: the first parent, else the model's latest version.
+        let slice = store.config.chunker.slice
+        var parentTensors: [String: StructuredChunking.ParentTensor] = [:]
+        let lineageParent = try request.parents.first.map { try resolve(try Reference(parsing: $0)) }
+        let previous = try? resolve(Reference(model: request.model, selector: .latest))
+        if let base = lineageParent ?? previous, let manifest = try? manifest(of: base) {
+            parentTensors = StructuredChunking.parentTensors(of: manifest, store: store, sliceSize: slice)
+        }
+        let planner = StructuredChunking.planner(sliceSize: slice, parent: parentTensors)
         let staged = try storeCall { try store.stage(directory: directory, planner: planner, progress: progress) }
         return try storeCall {
             try store.commit(staged) { txn, info in
-                let time = try changeTime(in: txn)
-                var model: ModelRecord
-                if let bytes = try txn.get(models, Self.modelKey(request.model)) {
-                    model = try RecordCoding.decode(ModelRecord.self, bytes, what: "model \(request.model)")
-                } else {
-                    model = ModelRecord(name: request.model, createdAt: time, createdBy: request.actor)
-                }
-                model.latestVersion += 1
-                let stage = request.stage ?? .experimental
-                if stage != .experimental { try checkPushGate(request, stage: stage, in: txn) }
-                for parent in parents {
-                    // A parent deleted while we staged would leave dangling lineage.
-                    _ = try resolve(try Reference(parsing: parent), in: txn)
-                }
-                let record = VersionRecord(
-                    model: request.model, version: model.latestVersion, manifest: staged.manifestID.hex,
-                    stage: stage, createdBy: request.actor, createdAt: time,
-                    message: request.message, metrics: request.metrics, params: request.params, tags: request.tags,
-                    parents: parents, datasets: request.datasets, source: request.source,
-                    fileCount: staged.manifest.files.count, logicalBytes: staged.manifest.logicalBytes,
-                    newBytes: info.newBytes, storedBytes: info.storedBytes)
-                try put(record, in: txn)
-                try put(model, in: txn)
-                var details = ["manifest": record.manifest, "files": "\(record.fileCount)", "logical_bytes": "\(record.logicalBytes)", "new_bytes": "\(record.newBytes)"]
-                if !parents.isEmpty { details["parents"] = parents.joined(separator: ",") }
-                if !request.datasets.isEmpty { details["datasets"] = request.datasets.joined(separator: ",") }
-                if let source = request.source { details["source"] = source }
-                if !request.message.isEmpty { details["message"] = request.message }
-                try appendAudit(
-                    [
-                        AuditDraft(
-                            action: .push, model: record.model, version: record.version, target: record.reference,
-                            after: stage.rawValue, details: details)
-                    ], actor: request.actor, time: time, in: txn)
-                return PushResult(
-                    model: request.model, version: model.latestVersion, manifest: staged.manifestID.hex,
-                    files: staged.manifest.files.count, logicalBytes: staged.manifest.logicalBytes,
-                    newBytes: info.newBytes, storedBytes: info.storedBytes)
+                try recordPush(
+                    request, parents: parents, manifest: staged.manifest, manifestID: staged.manifestID,
+                    newBytes: info.newBytes, storedBytes: info.storedBytes, in: txn)
             }
         }
+    }
+
+    /// Records a pushed tree as the next version of `request.model` inside the transaction that
+    /// commits its manifest: the version record, the model record and the audit entry.
+    func recordPush(
+        _ request: PushRequest, parents: [String], manifest: Manifest, manifestID: SHA256Digest, newBytes: Int64,
+        storedBytes: Int64, in txn: MetadataTransaction
+    ) throws -> PushResult {
+        let time = try changeTime(in: txn)
+        var model: ModelRecord
+        if let bytes = try txn.get(models, Self.modelKey(request.model)) {
+            model = try RecordCoding.decode(ModelRecord.self, bytes, what: "model \(request.model)")
+        } else {
+            model = ModelRecord(name: request.model, createdAt: time, createdBy: request.actor)
+        }
+        model.latestVersion += 1
+        let stage = request.stage ?? .experimental
+        if stage != .experimental { try checkPushGate(request, stage: stage, in: txn) }
+        for parent in parents {
+            // A parent deleted while we staged would leave dangling lineage.
+            _ = try resolve(try Reference(parsing: parent), in: txn)
+        }
+        let record = VersionRecord(
+            model: request.model, version: model.latestVersion, manifest: manifestID.hex,
+            stage: stage, createdBy: request.actor, createdAt: time,
+            message: request.message, metrics: request.metrics, params: request.params, tags: request.tags,
+            parents: parents, datasets: request.datasets, source: request.source,
+            fileCount: manifest.files.count, logicalBytes: manifest.logicalBytes,
+            newBytes: newBytes, storedBytes: storedBytes)
+        try put(record, in: txn)
+        try put(model, in: txn)
+        var details = ["manifest": record.manifest, "files": "\(record.fileCount)", "logical_bytes": "\(record.logicalBytes)", "new_bytes": "\(record.newBytes)"]
+        if !parents.isEmpty { details["parents"] = parents.joined(separator: ",") }
+        if !request.datasets.isEmpty { details["datasets"] = request.datasets.joined(separator: ",") }
+        if let source = request.source { details["source"] = source }
+        if !request.message.isEmpty { details["message"] = request.message }
+        try appendAudit(
+            [
+                AuditDraft(
+                    action: .push, model: record.model, version: record.version, target: record.reference,
+                    after: stage.rawValue, details: details)
+            ], actor: request.actor, time: time, in: txn)
+        return PushResult(
+            model: request.model, version: model.latestVersion, manifest: manifestID.hex,
+            files: manifest.files.count, logicalBytes: manifest.logicalBytes,
+            newBytes: newBytes, storedBytes: storedBytes)
     }
 
     /// Refuses a push that starts in `stage` if the model's gate for it cannot pass (a new version

@@ -145,6 +145,15 @@ public final class Environment: @unchecked Sendable {
         return result
     }
 
+    /// The id of the last committed write transaction, by any process (`mdb_env_info`'s
+    /// `me_last_txnid`). It grows with every commit, so a cache of values read from the environment
+    /// stays valid while it is unchanged. Cheap: it reads the environment's meta pages.
+    public func lastTransactionID() throws -> Int {
+        var info = MDB_envinfo()
+        try LMDBError.check(mdb_env_info(handle, &info), "mdb_env_info")
+        return Int(info.me_last_txnid)
+    }
+
     /// Bytes of the data file in use (pages × page size).
     public func usedBytes() throws -> Int {
         var info = MDB_envinfo()

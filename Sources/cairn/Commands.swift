@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnRemote
 import CairnStore
 import Foundation
 import Glibc
@@ -75,14 +76,16 @@ extension Cairn {
                     request.stage = s
                 }
                 let progress = ProgressLine("push", quiet: global.json)
-                let result = try registry.push(directory: path, request: request, progress: progress.update)
+                let report = try registry.pushReport(directory: path, request: request, progress: progress.update)
+                let result = report.result
                 progress.finish()
                 if global.json {
-                    try Output.json(result)
+                    try Output.json(report)
                 } else {
                     Output.line(
                         "pushed \(result.model)@\(result.version): \(result.files) files, \(Output.bytes(result.logicalBytes)), "
-                            + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))")
+                            + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))"
+                            + (report.transferredBytes.map { ", \(Output.bytes($0)) sent" } ?? ""))
                 }
             }
         }
@@ -202,61 +205,23 @@ extension Cairn {
 
         func run() throws {
             try reportingErrors {
-                let report = try global.openRegistry().verify(deep: deep)
+                let report = try global.openRegistry().verifySummary(deep: deep, progress: nil)
                 if global.json {
-                    try Output.json(VerifyView(report))
+                    try Output.json(report)
                 } else {
-                    for p in report.store.problems { Output.line("problem: \(p.message)") }
+                    for p in report.problems { Output.line("problem: \(p.message)") }
                     for a in report.affected { Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))") }
-                    var summary = "checked \(report.store.packs) packs, \(report.store.chunks) chunks, \(report.store.manifests) manifests"
-                    if deep { summary += ", re-hashed \(Output.bytes(report.store.verifiedBytes))" }
-                    if report.store.unreferencedPacks > 0 { summary += "; \(report.store.unreferencedPacks) unreferenced packs (gc removes them)" }
+                    var summary = "checked \(report.packs) packs, \(report.chunks) chunks, \(report.manifests) manifests"
+                    if deep { summary += ", re-hashed \(Output.bytes(report.verifiedBytes))" }
+                    if report.unreferencedPacks > 0 { summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)" }
                     Output.line(summary)
                 }
-                if !report.store.isHealthy {
-                    printError("verify found \(report.store.problems.count) problem(s)")
+                if !report.ok {
+                    printError("verify found \(report.problems.count) problem(s)")
                     throw ExitCode(4)
                 }
                 if !global.json { Output.line("ok") }
             }
         }
-    }
-}
-
-
-/// `verify --json`.
-struct VerifyView: Encodable {
-    var ok: Bool
-    var deep: Bool
-    var packs: Int
-    var chunks: Int
-    var manifests: Int
-    var verifiedBytes: Int64
-    var unreferencedPacks: Int
-    var problems: [ProblemView]
-    var affected: [RegistryVerifyReport.AffectedFile]
-
-    struct ProblemView: Encodable {
-        var kind: String
-        var chunk: String?
-        var message: String
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case ok, deep, packs, chunks, manifests, problems, affected
-        case verifiedBytes = "verified_bytes"
-        case unreferencedPacks = "unreferenced_packs"
-    }
-
-    init(_ r: RegistryVerifyReport) {
-        ok = r.store.isHealthy
-        deep = r.store.deep
-        packs = r.store.packs
-        chunks = r.store.chunks
-        manifests = r.store.manifests
-        verifiedBytes = r.store.verifiedBytes
-        unreferencedPacks = r.store.unreferencedPacks
-        problems = r.store.problems.map { ProblemView(kind: $0.kind.rawValue, chunk: $0.chunk?.hex, message: $0.message) }
-        affected = r.affected
     }
 }

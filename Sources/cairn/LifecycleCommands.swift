@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnRemote
 import Foundation
 
 extension Cairn {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnRemote
 import CairnStore
 import Foundation
 
@@ -13,6 +14,36 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Acting user recorded with changes (default: $CAIRN_USER, else the OS user).", valueName: "name"))
     var user: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A cairn server to use instead of a local store (default: $CAIRN_REMOTE), e.g. http://host:8080.", valueName: "url"))
+    var remote: String?
+
+    @Option(name: .long, help: ArgumentHelp("Bearer token for --remote (default: $CAIRN_TOKEN).", valueName: "token"))
+    var token: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Local chunk cache for pulls from --remote (default: ~/.cache/cairn/remote/HOST_PORT).", valueName: "dir"))
+    var cache: String?
+
+    /// The server in effect: --remote, else $CAIRN_REMOTE (unless --store is given).
+    var remoteURL: String? {
+        if let remote, !remote.isEmpty { return remote }
+        if store != nil { return nil }
+        let env = ProcessInfo.processInfo.environment
+        if let url = env["CAIRN_REMOTE"], !url.isEmpty { return url }
+        return nil
+    }
+
+    /// The bearer token in effect: --token, else $CAIRN_TOKEN.
+    var bearerToken: String? {
+        if let token, !token.isEmpty { return token }
+        let env = ProcessInfo.processInfo.environment
+        if let token = env["CAIRN_TOKEN"], !token.isEmpty { return token }
+        return nil
+    }
 
     /// The store path in effect.
     var storePath: String {
@@ -38,7 +69,14 @@ struct GlobalOptions: ParsableArguments {
         return NSUserName()
     }
 
-    func openRegistry() throws -> Registry {
+    /// The registry the command works on: the server at --remote, else the local store.
+    func openRegistry() throws -> any RegistryService {
+        if let url = remoteURL { return try RemoteRegistry(url: url, token: bearerToken, cacheDirectory: cache) }
+        return try openLocalRegistry()
+    }
+
+    /// The local store's registry (commands that only work on a local store).
+    func openLocalRegistry() throws -> Registry {
         try Registry(store: try Store.open(at: storePath))
     }
 }
@@ -59,13 +97,31 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as CairnStoreError {
         printError(error.message)
         throw ExitCode(error.code == .notFound ? 3 : error.code == .corruption ? 4 : 1)
+    } catch let error as RemoteError {
+        printError(error.message)
+        throw ExitCode(exitCode(for: error))
+    } catch let error as MissingChunksError {
+        printError(error.description)
+        throw ExitCode.failure
     } catch {
         printError("\(error)")
         throw ExitCode.failure
     }
 }
 
-/// Exit codes (docs/cli.md): 1 error, 2 usage, 3 not found, 4 corruption found, 5 refused.
+/// Exit codes for a server's refusals that have no registry equivalent: 6 for a missing, unknown or
+/// insufficient token; 2 for a request over a limit; 1 otherwise (unreachable server, …).
+func exitCode(for error: RemoteError) -> Int32 {
+    switch error.status {
+    case 401, 403: 6
+    case 413, 416, 400: 2
+    case 404: 3
+    case 422: 5
+    default: 1
+    }
+}
+
+/// Exit codes (docs/cli.md): 1 error, 2 usage, 3 not found, 4 corruption found, 5 refused, 6 not authorized.
 func exitCode(for code: RegistryError.Code) -> Int32 {
     switch code {
     case .notFound: 3

@@ -7,11 +7,21 @@ enum Output {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var data = try encoder.encode(value)
         data.append(UInt8(ascii: "\n"))
-        FileHandle.standardOutput.write(data)
+        write(data)
     }
 
     static func line(_ text: String) {
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+        write(Data((text + "\n").utf8))
+    }
+
+    /// Writes to stdout; when the reader has gone (`cairn ls | head`, with SIGPIPE ignored, as the
+    /// HTTP client does), exits quietly instead of crashing.
+    static func write(_ data: Data) {
+        do {
+            try FileHandle.standardOutput.write(contentsOf: data)
+        } catch {
+            exit(0)
+        }
     }
 
     /// 1.2 MB, 338.0 MB, 3.05 GB (decimal units, like the benchmarks).

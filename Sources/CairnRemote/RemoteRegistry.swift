@@ -1,0 +1,639 @@
+import AsyncHTTPClient
+import CairnRegistry
+import CairnStore
+import Digest
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// An error a server returned (or failing to reach it) that has no ``RegistryError`` equivalent:
+/// `unauthenticated` (401), `forbidden` (403), `too_large` (413), `missing_chunks` (409), …
+public struct RemoteError: Error, CustomStringConvertible, Sendable {
+    /// The HTTP status, 0 when the server could not be reached.
+    public let status: Int
+    public let code: String
+    public let message: String
+    /// For `missing_chunks`: the chunks the server lacks.
+    public let missing: [SHA256Digest]
+
+    public init(status: Int, code: String, message: String, missing: [SHA256Digest] = []) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.missing = missing
+    }
+
+    public var description: String { message }
+}
+
+/// The registry on a `cairn serve` server, with the same operations as a local ``Registry``.
+///
+/// ```swift
+/// let remote = try RemoteRegistry(url: "http://127.0.0.1:8080", token: token)
+/// let report = try remote.pushReport(directory: "./out", request: PushRequest(model: "llama", actor: ""), progress: nil)
+/// print(report.transferredBytes ?? 0)          // only the chunks the server lacked were sent
+/// let version = try remote.resolve(try Reference(parsing: "llama@production"))
+/// try remote.pull(version, to: "/srv/llama", paths: nil, selection: nil, progress: nil)
+/// ```
+///
+/// - A push chunks the tree locally exactly as the server would (same parameters, fetched from
+///   `GET /v1/config`), asks which chunks the server lacks, uploads only those in batches (zstd
+///   compressed), then creates the version from its manifest.
+/// - A pull keeps a local chunk cache (a store under `cacheDirectory`), fetches only the chunks the
+///   cache lacks (and only those of the selected files), verifies each, then restores from the cache.
+///
+/// Calls block the calling thread until the server answers: call them from a plain thread (the
+/// command line's main thread), not from a Swift concurrency task.
+public final class RemoteRegistry: RegistryService, @unchecked Sendable {
+    // @unchecked Sendable: immutable after init, except the lazily fetched config and cache store,
+    // which are guarded by mutexes.
+    public let baseURL: String
+    let token: String?
+    /// Directory of the local chunk cache.
+    public let cacheDirectory: String
+    let client: HTTPClient
+    private let configCache = Mutex<ServerConfig?>(nil)
+    /// Raw bytes per upload or fetch batch.
+    let batchRawBytes: Int
+
+    /// - Parameters:
+    ///   - url: the server, e.g. `http://127.0.0.1:8080`.
+    ///   - token: a bearer token (`cairn token create`), or nil for a server started with `--public-read`.
+    ///   - cacheDirectory: the chunk cache for pulls (default ``defaultCacheDirectory(for:)``).
+    public init(url: String, token: String?, cacheDirectory: String? = nil, batchBytes: Int = 16 << 20) throws {
+        var base = url
+        while base.hasSuffix("/") { base.removeLast() }
+        guard let parsed = URL(string: base), let scheme = parsed.scheme, scheme == "http" || scheme == "https",
+            parsed.host != nil
+        else {
+            throw RegistryError(.invalidArgument, "invalid --remote URL \"\(url)\": expected http://HOST:PORT")
+        }
+        baseURL = base
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
+        client = HTTPClient.shared
+        batchRawBytes = batchBytes
+    }
+
+    /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
+    public static func defaultCacheDirectory(for url: String) -> String {
+        let env = ProcessInfo.processInfo.environment
+        let base: String
+        if let cache = env["XDG_CACHE_HOME"], !cache.isEmpty {
+            base = cache
+        } else {
+            base = (env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()) + "/.cache"
+        }
+        let parsed = URL(string: url)
+        let name = "\(parsed?.host ?? "server")_\(parsed?.port ?? (parsed?.scheme == "https" ? 443 : 80))"
+        return base + "/cairn/remote/" + name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" ? $0 : "_" }.map(String.init).joined()
+    }
+
+    // MARK: HTTP
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: ByteBuffer
+
+        var data: Data { Data(body.readableBytesView) }
+    }
+
+    private func makeRequest(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
+        contentType: String? = nil, headers extra: [(String, String)] = []
+    ) throws -> HTTPClient.Request {
+        var url = baseURL + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\(PathSegment.encode($0.0))=\(PathSegment.encode($0.1))" }.joined(separator: "&")
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "User-Agent", value: "cairn/0.1")
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        for (name, value) in extra { headers.add(name: name, value: value) }
+        do {
+            return try HTTPClient.Request(url: url, method: method, headers: headers, body: body)
+        } catch {
+            throw RegistryError(.invalidArgument, "invalid request URL \(url): \(error)")
+        }
+    }
+
+    /// Starts a request; the reply is checked when waited for (``finish(_:)``).
+    func start(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
+        contentType: String? = nil, headers: [(String, String)] = []
+    ) throws -> EventLoopFuture<HTTPClient.Response> {
+        client.execute(request: try makeRequest(method, path, query: query, body: body, contentType: contentType, headers: headers))
+    }
+
+    /// Waits for a started request; throws the server's error for a status of 400 or more.
+    func finish(_ future: EventLoopFuture<HTTPClient.Response>) throws -> Reply {
+        let response: HTTPClient.Response
+        do {
+            response = try future.wait()
+        } catch {
+            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(error)")
+        }
+        let reply = Reply(status: Int(response.status.code), headers: response.headers, body: response.body ?? ByteBuffer())
+        if reply.status >= 400 { throw Self.error(from: reply) }
+        return reply
+    }
+
+    func call(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
+        contentType: String? = nil, headers: [(String, String)] = []
+    ) throws -> Reply {
+        try finish(try start(method, path, query: query, body: body, contentType: contentType, headers: headers))
+    }
+
+    /// A JSON request and a JSON reply.
+    func json<Reply: Decodable>(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable)? = Optional<Empty>.none,
+        as type: Reply.Type
+    ) throws -> Reply {
+        var payload: HTTPClient.Body?
+        if let body {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            payload = .bytes(Array(try encoder.encode(body)))
+        }
+        let reply = try call(method, path, query: query, body: payload, contentType: payload == nil ? nil : "application/json")
+        do {
+            return try JSONDecoder().decode(type, from: reply.data)
+        } catch {
+            throw RemoteError(status: reply.status, code: "bad_response", message: "unexpected reply from \(baseURL)\(path): \(error)")
+        }
+    }
+
+    struct Empty: Codable {}
+
+    static func error(from reply: Reply) -> any Error {
+        guard let body = try? JSONDecoder().decode(ErrorBody.self, from: reply.data) else {
+            let text = String(decoding: reply.body.readableBytesView.prefix(200), as: UTF8.self)
+            return RemoteError(status: reply.status, code: "http_\(reply.status)", message: "server answered \(reply.status): \(text)")
+        }
+        let e = body.error
+        let mapped: RegistryError.Code? =
+            switch e.code {
+            case "not_found": .notFound
+            case "invalid_argument": .invalidArgument
+            case "refused": .refused
+            case "conflict": .conflict
+            case "corruption": .corruption
+            case "io": .io
+            default: nil
+            }
+        if let mapped { return RegistryError(mapped, e.message) }
+        return RemoteError(
+            status: reply.status, code: e.code, message: e.message,
+            missing: (e.missing ?? []).compactMap { SHA256Digest(hex: $0) })
+    }
+
+    static func modelPath(_ model: String) -> String { "/v1/models/" + PathSegment.encode(model) }
+
+    static func versionPath(_ reference: Reference) -> String {
+        let ref: String =
+            switch reference.selector {
+            case .latest: "latest"
+            case .number(let n): "\(n)"
+            case .name(let name): name
+            }
+        return modelPath(reference.model) + "/versions/" + PathSegment.encode(ref)
+    }
+
+    static func versionPath(_ version: VersionRecord) -> String {
+        modelPath(version.model) + "/versions/\(version.version)"
+    }
+
+    // MARK: Server configuration and identity
+
+    /// The server's chunking parameters and batch limits (fetched once).
+    public func serverConfig() throws -> ServerConfig {
+        if let config = configCache.withLock({ $0 }) { return config }
+        let config = try json(.GET, "/v1/config", as: ServerConfig.self)
+        configCache.withLock { $0 = config }
+        return config
+    }
+
+    /// Who the token identifies.
+    public func whoami() throws -> Identity {
+        try json(.GET, "/v1/whoami", as: Identity.self)
+    }
+
+    // MARK: Chunks
+
+    /// The ids among `ids` the server does not store.
+    public func missingChunks(_ ids: [SHA256Digest]) throws -> [SHA256Digest] {
+        let config = try serverConfig()
+        var missing: [SHA256Digest] = []
+        var start = 0
+        while start < ids.count {
+            let end = min(start + config.maxBatchIDs, ids.count)
+            let reply = try call(
+                .POST, "/v1/chunks/missing", body: .bytes(ChunkIDList.encode(Array(ids[start..<end]))),
+                contentType: "application/octet-stream")
+            guard let list = reply.body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
+                throw RemoteError(status: reply.status, code: "bad_response", message: "malformed id list from \(baseURL)")
+            }
+            missing += list
+            start = end
+        }
+        return missing
+    }
+
+    /// Uploads chunks read from local files in batches (two in flight); returns bytes sent and
+    /// what the server added.
+    func upload(
+        _ sources: [ChunkSource], config: ServerConfig, progress: ((TransferProgress) -> Void)?
+    ) throws -> (sent: Int64, result: ChunkStoreResult) {
+        var total = ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0)
+        var sent: Int64 = 0
+        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
+        let batches = Self.batches(sources.map { Int($0.chunk.length) }, limit: limit, maxCount: config.maxBatchIDs)
+        let rawTotal = sources.reduce(Int64(0)) { $0 + Int64($1.chunk.length) }
+        var rawDone: Int64 = 0
+        var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
+        func collect(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
+            let reply = try finish(pending.future)
+            let r = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data)
+            total.received += r.received
+            total.newChunks += r.newChunks
+            total.newBytes += r.newBytes
+            total.storedBytes += r.storedBytes
+            rawDone += pending.raw
+            progress?(TransferProgress(done: rawDone, of: rawTotal, new: total.newBytes))
+        }
+        for range in batches {
+            let batch = Array(sources[range])
+            let bundle = try Store.bundle(batch, compressionLevel: config.compressionLevel, maxChunk: config.chunker.max)
+            sent += Int64(bundle.count)
+            let future = try start(.POST, "/v1/chunks", body: .bytes(bundle), contentType: "application/octet-stream")
+            if let pending = inFlight { try collect(pending) }
+            inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64($1.chunk.length) })
+        }
+        if let pending = inFlight { try collect(pending) }
+        return (sent, total)
+    }
+
+    /// Consecutive index ranges of `lengths` whose sums stay within `limit` (at least one each).
+    static func batches(_ lengths: [Int], limit: Int, maxCount: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var start = 0
+        var sum = 0
+        for (i, n) in lengths.enumerated() {
+            if i > start && (sum + n > limit || i - start >= maxCount) {
+                out.append(start..<i)
+                start = i
+                sum = 0
+            }
+            sum += n
+        }
+        if start < lengths.count { out.append(start..<lengths.count) }
+        return out
+    }
+
+    // MARK: Push
+
+    public func pushReport(directory: String, request: PushRequest, progress: ((TransferProgress) -> Void)?) throws
+        -> PushReport
+    {
+        try ModelName.validate(request.model)
+        let config = try serverConfig()
+        let planner = Registry.chunkingPlanner(sliceSize: config.chunker.slice)
+        let tree = try Store.scan(directory: directory, parameters: config.chunker, planner: planner, progress: progress)
+        var seen = Set<SHA256Digest>()
+        var ids: [SHA256Digest] = []
+        for file in tree.manifest.files {
+            for chunk in file.chunks where seen.insert(chunk.id).inserted { ids.append(chunk.id) }
+        }
+        let missing = try missingChunks(ids)
+        var (sent, added) = try upload(tree.chunkSources(Set(missing)), config: config, progress: progress)
+        for attempt in 0..<4 {
+            do {
+                let body = CreateVersionBody(
+                    request: request, manifest: tree.manifest, newBytes: added.newBytes, storedBytes: added.storedBytes)
+                let result = try json(.POST, Self.modelPath(request.model) + "/versions", body: body, as: PushResult.self)
+                return PushReport(result: result, transferredBytes: sent)
+            } catch let error as RemoteError where error.code == "missing_chunks" && attempt < 3 {
+                // A garbage collection on the server dropped chunks uploaded but not yet referenced.
+                let again = try upload(tree.chunkSources(Set(error.missing)), config: config, progress: progress)
+                sent += again.sent
+                added.newBytes += again.result.newBytes
+                added.storedBytes += again.result.storedBytes
+            }
+        }
+        throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
+    }
+
+    // MARK: Lookup
+
+    public func resolve(_ reference: Reference) throws -> VersionRecord {
+        try info(reference).record
+    }
+
+    public func info(_ reference: Reference) throws -> VersionInfo {
+        let reply = try call(.GET, Self.versionPath(reference))
+        return try decodeVersion(reply).info
+    }
+
+    public func resolve(_ reference: Reference, at date: Date) throws -> PastResolution {
+        let reply = try call(.GET, Self.versionPath(reference), query: [("at", RegistryTime.format(date))])
+        guard let past = try decodeVersion(reply).past else {
+            throw RemoteError(status: reply.status, code: "bad_response", message: "the server did not answer for a point in time")
+        }
+        return past
+    }
+
+    private func decodeVersion(_ reply: Reply) throws -> (info: VersionInfo, past: PastResolution?) {
+        do {
+            return try VersionDocument.decode(reply.data)
+        } catch {
+            throw RemoteError(status: reply.status, code: "bad_response", message: "unexpected version document from \(baseURL): \(error)")
+        }
+    }
+
+    public func manifest(of version: VersionRecord) throws -> Manifest {
+        guard let id = SHA256Digest(hex: version.manifest) else {
+            throw RegistryError(.corruption, "\(version.reference) has a malformed manifest id")
+        }
+        let reply = try call(.GET, "/v1/manifests/" + id.hex)
+        return try reply.body.readableBytesView.withUnsafeBytes { bytes in
+            guard SHA256Digest.hash(bytes) == id else {
+                throw RegistryError(.corruption, "the manifest of \(version.reference) from \(baseURL) does not match its id")
+            }
+            return try Manifest.decode(bytes)
+        }
+    }
+
+    public func listModels() throws -> [ModelSummary] {
+        try json(.GET, "/v1/models", as: [ModelSummary].self)
+    }
+
+    public func findVersions(_ query: VersionQuery) throws -> [VersionInfo] {
+        var items: [(String, String)] = []
+        if let stage = query.stage { items.append(("stage", stage.rawValue)) }
+        for (k, v) in query.tags.sorted(by: { $0.key < $1.key }) { items.append(("tag", "\(k)=\(v)")) }
+        for m in query.metrics { items.append(("metric", m.description)) }
+        let path = query.model.map { Self.modelPath($0) + "/versions" } ?? "/v1/versions"
+        let reply = try call(.GET, path, query: items)
+        guard let array = try JSONSerialization.jsonObject(with: reply.data) as? [Any] else {
+            throw RemoteError(status: reply.status, code: "bad_response", message: "expected a list of versions")
+        }
+        return try array.map { try VersionDocument.decode(try JSONSerialization.data(withJSONObject: $0)).info }
+    }
+
+    public func lineage(_ reference: Reference) throws -> Lineage {
+        try json(.GET, Self.versionPath(reference) + "/lineage", as: Lineage.self)
+    }
+
+    public func history(of model: String) throws -> [AuditEntry] {
+        try json(.GET, Self.modelPath(model) + "/history", as: [AuditEntry].self)
+    }
+
+    public func auditLog(model: String?, since: Date?) throws -> [AuditEntry] {
+        var query: [(String, String)] = []
+        if let model { query.append(("model", model)) }
+        if let since { query.append(("since", RegistryTime.format(since))) }
+        return try json(.GET, "/v1/audit", query: query, as: [AuditEntry].self)
+    }
+
+    public func verifyAudit() throws -> AuditVerification {
+        try json(.GET, "/v1/audit/verify", as: AuditVerification.self)
+    }
+
+    public func aliases(of model: String) throws -> [AliasRecord] {
+        try json(.GET, Self.modelPath(model) + "/aliases", as: [AliasRecord].self)
+    }
+
+    public func policy(of model: String) throws -> Policy {
+        try json(.GET, Self.modelPath(model) + "/policy", as: PolicyDocument.self).policy
+    }
+
+    public func statistics() throws -> RegistryStatistics {
+        try json(.GET, "/v1/stats", as: RegistryStatistics.self)
+    }
+
+    // MARK: Changes (the server records its token's user as the actor)
+
+    public func promote(_ reference: Reference, to target: Stage, actor: String, reason: String?, evidence: [String: String])
+        throws -> ChangeResult
+    {
+        try json(
+            .POST, Self.versionPath(reference) + "/promote", body: StageChangeBody(to: target, reason: reason, evidence: evidence),
+            as: ChangeResult.self)
+    }
+
+    public func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String?) throws -> ChangeResult {
+        try json(.POST, Self.versionPath(reference) + "/approve", body: StageChangeBody(to: stage, reason: reason), as: ChangeResult.self)
+    }
+
+    public func rollback(model: String, to target: Int?, actor: String, reason: String) throws -> ChangeResult {
+        try json(.POST, Self.modelPath(model) + "/rollback", body: RollbackBody(to: target, reason: reason), as: ChangeResult.self)
+    }
+
+    public func archive(_ reference: Reference, actor: String, reason: String?, evidence: [String: String]) throws -> ChangeResult {
+        try json(.POST, Self.versionPath(reference) + "/archive", body: ReasonBody(reason: reason, evidence: evidence), as: ChangeResult.self)
+    }
+
+    public func delete(_ reference: Reference, actor: String, reason: String?) throws -> ChangeResult {
+        try json(.DELETE, Self.versionPath(reference), query: reason.map { [("reason", $0)] } ?? [], as: ChangeResult.self)
+    }
+
+    public func setAlias(model: String, alias: String, version: Int, actor: String, reason: String?) throws -> ChangeResult {
+        try json(
+            .PUT, Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias), body: AliasBody(version: version, reason: reason),
+            as: ChangeResult.self)
+    }
+
+    public func removeAlias(model: String, alias: String, actor: String, reason: String?) throws -> ChangeResult {
+        try json(
+            .DELETE, Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias), query: reason.map { [("reason", $0)] } ?? [],
+            as: ChangeResult.self)
+    }
+
+    public func tag(_ reference: Reference, _ tags: [String: String], actor: String) throws -> ChangeResult {
+        try json(.POST, Self.versionPath(reference) + "/tags", body: TagsBody(tags: tags), as: ChangeResult.self)
+    }
+
+    public func untag(_ reference: Reference, _ keys: [String], actor: String) throws -> ChangeResult {
+        try json(.POST, Self.versionPath(reference) + "/untag", body: TagsBody(keys: keys), as: ChangeResult.self)
+    }
+
+    public func setPolicy(model: String, _ policy: Policy, actor: String, reason: String?) throws -> ChangeResult {
+        try json(.PUT, Self.modelPath(model) + "/policy", body: PolicyBody(policy: policy, reason: reason), as: ChangeResult.self)
+    }
+
+    public func collectGarbage(gracePeriod: Double) throws -> GarbageCollectionReport {
+        try json(.POST, "/v1/gc", query: [("grace_period", "\(gracePeriod)")], as: GarbageCollectionReport.self)
+    }
+
+    public func verifySummary(deep: Bool, progress: ((TransferProgress) -> Void)?) throws -> VerifySummary {
+        try json(.POST, "/v1/verify", query: [("deep", deep ? "true" : "false")], as: VerifySummary.self)
+    }
+
+    public func createToken(user: String, role: Role, actor: String) throws -> NewToken {
+        try json(.POST, "/v1/tokens", body: TokenBody(user: user, role: role), as: NewToken.self)
+    }
+
+    public func listTokens() throws -> [TokenRecord] {
+        try json(.GET, "/v1/tokens", as: [TokenRecord].self)
+    }
+
+    public func revokeToken(id: String, actor: String) throws -> TokenRecord {
+        try json(.DELETE, "/v1/tokens/" + PathSegment.encode(id), as: TokenRecord.self)
+    }
+
+    // MARK: Reads
+
+    /// The local chunk cache (a store), created with the server's chunking parameters on first use.
+    public func cacheStore() throws -> Store {
+        try Self.openCache(at: cacheDirectory, config: try serverConfig())
+    }
+
+    /// Stores opened by this process, by directory (one environment per file per process).
+    private static let openStores = Mutex<[String: Store]>([:])
+
+    static func openCache(at path: String, config: ServerConfig) throws -> Store {
+        try openStores.withLock { stores in
+            if let store = stores[path] { return store }
+            let store: Store
+            if FileManager.default.fileExists(atPath: path + "/config.json") {
+                store = try Store.open(at: path)
+            } else {
+                do {
+                    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                    store = try Store.create(
+                        at: path, config: StoreConfig(chunker: config.chunker, compressionLevel: config.compressionLevel))
+                } catch let error as CairnStoreError where error.code == .alreadyExists {
+                    store = try Store.open(at: path)  // another process created it meanwhile
+                }
+            }
+            stores[path] = store
+            return store
+        }
+    }
+
+    /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
+    /// the bytes received.
+    @discardableResult
+    public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
+        let config = try serverConfig()
+        let cache = try cacheStore()
+        var lengths: [SHA256Digest: Int] = [:]
+        var ids: [SHA256Digest] = []
+        for file in files {
+            for chunk in file.chunks where lengths[chunk.id] == nil {
+                lengths[chunk.id] = Int(chunk.length)
+                ids.append(chunk.id)
+            }
+        }
+        let missing = try cache.missingChunks(ids)
+        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
+        let batches = Self.batches(missing.map { lengths[$0]! }, limit: limit, maxCount: config.maxBatchIDs)
+        let rawTotal = missing.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) }
+        var rawDone: Int64 = 0
+        var received: Int64 = 0
+        var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
+        func store(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
+            let reply = try finish(pending.future)
+            received += Int64(reply.body.readableBytes)
+            try reply.body.readableBytesView.withUnsafeBytes { _ = try cache.storeChunks(bundle: $0) }
+            rawDone += pending.raw
+            progress?(TransferProgress(done: rawDone, of: rawTotal, new: rawDone))
+        }
+        for range in batches {
+            let batch = Array(missing[range])
+            let future = try start(
+                .POST, "/v1/chunks/fetch", body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream")
+            if let pending = inFlight { try store(pending) }
+            inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) })
+        }
+        if let pending = inFlight { try store(pending) }
+        return received
+    }
+
+    public func pull(
+        _ version: VersionRecord, to directory: String, paths: [String]?, selection: FileSelection?,
+        progress: ((TransferProgress) -> Void)?
+    ) throws -> [FileEntry] {
+        let manifest = try manifest(of: version)
+        var files = manifest.files
+        if let selection, !selection.selectsEverything {
+            files = files.filter { selection.contains($0.path) }
+            guard !files.isEmpty else {
+                let patterns = (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
+                throw RegistryError(.notFound, "no file of \(version.reference) matches \(patterns.joined(separator: " "))")
+            }
+        }
+        if let paths {
+            files = try paths.map { path in
+                guard let file = manifest.file(path) else { throw RegistryError(.notFound, "\(version.reference) has no file \(path)") }
+                return file
+            }
+        }
+        try fetchIntoCache(files, progress: progress)
+        try cacheStore().restore(files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress)
+        return files
+    }
+
+    /// Bytes per ranged request of ``read(_:path:range:sink:)``.
+    static let readWindow: Int64 = 8 << 20
+
+    public func read(
+        _ version: VersionRecord, path: String, range: ClosedRange<Int64>?, sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let manifest = try manifest(of: version)
+        guard let file = manifest.file(path) else { throw RegistryError(.notFound, "\(version.reference) has no file \(path)") }
+        let bytes: Range<Int64>
+        if let range {
+            guard range.lowerBound < file.size else {
+                throw RegistryError(
+                    .invalidArgument, "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)")
+            }
+            bytes = range.lowerBound..<min(range.upperBound + 1, file.size)
+        } else {
+            bytes = 0..<file.size
+        }
+        if bytes.isEmpty { return }
+        let filePath = Self.versionPath(version) + "/files/" + PathSegment.encodePath(path)
+        let hasher = range == nil ? SHA256Hasher() : nil
+        func request(_ window: Range<Int64>) throws -> EventLoopFuture<HTTPClient.Response> {
+            try start(
+                .GET, filePath,
+                headers: [("Range", "bytes=\(window.lowerBound)-\(window.upperBound - 1)"), ("If-Range", "\"\(file.sha256.hex)\"")])
+        }
+        var at = bytes.lowerBound
+        var next: (future: EventLoopFuture<HTTPClient.Response>, window: Range<Int64>)? = nil
+        while at < bytes.upperBound || next != nil {
+            let current: (future: EventLoopFuture<HTTPClient.Response>, window: Range<Int64>)
+            if let n = next {
+                current = n
+            } else {
+                let window = at..<min(at + Self.readWindow, bytes.upperBound)
+                current = (try request(window), window)
+                at = window.upperBound
+            }
+            next = nil
+            if at < bytes.upperBound {
+                let window = at..<min(at + Self.readWindow, bytes.upperBound)
+                next = (try request(window), window)
+                at = window.upperBound
+            }
+            let reply = try finish(current.future)
+            guard reply.body.readableBytes == current.window.count else {
+                throw RemoteError(
+                    status: reply.status, code: "bad_response",
+                    message: "asked for \(current.window.count) bytes of \(path), got \(reply.body.readableBytes)")
+            }
+            try reply.body.readableBytesView.withUnsafeBytes { chunk in
+                hasher?.update(chunk)
+                try sink(chunk)
+            }
+        }
+        if let hasher, hasher.finalize() != file.sha256 {
+            throw RegistryError(.corruption, "\(path) of \(version.reference) from \(baseURL) does not match its SHA-256")
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import CairnRegistry
+import CairnRemote
+import CairnStore
+import Digest
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// The chunk protocol:
+///
+/// - `POST /v1/chunks/missing` (writer): body = chunk ids (32 bytes each); answer = the ids the
+///   store lacks, in the same form.
+/// - `POST /v1/chunks` (writer): body = a chunk bundle (``ChunkBundle``); every chunk is decoded and
+///   re-hashed, and if any does not match its id the whole batch is rejected (422
+///   `chunk_mismatch`) and nothing is stored. Answer: ``ChunkStoreResult``.
+/// - `POST /v1/chunks/fetch` (reader): body = chunk ids; answer = a bundle of those chunks as stored.
+///
+/// Bodies over the server's batch limit are refused with 413.
+func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) {
+    let store = server.registry.store
+    let options = server.options
+
+    v1.post("chunks/missing") { request, context in
+        try context.require(.writer, "upload chunks")
+        var request = request
+        let ids = try await idList(&request, limit: options.maxBatchIDs)
+        let missing = try await server.blocking { try store.missingChunks(ids) }
+        return binaryResponse(ChunkIDList.encode(missing))
+    }
+
+    v1.post("chunks") { request, context in
+        let actor = try context.require(.writer, "upload chunks")
+        var request = request
+        let body = try await request.body(upTo: options.maxBatchBytes)
+        let result: ChunkStoreResult
+        do {
+            result = try await server.blocking {
+                try body.readableBytesView.withUnsafeBytes { try store.storeChunks(bundle: $0) }
+            }
+        } catch let error as CairnStoreError where error.code == .corruption {
+            server.logger.warning("rejected chunk batch", metadata: ["user": "\(actor)", "error": "\(error.message)"])
+            throw APIError(.unprocessableContent, "chunk_mismatch", error.message)
+        }
+        server.metrics.recordUpload(
+            wireBytes: body.readableBytes, received: result.received, newChunks: result.newChunks, newBytes: result.newBytes)
+        return jsonResponse(result)
+    }
+
+    v1.post("chunks/fetch") { request, context in
+        try context.require(.reader, "fetch chunks")
+        var request = request
+        let ids = try await idList(&request, limit: options.maxBatchIDs)
+        let bundle = try await server.blocking { try store.exportChunks(ids, maxBytes: options.maxBatchBytes) }
+        server.metrics.recordFetch(wireBytes: bundle.count)
+        return binaryResponse(bundle)
+    }
+}
+
+/// A body of chunk ids (32 bytes each, at most `limit` of them).
+private func idList(_ request: inout Request, limit: Int) async throws -> [SHA256Digest] {
+    let body = try await request.body(upTo: limit * 32)
+    guard let ids = body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
+        throw APIError.badRequest("a chunk id list is a sequence of 32-byte ids")
+    }
+    return ids
+}

@@ -1,0 +1,757 @@
+import Digest
+import Foundation
+import Glibc
+import Synchronization
+import Zstd
+
+// Moving chunks between stores (the server's chunk protocol): which chunks are missing, chunk
+// bundles (the wire format of a batch of chunks), storing a bundle after verifying every chunk,
+// exporting stored chunks as a bundle, committing a manifest whose chunks are all present, and
+// scanning a tree into a manifest without storing anything (what a remote push sends).
+
+/// A batch of chunks on the wire. Integers are little-endian.
+///
+/// ```
+/// header   16 B   "CAIRNCB1" · chunk count u32 · reserved u32 (0)
+/// entry    44 B   chunk id [32] · codec u8 · 3 × 0 · raw length u32 · stored length u32
+///          stored length bytes: the raw bytes (codec 0) or one zstd frame of them (codec 1); the
+///          store's other codecs (byte planes, deltas against a parent chunk) never travel
+///          (``Store/exportChunks(_:maxBytes:)`` decodes such chunks and sends them as zstd)
+/// …        more entries
+/// ```
+///
+/// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:)``
+/// decodes and re-hashes every chunk before anything is written.
+public enum ChunkBundle {
+    public static let magic: [UInt8] = Array("CAIRNCB1".utf8)
+    public static let headerSize = 16
+    public static let entryHeaderSize = 44
+
+    /// One chunk of a bundle: where its stored bytes sit in the bundle.
+    public struct Entry: Sendable, Equatable {
+        public var id: SHA256Digest
+        public var codecRaw: UInt8
+        public var rawLength: Int
+        /// Offset of the stored bytes in the bundle.
+        public var dataOffset: Int
+        public var storedLength: Int
+    }
+
+    /// Bytes a bundle of chunks with these stored lengths takes.
+    public static func size(storedLengths: some Sequence<Int>) -> Int {
+        storedLengths.reduce(headerSize) { $0 + entryHeaderSize + $1 }
+    }
+
+    /// Writes the bundle header at `p`.
+    public static func writeHeader(count: Int, to p: UnsafeMutableRawPointer) {
+        magic.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: 8) }
+        p.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
+    }
+
+    /// Writes an entry header at `p`; the stored bytes follow it.
+    public static func writeEntryHeader(
+        id: SHA256Digest, codec: Codec, rawLength: Int, storedLength: Int, to p: UnsafeMutableRawPointer
+    ) {
+        id.store(to: p)
+        p.storeBytes(of: UInt32(codec.rawValue).littleEndian, toByteOffset: 32, as: UInt32.self)
+        p.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 36, as: UInt32.self)
+        p.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 40, as: UInt32.self)
+    }
+
+    /// Parses a bundle's structure (not its contents: nothing is decoded or hashed here).
+    ///
+    /// - Parameter maxChunk: the largest raw length accepted (the store's maximum chunk size).
+    /// - Throws: ``CairnStoreError`` with `.invalidArgument` for a malformed bundle, a chunk larger
+    ///   than `maxChunk`, or an unknown codec.
+    public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int) throws -> [Entry] {
+        func bad(_ what: String) -> CairnStoreError { CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)") }
+        guard b.count >= headerSize, Array(b[0..<8]) == magic else { throw bad("bad magic") }
+        let count = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        guard count <= (b.count - headerSize) / entryHeaderSize else { throw bad("truncated") }
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        var at = headerSize
+        for _ in 0..<count {
+            guard at + entryHeaderSize <= b.count else { throw bad("truncated") }
+            let id = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[at..<at + 32]))
+            let codec = b[at + 32]
+            let raw = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 36, as: UInt32.self)))
+            let stored = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 40, as: UInt32.self)))
+            at += entryHeaderSize
+            guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue else {
+                throw bad("chunk \(id.shortHex)… uses codec \(codec); bundles carry raw or zstd chunks only")
+            }
+            guard raw <= maxChunk else {
+                throw bad("chunk \(id.shortHex)… is \(raw) bytes, more than the maximum chunk size \(maxChunk)")
+            }
+            guard stored <= b.count - at else { throw bad("truncated data of chunk \(id.shortHex)…") }
+            entries.append(Entry(id: id, codecRaw: codec, rawLength: raw, dataOffset: at, storedLength: stored))
+            at += stored
+        }
+        guard at == b.count else { throw bad("trailing bytes") }
+        return entries
+    }
+}
+
+/// A chunk of a local file to send: the file, where the chunk starts, its id and length.
+public struct ChunkSource: Sendable, Equatable {
+    public var path: String
+    public var offset: Int64
+    public var chunk: ChunkRef
+
+    public init(path: String, offset: Int64, chunk: ChunkRef) {
+        self.path = path
+        self.offset = offset
+        self.chunk = chunk
+    }
+}
+
+/// A tree chunked and hashed exactly as ``Store/stage(files:planner:progress:)`` would, with nothing
+/// stored: its manifest, and where each chunk can be read again.
+public struct ScannedTree: Sendable {
+    public let manifest: Manifest
+    /// Relative path → absolute path of each file.
+    public let sources: [String: String]
+
+    /// Where each chunk of `ids` can be read (the first occurrence of each id).
+    public func chunkSources(_ ids: Set<SHA256Digest>) -> [ChunkSource] {
+        var out: [ChunkSource] = []
+        var seen = Set<SHA256Digest>()
+        for file in manifest.files {
+            guard let path = sources[file.path] else { continue }
+            var offset: Int64 = 0
+            for chunk in file.chunks {
+                if ids.contains(chunk.id), seen.insert(chunk.id).inserted {
+                    out.append(ChunkSource(path: path, offset: offset, chunk: chunk))
+                }
+                offset += Int64(chunk.length)
+            }
+        }
+        return out
+    }
+}
+
+/// What ``Store/storeChunks(bundle:)`` did.
+public struct ChunkStoreResult: Sendable, Equatable, Codable {
+    /// Chunks in the bundle.
+    public var received: Int
+    /// Chunks added to the index (the others were already stored).
+    public var newChunks: Int
+    /// Raw bytes of the chunks added.
+    public var newBytes: Int64
+    /// Bytes of pack files written.
+    public var storedBytes: Int64
+
+    public init(received: Int, newChunks: Int, newBytes: Int64, storedBytes: Int64) {
+        self.received = received
+        self.newChunks = newChunks
+        self.newBytes = newBytes
+        self.storedBytes = storedBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case received
+        case newChunks = "new_chunks"
+        case newBytes = "new_bytes"
+        case storedBytes = "stored_bytes"
+    }
+}
+
+/// Thrown by ``Store/commit(manifest:_:)`` when chunks the manifest references are not indexed
+/// (never uploaded, or dropped by a garbage collection since): upload them and commit again.
+public struct MissingChunksError: Error, CustomStringConvertible, Sendable {
+    public let ids: [SHA256Digest]
+
+    public init(ids: [SHA256Digest]) { self.ids = ids }
+
+    public var description: String {
+        "\(ids.count) chunk\(ids.count == 1 ? " is" : "s are") not stored (first: \(ids.first?.hex ?? "")); upload \(ids.count == 1 ? "it" : "them") first"
+    }
+}
+
+/// Serializes the "which chunks are new → write a pack → index it" section of ``Store/storeChunks(bundle:)``
+/// within a process, so two uploads of overlapping chunks store each chunk once.
+private let chunkIngestLock = Mutex(())
+
+extension Store {
+    /// A number that changes whenever anything commits to the index (in any process): a cache of
+    /// values read from the index stays valid while it is unchanged.
+    public func indexGeneration() throws -> Int {
+        try lmdb { try environment.lastTransactionID() }
+    }
+
+    /// The ids among `ids` that are not indexed, in the order given (each once).
+    public func missingChunks(_ ids: [SHA256Digest]) throws -> [SHA256Digest] {
+        try lmdb {
+            try environment.read { txn in
+                var seen = Set<SHA256Digest>()
+                var missing: [SHA256Digest] = []
+                for id in ids where seen.insert(id).inserted {
+                    if try !id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.append(id) }
+                }
+                return missing
+            }
+        }
+    }
+
+    /// Stores the chunks of a bundle (``ChunkBundle``): every chunk is decoded and its SHA-256
+    /// checked against its id first, in parallel; if any does not match, nothing is stored.
+    /// Chunks not yet indexed are then written to a new pack (fsynced) and indexed in one
+    /// transaction, so they are durable before any manifest can reference them.
+    ///
+    /// zstd data that is smaller than the raw bytes is stored as received (it was just verified to
+    /// decode to them); raw data is compressed with the store's level.
+    ///
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for a malformed bundle, `.corruption` naming
+    ///   the first chunk whose bytes do not match its id (nothing stored), `.io`.
+    @discardableResult
+    public func storeChunks(bundle: UnsafeRawBufferPointer) throws -> ChunkStoreResult {
+        let entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
+        if entries.isEmpty { return ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0) }
+        // Where each chunk's stored form goes when it is not the received bytes.
+        var slots = [Int](repeating: -1, count: entries.count)
+        var outputSize = 0
+        for (i, e) in entries.enumerated() where e.codecRaw == Codec.raw.rawValue || e.storedLength >= e.rawLength {
+            slots[i] = outputSize
+            outputSize += Swift.max(zstdCompressBound(e.rawLength), e.rawLength)
+        }
+        let output = AlignedBuffer(capacity: outputSize)
+        // Per chunk: the codec and length of its stored form (in the bundle or in `output`).
+        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(capacity: entries.count)
+        defer { forms.deallocate() }
+        let errors = FirstError()
+        parallelFor(entries.count) { i in
+            if errors.isSet { return }
+            do {
+                forms[i] = try verifyEntry(entries[i], bundle: bundle, slot: slots[i], output: output)
+            } catch {
+                errors.record(error)
+            }
+        }
+        try errors.rethrow()
+        return try chunkIngestLock.withLock { _ in
+            let lease = try StoreLock.sharedPushLease(root: root)
+            defer { withExtendedLifetime(lease) {} }
+            // Chunks to write: not indexed, each once.
+            let absent = Set(try missingChunks(entries.map(\.id)))
+            var chosen = Set<SHA256Digest>()
+            let writer = PackWriter(root: root, targetSize: config.packSize)
+            do {
+                for (i, e) in entries.enumerated() where absent.contains(e.id) && chosen.insert(e.id).inserted {
+                    let form = forms[i]
+                    let data =
+                        slots[i] >= 0
+                        ? UnsafeRawBufferPointer(rebasing: output.memory[slots[i]..<slots[i] + form.length])
+                        : UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
+                    try writer.append(id: e.id, codec: form.codec, rawLength: e.rawLength, data: data)
+                }
+                try writer.finish()
+            } catch {
+                writer.abandon()
+                throw error
+            }
+            let (newChunks, newBytes, storedBytes) = try indexWritten(writer)
+            return ChunkStoreResult(received: entries.count, newChunks: newChunks, newBytes: newBytes, storedBytes: storedBytes)
+        }
+    }
+
+    /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
+    /// when the received bytes are not kept).
+    private func verifyEntry(
+        _ e: ChunkBundle.Entry, bundle: UnsafeRawBufferPointer, slot: Int, output: AlignedBuffer
+    ) throws -> (codec: Codec, length: Int) {
+        let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
+        func mismatch(_ what: String) -> CairnStoreError {
+            CairnStoreError(.corruption, "chunk \(e.id.hex) \(what); the whole batch was rejected and nothing was stored")
+        }
+        return try workers.withContext { ctx in
+            let raw: UnsafeRawBufferPointer
+            switch Codec(rawValue: e.codecRaw)! {
+            case .raw:
+                guard data.count == e.rawLength else { throw mismatch("has \(data.count) bytes, expected \(e.rawLength)") }
+                raw = data
+            case .zstd:
+                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
+                let n: Int
+                do {
+                    n = try ctx.decompressor.decompress(data, into: target)
+                } catch {
+                    throw mismatch("cannot be decompressed (\(error))")
+                }
+                guard n == e.rawLength else { throw mismatch("decompresses to \(n) bytes, expected \(e.rawLength)") }
+                raw = UnsafeRawBufferPointer(target)
+            default:
+                throw mismatch("uses codec \(e.codecRaw), which bundles do not carry")
+            }
+            ctx.hasher.update(raw)
+            let digest = ctx.hasher.finalize()
+            guard digest == e.id else { throw mismatch("does not match its content (SHA-256 \(digest.shortHex)…)") }
+            if slot < 0 { return (.zstd, data.count) }  // zstd, smaller than raw: kept as received
+            let room = UnsafeMutableRawBufferPointer(rebasing: output.memory[slot..<slot + Swift.max(zstdCompressBound(e.rawLength), e.rawLength)])
+            let n = try ctx.compressor.compress(raw, into: room)
+            if n < raw.count { return (.zstd, n) }
+            if raw.count > 0 { room.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+            return (.raw, raw.count)
+        }
+    }
+
+    /// Indexes what `writer` wrote, in one transaction (entries in key order; chunks another writer
+    /// indexed meanwhile are skipped). Returns new chunks, their raw bytes, and bytes of packs recorded.
+    private func indexWritten(_ writer: PackWriter) throws -> (Int, Int64, Int64) {
+        let sorted = writer.written.sorted { $0.id < $1.id }
+        let now = Int64(Date().timeIntervalSince1970)
+        return try lmdb {
+            try environment.write { txn in
+                var newChunks = 0
+                var newBytes: Int64 = 0
+                var usedPacks = Set<UInt64>()
+                for entry in sorted {
+                    let inserted = try entry.id.withUnsafeBytes { key -> Bool in
+                        if try txn.contains(chunksDB, key: key) { return false }
+                        try entry.location.encoded().withUnsafeBytes { try txn.put(chunksDB, key: key, value: $0) }
+                        return true
+                    }
+                    if inserted {
+                        newChunks += 1
+                        newBytes += Int64(entry.location.rawLength)
+                        usedPacks.insert(entry.location.packID)
+                    }
+                }
+                var storedBytes: Int64 = 0
+                for pack in writer.sealed.sorted(by: { $0.id < $1.id }) where usedPacks.contains(pack.id) {
+                    let record = PackRecord(size: pack.size, chunkCount: UInt32(pack.chunkCount), createdAt: now)
+                    try txn.put(packsDB, key: PackRecord.key(pack.id), value: record.encoded())
+                    storedBytes += pack.size
+                }
+                return (newChunks, newBytes, storedBytes)
+            }
+        }
+    }
+
+    /// The stored chunks `ids` as a bundle (``ChunkBundle``). Chunks stored raw or as zstd are sent
+    /// as stored, without decoding them (the receiver verifies every chunk); chunks stored with the
+    /// store's other codecs (byte planes, deltas against a parent chunk) are decoded, verified and
+    /// sent zstd-compressed, so a bundle never depends on chunks the receiver may lack. Each
+    /// record's header is checked against the index.
+    ///
+    /// - Parameter maxBytes: the largest bundle allowed.
+    /// - Throws: ``CairnStoreError``: `.notFound` naming the first chunk not stored,
+    ///   `.invalidArgument` when the bundle would exceed `maxBytes`, `.corruption` for a damaged record.
+    public func exportChunks(_ ids: [SHA256Digest], maxBytes: Int) throws -> [UInt8] {
+        var unique: [SHA256Digest] = []
+        var seen = Set<SHA256Digest>()
+        for id in ids where seen.insert(id).inserted { unique.append(id) }
+        var located: [(id: SHA256Digest, location: ChunkLocation)] = []
+        located.reserveCapacity(unique.count)
+        try lmdb {
+            try environment.read { txn in
+                for id in unique {
+                    guard let location = try location(of: id, in: txn) else {
+                        throw CairnStoreError(.notFound, "chunk \(id.hex) is not stored")
+                    }
+                    located.append((id, location))
+                }
+            }
+        }
+        func isPassedThrough(_ l: ChunkLocation) -> Bool { l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue }
+        // At most: stored bytes as they are, decoded chunks no larger than raw (zstd or raw).
+        let bound = ChunkBundle.size(
+            storedLengths: located.map { isPassedThrough($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength) })
+        guard bound <= maxBytes else {
+            throw CairnStoreError(.invalidArgument, "the chunks asked for take up to \(bound) bytes, more than the limit of \(maxBytes) per batch")
+        }
+        located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
+        // Spans of adjacent records in one pack, read with one pread each.
+        var spans: [Range<Int>] = []
+        var start = 0
+        for i in 1...max(located.count, 1) where i <= located.count {
+            if i < located.count {
+                let a = located[i - 1].location
+                let b = located[i].location
+                let spanStart = Int64(located[start].location.offset)
+                if a.packID == b.packID, Int64(b.offset) - (Int64(a.offset) + Int64(a.recordLength)) <= 4096,
+                    Int64(b.offset) + Int64(b.recordLength) - spanStart <= Int64(Self.readSpan)
+                {
+                    continue
+                }
+            }
+            spans.append(start..<i)
+            start = i
+        }
+        // Each entry's codec and bytes, filled in parallel by span.
+        let entries = UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>.allocate(capacity: max(located.count, 1))
+        entries.initialize(repeating: (.raw, []))
+        defer {
+            entries.deinitialize()
+            entries.deallocate()
+        }
+        let errors = FirstError()
+        parallelFor(spans.count) { s in
+            if errors.isSet { return }
+            do {
+                try exportSpan(located, range: spans[s], into: entries)
+            } catch {
+                errors.record(error)
+            }
+        }
+        try errors.rethrow()
+        let total = ChunkBundle.size(storedLengths: (0..<located.count).map { entries[$0].bytes.count })
+        var out = [UInt8](repeating: 0, count: total)
+        out.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            ChunkBundle.writeHeader(count: located.count, to: p)
+            var at = ChunkBundle.headerSize
+            for (i, item) in located.enumerated() {
+                let entry = entries[i]
+                ChunkBundle.writeEntryHeader(
+                    id: item.id, codec: entry.codec, rawLength: Int(item.location.rawLength), storedLength: entry.bytes.count, to: p + at)
+                at += ChunkBundle.entryHeaderSize
+                entry.bytes.withUnsafeBytes { if $0.count > 0 { (p + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                at += entry.bytes.count
+            }
+        }
+        return out
+    }
+
+    private func exportSpan(
+        _ located: [(id: SHA256Digest, location: ChunkLocation)], range: Range<Int>,
+        into entries: UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>
+    ) throws {
+        let first = located[range.lowerBound].location
+        let last = located[range.upperBound - 1].location
+        let spanStart = Int64(first.offset)
+        let length = Int(Int64(last.offset) + Int64(last.recordLength) - spanStart)
+        try workers.withContext { ctx in
+            // The span has its own buffer: decoding a delta reads its reference into the context's.
+            let buffer = AlignedBuffer(capacity: length)
+            let got = try readPack(first.packID, into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<length]), at: spanStart)
+            for i in range {
+                let (id, loc) = located[i]
+                let at = Int(Int64(loc.offset) - spanStart)
+                func damaged(_ what: String) -> CairnStoreError {
+                    CairnStoreError(.corruption, "chunk \(id.hex) \(what) in pack \(PackFormat.fileName(loc.packID))")
+                }
+                guard at + loc.recordLength <= got else { throw damaged("is cut off: its pack is truncated") }
+                let record = UnsafeRawBufferPointer(rebasing: buffer.memory[at..<at + loc.recordLength])
+                guard let header = PackFormat.readRecordHeader(record), header.id == id, header.rawLength == Int(loc.rawLength),
+                    header.storedLength == Int(loc.storedLength), header.codecRaw == loc.codecRaw
+                else { throw damaged("does not match its record") }
+                if loc.codecRaw == Codec.raw.rawValue || loc.codecRaw == Codec.zstd.rawValue {
+                    entries[i] = (Codec(rawValue: loc.codecRaw)!, Array(record[PackFormat.recordHeaderSize...]))
+                    continue
+                }
+                let rawLength = Int(loc.rawLength)
+                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<rawLength])
+                try decodeRecord(record, expected: ChunkRef(id: id, length: loc.rawLength), location: loc, into: target, context: ctx) {
+                    CairnStoreError(.corruption, "chunk \(id.hex) \($0)")
+                }
+                var compressed = [UInt8](repeating: 0, count: zstdCompressBound(rawLength))
+                let n = try compressed.withUnsafeMutableBytes { try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: $0) }
+                entries[i] = n < rawLength ? (.zstd, Array(compressed[0..<n])) : (.raw, Array(UnsafeRawBufferPointer(target)))
+            }
+        }
+    }
+
+    /// Records a manifest whose chunks were stored earlier (by ``storeChunks(bundle:)``): in ONE
+    /// index write transaction, checks that every chunk it references is indexed, adds the manifest
+    /// if it is new, then runs `body` so the layer above records what it means in the same
+    /// transaction. `info.newBytes` and `info.storedBytes` are 0: the chunks were added before.
+    ///
+    /// - Throws: ``MissingChunksError`` listing chunks not indexed (nothing is written; upload them
+    ///   and call again); ``CairnStoreError``; errors thrown by `body` (nothing is committed).
+    public func commit<T>(manifest: Manifest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
+        let encoded = manifest.encoded()
+        let id = SHA256Digest.hash(encoded)
+        return try lmdb {
+            try environment.write { txn in
+                var missing: [SHA256Digest] = []
+                var checked = Set<SHA256Digest>()
+                for file in manifest.files {
+                    for chunk in file.chunks where checked.insert(chunk.id).inserted {
+                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.append(chunk.id) }
+                    }
+                }
+                if !missing.isEmpty { throw MissingChunksError(ids: missing) }  // aborts the transaction
+                let key = id.bytes
+                let isNew = try txn.get(manifestsDB, key: key) == nil
+                if isNew { try txn.put(manifestsDB, key: key, value: encoded) }
+                let info = CommitInfo(manifestID: id, manifestIsNew: isNew, newBytes: 0, storedBytes: 0, newChunks: 0, codecs: [])
+                return try body(MetadataTransaction(store: self, txn: txn), info)
+            }
+        }
+    }
+
+    /// Chunks and hashes the files exactly as ``stage(files:planner:progress:)`` does with these
+    /// chunking parameters, but stores nothing: what a client computes before asking a server which
+    /// chunks it lacks. Runs on every core with bounded memory (two batches of at least 8 MiB).
+    ///
+    /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`, `.conflict` if a file changes while read.
+    public static func scan(
+        directory: String, parameters: ChunkerParameters, planner: ChunkingPlanner? = nil,
+        progress: ((TransferProgress) -> Void)? = nil
+    ) throws -> ScannedTree {
+        try parameters.validate()
+        let files = try FileTree.scan(directory)
+        var seenPaths = Set<String>()
+        for f in files {
+            try RelativePath.validate(f.relativePath)
+            guard seenPaths.insert(f.relativePath).inserted else {
+                throw CairnStoreError(.invalidArgument, "the path \(f.relativePath) appears twice")
+            }
+        }
+        let plans = files.map { file in Self.plan(for: file, planner: planner, maxChunk: parameters.max) }
+        let scanner = TreeScanner(files: files, plans: plans, parameters: parameters, progress: progress)
+        let manifest = try scanner.run()
+        return ScannedTree(
+            manifest: manifest,
+            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }))
+    }
+
+    /// The plan of one file (the same rule as ``plans(for:planner:)``, without a store).
+    private static func plan(for file: SourceFile, planner: ChunkingPlanner?, maxChunk: Int) -> ChunkingPlan {
+        let whole = ChunkingPlan(segments: [.init(range: 0..<file.size, method: .contentDefined)])
+        guard let planner, file.size > 0 else { return whole }
+        let fd = Glibc.open(file.absolutePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return whole }
+        defer { close(fd) }
+        let read = { (range: Range<Int64>) throws -> [UInt8] in
+            guard range.lowerBound >= 0, range.upperBound <= file.size, range.count <= 128 << 20 else {
+                throw CairnStoreError(.invalidArgument, "read outside the file")
+            }
+            var bytes = [UInt8](repeating: 0, count: Int(range.count))
+            let n = try bytes.withUnsafeMutableBytes { try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath) }
+            return Array(bytes[0..<n])
+        }
+        guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: maxChunk) else { return whole }
+        return plan
+    }
+
+    /// Reads the chunks `sources` from local files, checks each against its id (a file changed since
+    /// it was scanned fails with `.conflict`), compresses them in parallel and frames them as one
+    /// bundle (``ChunkBundle``); a chunk is sent raw when compression does not make it smaller.
+    public static func bundle(_ sources: [ChunkSource], compressionLevel: Int, maxChunk: Int) throws -> [UInt8] {
+        let pool = WorkerPool(level: Int32(compressionLevel), maxChunk: maxChunk)
+        var slots: [Int] = []
+        slots.reserveCapacity(sources.count + 1)
+        var room = 0
+        for s in sources {
+            slots.append(room)
+            room += Swift.max(zstdCompressBound(Int(s.chunk.length)), Int(s.chunk.length))
+        }
+        let scratch = AlignedBuffer(capacity: room)
+        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(capacity: Swift.max(sources.count, 1))
+        defer { forms.deallocate() }
+        let errors = FirstError()
+        parallelFor(sources.count) { i in
+            if errors.isSet { return }
+            let s = sources[i]
+            let length = Int(s.chunk.length)
+            do {
+                try pool.withContext { ctx in
+                    let fd = try FileIO.open(s.path, O_RDONLY | O_NOFOLLOW)
+                    defer { close(fd) }
+                    let raw = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
+                    let got = try FileIO.pread(fd, raw, at: s.offset, path: s.path)
+                    ctx.hasher.update(UnsafeRawBufferPointer(rebasing: raw[0..<got]))
+                    guard got == length, ctx.hasher.finalize() == s.chunk.id else {
+                        throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
+                    }
+                    let slot = UnsafeMutableRawBufferPointer(
+                        rebasing: scratch.memory[slots[i]..<slots[i] + Swift.max(zstdCompressBound(length), length)])
+                    let n = try ctx.compressor.compress(UnsafeRawBufferPointer(raw), into: slot)
+                    if n < length {
+                        forms[i] = (.zstd, n)
+                    } else {
+                        if length > 0 { slot.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: length) }
+                        forms[i] = (.raw, length)
+                    }
+                }
+            } catch {
+                errors.record(error)
+            }
+        }
+        try errors.rethrow()
+        let total = ChunkBundle.size(storedLengths: (0..<sources.count).map { forms[$0].length })
+        var out = [UInt8](repeating: 0, count: total)
+        out.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            ChunkBundle.writeHeader(count: sources.count, to: p)
+            var at = ChunkBundle.headerSize
+            for (i, s) in sources.enumerated() {
+                let form = forms[i]
+                ChunkBundle.writeEntryHeader(
+                    id: s.chunk.id, codec: form.codec, rawLength: Int(s.chunk.length), storedLength: form.length, to: p + at)
+                at += ChunkBundle.entryHeaderSize
+                if form.length > 0 {
+                    (p + at).copyMemory(from: scratch.memory.baseAddress! + slots[i], byteCount: form.length)
+                }
+                at += form.length
+            }
+        }
+        return out
+    }
+}
+
+/// Chunks and hashes files without storing them: the cutting of the ingest pipeline's read stage
+/// (same plans, same FastCDC calls, same batch rule), with chunk and file hashing in parallel.
+private final class TreeScanner {
+    let files: [SourceFile]
+    let plans: [ChunkingPlan]
+    let chunker: Chunker
+    let progress: ((TransferProgress) -> Void)?
+    let batchCapacity: Int
+    let pool: WorkerPool
+    let fileHasher = SHA256Hasher()
+    let errors = FirstError()
+
+    var nextFile = 0
+    var nextOffset: Int64 = 0
+    var nextSegment = 0
+    var fd: Int32 = -1
+
+    var fileChunks: [[ChunkRef]]
+    var fileDigests: [SHA256Digest]
+
+    final class Batch {
+        let input: AlignedBuffer
+        var cuts: [Int] = []
+        var ids: [SHA256Digest] = []
+        var fileIndex = 0
+        var isFileEnd = false
+        var chunkCount: Int { cuts.count - 1 }
+        var consumed: Int { cuts.last ?? 0 }
+        init(capacity: Int) { input = AlignedBuffer(capacity: capacity) }
+    }
+
+    init(files: [SourceFile], plans: [ChunkingPlan], parameters: ChunkerParameters, progress: ((TransferProgress) -> Void)?) {
+        self.files = files
+        self.plans = plans
+        self.chunker = Chunker(parameters)
+        self.progress = progress
+        batchCapacity = max(8 << 20, 4 * parameters.max)
+        pool = WorkerPool(level: 1, maxChunk: parameters.max)
+        fileChunks = Array(repeating: [], count: files.count)
+        fileDigests = Array(repeating: .zero, count: files.count)
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    func run() throws -> Manifest {
+        let total = files.reduce(Int64(0)) { $0 + $1.size }
+        var done: Int64 = 0
+        let batches = [Batch(capacity: batchCapacity), Batch(capacity: batchCapacity)]
+        var round = 0
+        var hasCurrent = try fill(batches[0])
+        while hasCurrent {
+            let current = batches[round % 2]
+            let next = batches[(round + 1) % 2]
+            current.ids = Array(repeating: .zero, count: current.chunkCount)
+            var hasNext = false
+            parallelFor(2 + current.chunkCount) { i in
+                if errors.isSet { return }
+                do {
+                    switch i {
+                    case 0: hasNext = try fill(next)
+                    case 1:
+                        fileHasher.update(UnsafeRawBufferPointer(rebasing: current.input.memory[0..<current.consumed]))
+                        if current.isFileEnd { fileDigests[current.fileIndex] = fileHasher.finalize() }
+                    default:
+                        let c = i - 2
+                        let bytes = UnsafeRawBufferPointer(rebasing: current.input.memory[current.cuts[c]..<current.cuts[c + 1]])
+                        current.ids[c] = pool.withContext { ctx in
+                            ctx.hasher.update(bytes)
+                            return ctx.hasher.finalize()
+                        }
+                    }
+                } catch {
+                    errors.record(error)
+                }
+            }
+            try errors.rethrow()
+            for c in 0..<current.chunkCount {
+                fileChunks[current.fileIndex].append(
+                    ChunkRef(id: current.ids[c], length: UInt32(current.cuts[c + 1] - current.cuts[c])))
+            }
+            done += Int64(current.consumed)
+            progress?(TransferProgress(doneBytes: done, totalBytes: total, newBytes: 0))
+            hasCurrent = hasNext
+            round += 1
+        }
+        // Empty files have no batch; their digest is that of no bytes.
+        for (i, f) in files.enumerated() where f.size == 0 { fileDigests[i] = SHA256Digest.hash([]) }
+        return Manifest(
+            files: files.indices.map { i in
+                FileEntry(path: files[i].relativePath, size: files[i].size, sha256: fileDigests[i], chunks: fileChunks[i])
+            })
+    }
+
+    /// Fills `batch` with the next bytes and cuts them (the rule of the ingest pipeline's `fill`).
+    func fill(_ batch: Batch) throws -> Bool {
+        while nextFile < files.count && files[nextFile].size == 0 { nextFile += 1 }
+        guard nextFile < files.count else { return false }
+        let file = files[nextFile]
+        if fd < 0 {
+            fd = try FileIO.open(file.absolutePath, O_RDONLY | O_NOFOLLOW)
+            posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        }
+        let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
+        let got = try FileIO.pread(
+            fd, UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]), at: nextOffset, path: file.absolutePath)
+        guard got == want else {
+            throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being read; push again")
+        }
+        let isEnd = nextOffset + Int64(want) == file.size
+        if isEnd, try FileIO.fileSize(fd, path: file.absolutePath) != file.size {
+            throw CairnStoreError(.conflict, "\(file.relativePath) changed size while it was being read; push again")
+        }
+        batch.cuts.removeAll(keepingCapacity: true)
+        batch.cuts.append(0)
+        var position = 0
+        let segments = plans[nextFile].segments
+        var segment = nextSegment
+        cutting: while position < want {
+            let at = nextOffset + Int64(position)
+            while segments[segment].range.upperBound <= at { segment += 1 }
+            let current = segments[segment]
+            let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
+            let length: Int
+            switch current.method {
+            case .fixed(let slice):
+                let into = at - current.range.lowerBound
+                let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
+                length = Int(sliceEnd - at)
+                guard position + length <= want else { break cutting }
+            case .contentDefined:
+                let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<segmentEnd])
+                let segmentEndsHere = current.range.upperBound <= nextOffset + Int64(want)
+                guard let n = chunker.nextChunkLength(rest, isEnd: segmentEndsHere) else { break cutting }
+                length = n
+            }
+            position += length
+            batch.cuts.append(position)
+        }
+        nextSegment = segment
+        batch.fileIndex = nextFile
+        batch.isFileEnd = isEnd
+        if isEnd {
+            close(fd)
+            fd = -1
+            nextFile += 1
+            nextOffset = 0
+            nextSegment = 0
+        } else {
+            nextOffset += Int64(position)
+        }
+        return true
+    }
+}
+
+extension TransferProgress {
+    /// Progress reported by a layer above the store (a remote transfer).
+    public init(done: Int64, of total: Int64, new: Int64) {
+        self.init(doneBytes: done, totalBytes: total, newBytes: new)
+    }
+}

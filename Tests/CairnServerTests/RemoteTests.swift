@@ -1,0 +1,233 @@
+import ArgumentParser
+import CairnFixtures
+import CairnRegistry
+import CairnRemote
+import CairnServer
+import CairnStore
+import Digest
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import cairn
+
+/// The remote client and the command line against a live server on 127.0.0.1 (ephemeral port).
+@Suite struct RemoteTests {
+    static func url(_ client: some TestClientProtocol) -> String { "http://localhost:\(client.port!)" }
+
+    @Test func pushAndPullRoundTripByteExact() async throws {
+        let f = try ServerFixture()
+        let base = URL(fileURLWithPath: f.dir.sub("base"))
+        try FixtureModels.writeBase(to: base, shape: .small, seed: 1)
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            let cache = f.dir.sub("cache")
+            let out = f.dir.sub("out")
+            let (report, pulled, again) = try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: cache)
+                var request = PushRequest(model: "llama", actor: "someone-else")
+                request.metrics = ["eval_loss": 1.9]
+                let report = try remote.pushReport(directory: base.path, request: request, progress: nil)
+                let version = try remote.resolve(try Reference(parsing: "llama@\(report.result.version)"))
+                let files = try remote.pull(version, to: out, paths: nil, selection: nil, progress: nil)
+                // A second pull finds every chunk in the cache: nothing is fetched.
+                let again = try remote.fetchIntoCache(files)
+                return (report, files.count, again)
+            }
+            #expect(report.result.version == 1 && report.result.files == pulled)
+            #expect(report.transferredBytes! > 0)
+            #expect(again == 0)
+            #expect(try readTree(out) == readTree(base.path))
+            // The server recorded the token's user, not what the client claimed.
+            #expect(try f.registry.resolve(try Reference(parsing: "llama@1")).createdBy == "will")
+            #expect(try f.registry.resolve(try Reference(parsing: "llama@1")).metrics == ["eval_loss": 1.9])
+
+            // Byte ranges and whole files through `read` (what `cat` uses).
+            let shard = FixtureModels.baseShardFiles[0]
+            let original = try Data(contentsOf: base.appendingPathComponent(shard))
+            let (whole, part) = try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: cache)
+                let version = try remote.resolve(try Reference(parsing: "llama"))
+                var whole = Data()
+                try remote.read(version, path: shard, range: nil) { whole.append(contentsOf: $0) }
+                var part = Data()
+                try remote.read(version, path: shard, range: 1_000_000...1_000_099) { part.append(contentsOf: $0) }
+                return (whole, part)
+            }
+            #expect(whole == original)
+            #expect(part == original[1_000_000...1_000_099])
+
+            // A partial pull fetches only the chunks of the selected files.
+            let out2 = f.dir.sub("out2")
+            let fetched = try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache2"))
+                let version = try remote.resolve(try Reference(parsing: "llama@1"))
+                let before = f.server.metrics.requestCount(route: "/v1/chunks/fetch", status: 200)
+                let files = try remote.pull(version, to: out2, paths: nil, selection: try FileSelection(include: ["*.json"]), progress: nil)
+                return (files.map(\.path), f.server.metrics.requestCount(route: "/v1/chunks/fetch", status: 200) - before)
+            }
+            #expect(fetched.0 == ["config.json", "model.safetensors.index.json", "tokenizer.json"])
+            #expect(fetched.1 == 1)
+            #expect(try readTree(out2).keys.sorted() == fetched.0)
+            let cacheStats = try Store.open(at: f.dir.sub("cache2")).statistics()
+            let jsonBytes = fetched.0.reduce(0) { $0 + (try! Data(contentsOf: base.appendingPathComponent($1)).count) }
+            #expect(cacheStats.uniqueBytes == Int64(jsonBytes))
+        }
+    }
+
+    /// Distinct chunk bytes of `tree` that `base` does not have (chunked as the server would).
+    static func changedBytes(_ tree: String, comparedTo base: String, store: Store) throws -> Int64 {
+        let planner = Registry.chunkingPlanner(sliceSize: store.config.chunker.slice)
+        let a = try Store.scan(directory: base, parameters: store.config.chunker, planner: planner)
+        let b = try Store.scan(directory: tree, parameters: store.config.chunker, planner: planner)
+        let known = Set(a.manifest.files.flatMap { $0.chunks.map(\.id) })
+        var seen = Set<SHA256Digest>()
+        var total: Int64 = 0
+        for chunk in b.manifest.files.flatMap(\.chunks) where !known.contains(chunk.id) && seen.insert(chunk.id).inserted {
+            total += Int64(chunk.length)
+        }
+        return total
+    }
+
+    @Test func variantSendsLittleMoreThanItsChangedBytes() async throws {
+        let f = try ServerFixture()
+        let shape = FixtureModels.Shape.small
+        let base = f.dir.sub("base")
+        let variant = f.dir.sub("variant")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: shape, seed: 3)
+        try FixtureModels.writeVariant(
+            to: URL(fileURLWithPath: variant), shape: shape, seed: 3, changedLayers: [shape.layers - 1], variantSeed: 9)
+        let changed = try Self.changedBytes(variant, comparedTo: base, store: f.registry.store)
+        #expect(changed > 0)
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            let first = try await onThread {
+                try RemoteRegistry(url: url, token: f.writer).pushReport(
+                    directory: base, request: PushRequest(model: "m", actor: "x"), progress: nil)
+            }
+            let serverBefore = f.server.metrics.chunkUploadBytes
+            let second = try await onThread {
+                var request = PushRequest(model: "m", actor: "x")
+                request.parents = ["m@1"]
+                return try RemoteRegistry(url: url, token: f.writer).pushReport(directory: variant, request: request, progress: nil)
+            }
+            let serverCount = Int64(f.server.metrics.chunkUploadBytes - serverBefore)
+            let sent = try #require(second.transferredBytes)
+            #expect(first.transferredBytes! > 4 * sent)
+            #expect(Double(sent) < 1.1 * Double(changed), "sent \(sent) for \(changed) changed bytes")
+            #expect(Double(serverCount) < 1.1 * Double(changed), "the server received \(serverCount) for \(changed) changed bytes")
+            #expect(serverCount == sent)
+            #expect(second.result.newBytes == changed)
+            // Byte-exact on the way back.
+            let out = f.dir.sub("out")
+            try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache"))
+                _ = try remote.pull(try remote.resolve(try Reference(parsing: "m@2")), to: out, paths: nil, selection: nil, progress: nil)
+            }
+            #expect(try readTree(out) == readTree(variant))
+        }
+    }
+
+    @Test func eightConcurrentClientsPushAndPullVariantsOfOneBase() async throws {
+        let f = try ServerFixture()
+        let shape = FixtureModels.Shape.tiny
+        let clients = 8
+        var sources: [String] = []
+        for i in 0..<clients {
+            let dir = f.dir.sub("variant-\(i)")
+            try FixtureModels.writeVariant(
+                to: URL(fileURLWithPath: dir), shape: shape, seed: 5, changedLayers: [i % shape.layers], variantSeed: UInt64(100 + i))
+            sources.append(dir)
+        }
+        let frozen = sources
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            // All push at once (their base layers overlap), then each pulls its own and a neighbour's.
+            let versions = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for i in 0..<clients {
+                    group.addTask {
+                        try await onThread {
+                            let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache-\(i)"))
+                            let report = try remote.pushReport(directory: frozen[i], request: PushRequest(model: "base-ft", actor: "c\(i)"), progress: nil)
+                            let version = try remote.resolve(try Reference(parsing: "base-ft@\(report.result.version)"))
+                            _ = try remote.pull(version, to: f.dir.sub("out-\(i)"), paths: nil, selection: nil, progress: nil)
+                            return (i, report.result.version)
+                        }
+                    }
+                }
+                var out: [Int: Int] = [:]
+                for try await (i, v) in group { out[i] = v }
+                return out
+            }
+            #expect(Set(versions.values) == Set(1...clients))
+            for i in 0..<clients {
+                #expect(try readTree(f.dir.sub("out-\(i)")) == readTree(frozen[i]), "client \(i)")
+            }
+            // Pull every version again from one fresh client, concurrently with each other.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<clients {
+                    group.addTask {
+                        try await onThread {
+                            let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache-all"))
+                            let version = try remote.resolve(try Reference(parsing: "base-ft@\(versions[i]!)"))
+                            _ = try remote.pull(version, to: f.dir.sub("again-\(i)"), paths: nil, selection: nil, progress: nil)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for i in 0..<clients {
+                #expect(try readTree(f.dir.sub("again-\(i)")) == readTree(frozen[i]), "client \(i), second pull")
+            }
+        }
+        // Shared chunks are stored once: the index holds exactly the distinct chunks of all versions.
+        var distinct = Set<SHA256Digest>()
+        var distinctBytes: Int64 = 0
+        for info in try f.registry.listVersions(of: "base-ft") {
+            for chunk in try f.registry.manifest(of: info).files.flatMap(\.chunks) where distinct.insert(chunk.id).inserted {
+                distinctBytes += Int64(chunk.length)
+            }
+        }
+        let stats = try f.registry.store.statistics()
+        #expect(stats.chunkCount == distinct.count)
+        #expect(stats.uniqueBytes == distinctBytes)
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
+    @Test func commandLineAgainstAServer() async throws {
+        let f = try ServerFixture()
+        let base = f.dir.sub("model")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .tiny, seed: 2)
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            func run(_ args: [String], token: String) async throws {
+                let full = args + ["--remote", url, "--token", token, "--cache", f.dir.sub("cli-cache")]
+                try await onThread {
+                    var command = try Cairn.parseAsRoot(full)
+                    try command.run()
+                }
+            }
+            try await run(["push", base, "--model", "cli-model", "--metric", "eval_loss=1.5", "--json"], token: f.writer)
+            try await run(["ls"], token: f.reader)
+            try await run(["show", "cli-model@1"], token: f.reader)
+            try await run(["tag", "cli-model@1", "dataset=d1"], token: f.writer)
+            try await run(["promote", "cli-model@1", "--to", "staging", "--reason", "ok"], token: f.approver)
+            try await run(["promote", "cli-model@1", "--to", "production", "--reason", "ship"], token: f.approver)
+            try await run(["alias", "set", "cli-model", "champion", "1"], token: f.approver)
+            try await run(["pull", "cli-model@champion", "--out", f.dir.sub("cli-out")], token: f.reader)
+            #expect(try readTree(f.dir.sub("cli-out")) == readTree(base))
+            try await run(["history", "cli-model"], token: f.reader)
+            try await run(["audit", "verify"], token: f.reader)
+            try await run(["stats", "--json"], token: f.reader)
+            // A writer cannot promote: exit code 6 (not authorized).
+            await #expect(throws: ExitCode(6)) {
+                try await run(["promote", "cli-model@1", "--to", "archived"], token: f.writer)
+            }
+            let version = try f.registry.resolve(try Reference(parsing: "cli-model@production"))
+            #expect(version.version == 1 && version.tags == ["dataset": "d1"] && version.createdBy == "will")
+            let log = try f.registry.auditLog(model: "cli-model")
+            #expect(log.filter { $0.action == .promote }.allSatisfy { $0.actor == "ann" })
+        }
+    }
+}

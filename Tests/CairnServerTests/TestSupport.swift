@@ -1,0 +1,121 @@
+import CairnFixtures
+import CairnRegistry
+import CairnRemote
+import CairnServer
+import CairnStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// A unique temporary directory, removed when the value is released.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init(_ label: String = "cairn-server-test") {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func sub(_ name: String) -> String { path + "/" + name }
+}
+
+/// A server on a fresh store, with one token per role (and a second approver).
+final class ServerFixture: Sendable {
+    let dir = TemporaryDirectory()
+    let registry: Registry
+    let server: CairnServer
+    let reader: String
+    let writer: String
+    let approver: String
+    let approver2: String
+    let admin: String
+
+    init(publicRead: Bool = false, maxBatchBytes: Int = 33 << 20) throws {
+        let store = try Store.create(at: dir.sub("store"))
+        registry = try Registry(store: store)
+        reader = try registry.createToken(user: "rita", role: .reader, actor: "ops").token
+        writer = try registry.createToken(user: "will", role: .writer, actor: "ops").token
+        approver = try registry.createToken(user: "ann", role: .approver, actor: "ops").token
+        approver2 = try registry.createToken(user: "bob", role: .approver, actor: "ops").token
+        admin = try registry.createToken(user: "ada", role: .admin, actor: "ops").token
+        var logger = Logger(label: "cairn.test")
+        logger.logLevel = .warning
+        server = CairnServer(
+            registry: registry, options: ServerOptions(host: "127.0.0.1", port: 0, publicRead: publicRead, maxBatchBytes: maxBatchBytes),
+            logger: logger)
+    }
+
+    var application: some ApplicationProtocol { buildApplication(server: server) }
+
+    /// Writes a directory with the given files.
+    func writeTree(_ name: String, _ files: [String: [UInt8]]) throws -> String {
+        let root = dir.sub(name)
+        for (path, bytes) in files {
+            let url = URL(fileURLWithPath: root + "/" + path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(bytes).write(to: url)
+        }
+        return root
+    }
+
+    /// Pushes a directory directly into the server's store (as `actor`).
+    @discardableResult
+    func pushLocally(_ directory: String, model: String, actor: String = "will") throws -> PushResult {
+        try registry.push(directory: directory, request: PushRequest(model: model, actor: actor))
+    }
+}
+
+func bearer(_ token: String?) -> HTTPFields {
+    var headers = HTTPFields()
+    if let token { headers[.authorization] = "Bearer \(token)" }
+    return headers
+}
+
+func json(_ value: some Encodable) throws -> ByteBuffer {
+    ByteBuffer(bytes: try JSONEncoder().encode(value))
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) throws -> T {
+    try JSONDecoder().decode(type, from: Data(response.body.readableBytesView))
+}
+
+/// The body decoded as `type`, nil if it is not.
+func decoded<T: Decodable>(_ type: T.Type, _ response: TestResponse) -> T? {
+    try? decode(type, response)
+}
+
+/// The `error.code` of an error response.
+func errorCode(_ response: TestResponse) -> String? {
+    (try? JSONDecoder().decode(ErrorBody.self, from: Data(response.body.readableBytesView)))?.error.code
+}
+
+/// Runs blocking client code on its own thread (never on a Swift concurrency thread, which the
+/// server needs to answer it).
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
+
+/// Every regular file under `root`, by relative path.
+func readTree(_ root: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let base = URL(fileURLWithPath: root).standardizedFileURL.path
+    guard let walker = FileManager.default.enumerator(atPath: base) else { return out }
+    for case let relative as String in walker {
+        var isDirectory: ObjCBool = false
+        let full = base + "/" + relative
+        if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
+            out[relative] = try Data(contentsOf: URL(fileURLWithPath: full))
+        }
+    }
+    return out
+}
