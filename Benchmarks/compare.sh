@@ -8,7 +8,7 @@
 #        CAIRN_BIN=path                     a prebuilt release cairn (default: build one)
 #
 # Cairn is measured the way peers.sh measures the peers: each directory of ORDER.txt pushed as one
-# version into one store, workload warm in the page cache, every command under /usr/bin/time; then a
+# version into one store (variants with --parent base@1), workload warm in the page cache, every command under /usr/bin/time; then a
 # restore of base and of one file of partial-01 (verified with cmp), and a re-push of base
 # (already stored). Prints one table with each figure's ratio to the best peer of this run.
 set -euo pipefail
@@ -41,7 +41,10 @@ lbytes() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{print s+0}'; }
 "$CAIRN_BIN" init > /dev/null
 find "$WL" -type f -exec cat {} + > /dev/null   # warm, as peers.sh does
 for d in $(cat "$WL/ORDER.txt"); do
-    timed "ingest:$d" "$(lbytes "$WL/$d")" "$CAIRN_BIN" push "$WL/$d" --model "$d" --json
+    # Each directory is one version; variants of the base name it as their parent (lineage), which
+    # lets their changed tensors be stored as deltas against it.
+    parent=(); [ "$d" != base ] && parent=(--parent base@1)
+    timed "ingest:$d" "$(lbytes "$WL/$d")" "$CAIRN_BIN" push "$WL/$d" --model "$d" "${parent[@]}" --json
 done
 R="$WORK/restore"
 rm -rf "$R"; timed restore_base "$(lbytes "$WL/base")" "$CAIRN_BIN" pull base --out "$R/base"
