@@ -13,7 +13,7 @@ struct Cairn: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Init.self, Push.self, Pull.self, Cat.self, List.self, Show.self, LineageCommand.self,
+            Init.self, Push.self, Pull.self, Cat.self, List.self, Show.self, Diff.self, LineageCommand.self,
             Promote.self, Approve.self, Rollback.self, Alias.self, Tag.self, Untag.self, PolicyCommand.self,
             History.self, Audit.self, Archive.self, Delete.self, GC.self, Verify.self, Stats.self, Demo.self,
             Serve.self, TokenCommand.self,

@@ -93,8 +93,12 @@ extension Cairn {
 
     struct Pull: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a version's files to a directory.",
-            discussion: "Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written.")
+            abstract: "Write a version's files (or some of them, or some tensors) to a directory.",
+            discussion: """
+                Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written.
+
+                With --tensor, each safetensors file (of those --include/--exclude select) that has tensors matching a pattern is written under its own name holding only those tensors, with their original bytes and a new header that keeps __metadata__; a shard index (model.safetensors.index.json) is rewritten to list only them. Other files are written only when an --include pattern names them. Only the chunks the chosen tensors overlap are read, so one tensor of a large checkpoint costs about its own size. A safetensors file that is malformed is an error naming it (exclude it with --exclude).
+                """)
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
@@ -103,6 +107,11 @@ extension Cairn {
         var include: [String] = []
         @Option(help: ArgumentHelp("Skip files matching this glob (repeatable).", valueName: "GLOB"))
         var exclude: [String] = []
+        @Option(
+            help: ArgumentHelp(
+                "Only tensors whose name matches this glob, e.g. 'model.layers.0.*' (repeatable). Writes each safetensors file that has a match with just those tensors.",
+                valueName: "PATTERN"))
+        var tensor: [String] = []
 
         func run() throws {
             try reportingErrors {
@@ -110,6 +119,25 @@ extension Cairn {
                 let registry = try global.openRegistry()
                 let version = try registry.resolve(try Reference(parsing: ref))
                 let progress = ProgressLine("pull", quiet: global.json)
+                if !tensor.isEmpty {
+                    let result = try contentReader(registry).pullTensors(
+                        version, matching: tensor, to: out, selection: selection, progress: progress.update(done:total:))
+                    progress.finish()
+                    let bytes = result.files.reduce(Int64(0)) { $0 + $1.size }
+                    if global.json {
+                        return try Output.json(
+                            PullOutput(
+                                model: version.model, version: version.version, out: out, files: result.files.count, bytes: bytes,
+                                tensors: result.tensors, tensorBytes: result.tensorBytes, written: result.files))
+                    }
+                    let shards = result.files.filter { $0.tensors > 0 }.count
+                    Output.line(
+                        "pulled \(result.tensors) tensor\(result.tensors == 1 ? "" : "s") (\(Output.bytes(result.tensorBytes))) of \(version.reference) to \(out): "
+                            + "\(shards) safetensors file\(shards == 1 ? "" : "s")"
+                            + (result.files.count > shards ? " and \(result.files.count - shards) other\(result.files.count - shards == 1 ? "" : "s")" : "")
+                            + ", \(Output.bytes(bytes))")
+                    return
+                }
                 let files = try registry.pull(version, to: out, selection: selection, progress: progress.update)
                 progress.finish()
                 let bytes = files.reduce(Int64(0)) { $0 + $1.size }
@@ -127,6 +155,15 @@ extension Cairn {
             var out: String
             var files: Int
             var bytes: Int64
+            /// With --tensor: tensors written, their bytes, and each file written.
+            var tensors: Int? = nil
+            var tensorBytes: Int64? = nil
+            var written: [TensorPullResult.WrittenFile]? = nil
+
+            enum CodingKeys: String, CodingKey {
+                case model, version, out, files, bytes, tensors, written
+                case tensorBytes = "tensor_bytes"
+            }
         }
     }
 

@@ -36,6 +36,11 @@ enum Output {
         return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
     }
 
+    /// `[192, 512]` (a scalar is `[]`).
+    static func shape(_ dims: [Int]) -> String {
+        "[" + dims.map(String.init).joined(separator: ", ") + "]"
+    }
+
     /// Left-aligned columns separated by two spaces.
     static func table(_ header: [String], _ rows: [[String]]) {
         let all = [header] + rows

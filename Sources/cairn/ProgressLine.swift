@@ -18,6 +18,11 @@ final class ProgressLine {
 
     func update(_ p: TransferProgress) {
         guard enabled else { return }
+        draw(done: p.doneBytes, total: p.totalBytes, new: p.newBytes)
+    }
+
+    private func draw(done: Int64, total: Int64, new: Int64) {
+        let p = (doneBytes: done, totalBytes: total, newBytes: new)
         let now = Date()
         guard now.timeIntervalSince(lastDraw) >= 0.1 || p.doneBytes == p.totalBytes else { return }
         lastDraw = now
@@ -32,6 +37,12 @@ final class ProgressLine {
         }
         FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
         drew = true
+    }
+
+    /// Progress of a read that is not a whole-file transfer (tensor pulls).
+    func update(done: Int64, total: Int64) {
+        guard enabled else { return }
+        draw(done: done, total: total, new: 0)
     }
 
     /// Clears the line.

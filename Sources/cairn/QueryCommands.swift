@@ -69,6 +69,8 @@ extension Cairn {
                 "Resolve the reference as of this time: ISO 8601 (2026-03-10T14:05:00Z) or a date (the end of that day, UTC).",
                 valueName: "TIME"))
         var at: String?
+        @Flag(help: "Also list the tensors of its safetensors files (file, name, dtype, shape, bytes), read from their headers only.")
+        var tensors = false
 
         func run() throws {
             try reportingErrors {
@@ -85,7 +87,10 @@ extension Cairn {
                 }
                 let version = info.record
                 let manifest = try registry.manifest(of: version)
-                if global.json { return try Output.json(VersionView(info: info, manifest: manifest, past: past)) }
+                let tensorList = tensors ? try contentReader(registry).tensors(of: version) : nil
+                if global.json {
+                    return try Output.json(VersionView(info: info, manifest: manifest, past: past, tensors: tensorList))
+                }
                 if let past {
                     Output.line("at \(past.at): \(ref) was \(version.reference) [\(past.stage.rawValue)]" + (past.aliases.isEmpty ? "" : " aliases \(past.aliases.joined(separator: ", "))"))
                     Output.line("")
@@ -109,6 +114,18 @@ extension Cairn {
                 }
                 Output.line("")
                 Output.table(["PATH", "SIZE", "SHA256"], manifest.files.map { [$0.path, Output.bytes($0.size), $0.sha256.hex] })
+                if let tensorList {
+                    Output.line("")
+                    if tensorList.isEmpty {
+                        Output.line("no safetensors files")
+                    } else {
+                        Output.table(
+                            ["FILE", "TENSOR", "DTYPE", "SHAPE", "BYTES"],
+                            tensorList.map { [$0.file, $0.name, $0.dtype, Output.shape($0.shape), "\($0.bytes)"] })
+                        let total = tensorList.reduce(Int64(0)) { $0 + $1.bytes }
+                        Output.line("\(tensorList.count) tensors, \(Output.bytes(total))")
+                    }
+                }
             }
         }
     }

@@ -7,6 +7,8 @@ struct VersionView: Encodable {
     var info: VersionInfo
     var manifest: Manifest?
     var past: PastResolution?
+    /// With `show --tensors`.
+    var tensors: [TensorInfo]? = nil
 
     struct FileView: Encodable {
         var path: String
@@ -17,7 +19,7 @@ struct VersionView: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case model, version, reference, manifest, stage, aliases, message, metrics, params, tags, parents, datasets, source
-        case files, approvals, at
+        case files, approvals, at, tensors
         case createdBy = "created_by"
         case createdAt = "created_at"
         case logicalBytes = "logical_bytes"
@@ -60,6 +62,7 @@ struct VersionView: Encodable {
                 manifest.files.map { FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count) },
                 forKey: .files)
         }
+        if let tensors { try c.encode(tensors, forKey: .tensors) }
         if let past {
             try c.encode(past.at, forKey: .at)
             try c.encode(past.stage, forKey: .stageAt)
