@@ -33,5 +33,17 @@ let package = Package(
             path: "Benchmarks/RegistryBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "PartialReadBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "CairnRegistry", package: "Cairn"),
+                .product(name: "CairnFormats", package: "Cairn"),
+                .product(name: "CairnStore", package: "Cairn"),
+                .product(name: "CairnFixtures", package: "Cairn"),
+            ],
+            path: "Benchmarks/PartialReadBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
