@@ -11,10 +11,10 @@ import Foundation
 // then one 32 MiB tensor is pulled (`pull --tensor`) and, for comparison, the whole model.
 // Each benchmark also reports the bytes it read from pack files ("pack bytes read").
 //
-// Measured on the 2-core dev machine (p50 of 10 / 8 runs, packs in the page cache):
-//   one tensor   111 ms wall,  21.4 MB read from packs (the 33.6 MB tensor, zstd-compressed, + header)
-//   whole model 4020 ms wall, 683.5 MB read from packs
-//   ratio        ~36x less wall time, 32.0x fewer bytes read (the tensor is 1/32 of the model)
+// Measured on the 2-core dev machine (p50 over two runs of the target, packs in the page cache):
+//   one tensor    75-111 ms wall,  21.4 MB read from packs (the 33.6 MB tensor zstd-compressed, + header)
+//   whole model 3928-4020 ms wall, 683.5 MB read from packs
+//   ratio       36-52x less wall time, 32.0x fewer bytes read (the tensor is 1/32 of the model)
 
 /// The model: 8 layers × (q, k, v, o) [4096, 4096] BF16 + an input norm [4096].
 let layers = 8
@@ -78,9 +78,18 @@ final class Fixture: @unchecked Sendable {
         built = (registry, version, root)
         return built!
     }
+
+    /// Deletes the store (at the end of the process's benchmarks).
+    func remove() {
+        lock.lock()
+        defer { lock.unlock() }
+        if let built { try? FileManager.default.removeItem(atPath: built.root) }
+        built = nil
+    }
 }
 
 let benchmarks: @Sendable () -> Void = {
+    Benchmark.teardown = { Fixture.shared.remove() }
     let config: Benchmark.Configuration = .init(
         metrics: [.wallClock, .cpuTotal, .peakMemoryResident, packBytesRead], warmupIterations: 1,
         maxDuration: .seconds(30), maxIterations: 10)
