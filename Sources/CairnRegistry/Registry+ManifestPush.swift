@@ -20,7 +20,12 @@ extension Registry {
     /// - Throws: ``MissingChunksError`` (nothing recorded; upload those chunks and retry),
     ///   ``RegistryError``: `.invalidArgument` (bad name, metadata or manifest), `.notFound` (a
     ///   parent), `.refused` (a gate for the initial stage).
-    public func push(manifest: Manifest, request: PushRequest, newBytes: Int64 = 0, storedBytes: Int64 = 0) throws
+    public func push(
+        manifest: Manifest,
+        request: PushRequest,
+        newBytes: Int64 = 0,
+        storedBytes: Int64 = 0
+    ) throws
         -> PushResult
     {
         try ModelName.validate(request.model)
@@ -33,8 +38,14 @@ extension Registry {
         return try storeCall {
             try store.commit(manifest: manifest) { txn, info in
                 try recordPush(
-                    request, parents: parents, manifest: manifest, manifestID: info.manifestID, newBytes: newBytes,
-                    storedBytes: storedBytes, in: txn)
+                    request,
+                    parents: parents,
+                    manifest: manifest,
+                    manifestID: info.manifestID,
+                    newBytes: newBytes,
+                    storedBytes: storedBytes,
+                    in: txn
+                )
             }
         }
     }

@@ -81,7 +81,12 @@ extension Registry {
         let table = try tokensTable()
         return try write { txn in
             let record = TokenRecord(
-                id: String(hash.hex.prefix(16)), user: user, role: role, createdAt: try changeTime(in: txn), createdBy: actor)
+                id: String(hash.hex.prefix(16)),
+                user: user,
+                role: role,
+                createdAt: try changeTime(in: txn),
+                createdBy: actor
+            )
             try txn.put(table, hash.bytes, try RecordCoding.encode(record))
             return NewToken(token: token, record: record)
         }
@@ -115,9 +120,13 @@ extension Registry {
                 (try? RecordCoding.decode(TokenRecord.self, item.value, what: "a token"))?.id.hasPrefix(id) == true
             }
             guard let match = matches.first else { throw RegistryError(.notFound, "no token with id \(id)") }
-            guard matches.count == 1 else { throw RegistryError(.invalidArgument, "token id \(id) is ambiguous; give more digits") }
+            guard matches.count == 1 else {
+                throw RegistryError(.invalidArgument, "token id \(id) is ambiguous; give more digits")
+            }
             var record = try RecordCoding.decode(TokenRecord.self, match.value, what: "token \(id)")
-            if record.isRevoked { throw RegistryError(.refused, "token \(record.id) was already revoked at \(record.revokedAt ?? "")") }
+            if record.isRevoked {
+                throw RegistryError(.refused, "token \(record.id) was already revoked at \(record.revokedAt ?? "")")
+            }
             record.revokedAt = try changeTime(in: txn)
             record.revokedBy = actor
             try txn.put(table, match.key, try RecordCoding.encode(record))

@@ -16,19 +16,29 @@ import Foundation
 /// the user its bearer token identifies.
 public protocol RegistryService: Sendable {
     /// Stores a directory as the next version of `request.model`.
-    func pushReport(directory: String, request: PushRequest, progress: ((TransferProgress) -> Void)?) throws -> PushReport
+    func pushReport(
+        directory: String,
+        request: PushRequest,
+        progress: ((TransferProgress) -> Void)?
+    ) throws -> PushReport
     func resolve(_ reference: Reference) throws -> VersionRecord
     func resolve(_ reference: Reference, at date: Date) throws -> PastResolution
     func info(_ reference: Reference) throws -> VersionInfo
     func manifest(of version: VersionRecord) throws -> Manifest
     /// Writes files of `version` under `directory` (all, those matching `selection`, or `paths`).
     func pull(
-        _ version: VersionRecord, to directory: String, paths: [String]?, selection: FileSelection?,
+        _ version: VersionRecord,
+        to directory: String,
+        paths: [String]?,
+        selection: FileSelection?,
         progress: ((TransferProgress) -> Void)?
     ) throws -> [FileEntry]
     /// Streams a file (or an inclusive byte range of it) to `sink`.
     func read(
-        _ version: VersionRecord, path: String, range: ClosedRange<Int64>?, sink: (UnsafeRawBufferPointer) throws -> Void
+        _ version: VersionRecord,
+        path: String,
+        range: ClosedRange<Int64>?,
+        sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws
     func listModels() throws -> [ModelSummary]
     func findVersions(_ query: VersionQuery) throws -> [VersionInfo]
@@ -36,11 +46,22 @@ public protocol RegistryService: Sendable {
     func history(of model: String) throws -> [AuditEntry]
     func auditLog(model: String?, since: Date?) throws -> [AuditEntry]
     func verifyAudit() throws -> AuditVerification
-    func promote(_ reference: Reference, to target: Stage, actor: String, reason: String?, evidence: [String: String]) throws
+    func promote(
+        _ reference: Reference,
+        to target: Stage,
+        actor: String,
+        reason: String?,
+        evidence: [String: String]
+    ) throws
         -> ChangeResult
     func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String?) throws -> ChangeResult
     func rollback(model: String, to target: Int?, actor: String, reason: String) throws -> ChangeResult
-    func archive(_ reference: Reference, actor: String, reason: String?, evidence: [String: String]) throws -> ChangeResult
+    func archive(
+        _ reference: Reference,
+        actor: String,
+        reason: String?,
+        evidence: [String: String]
+    ) throws -> ChangeResult
     func delete(_ reference: Reference, actor: String, reason: String?) throws -> ChangeResult
     func setAlias(model: String, alias: String, version: Int, actor: String, reason: String?) throws -> ChangeResult
     func removeAlias(model: String, alias: String, actor: String, reason: String?) throws -> ChangeResult
@@ -58,7 +79,11 @@ public protocol RegistryService: Sendable {
 }
 
 extension Registry: RegistryService {
-    public func pushReport(directory: String, request: PushRequest, progress: ((TransferProgress) -> Void)?) throws
+    public func pushReport(
+        directory: String,
+        request: PushRequest,
+        progress: ((TransferProgress) -> Void)?
+    ) throws
         -> PushReport
     {
         PushReport(result: try push(directory: directory, request: request, progress: progress), transferredBytes: nil)
@@ -73,7 +98,10 @@ extension RegistryService {
     /// ``pull(_:to:paths:selection:progress:)`` of every file, or those matching `selection`.
     @discardableResult
     public func pull(
-        _ version: VersionRecord, to directory: String, selection: FileSelection?, progress: ((TransferProgress) -> Void)?
+        _ version: VersionRecord,
+        to directory: String,
+        selection: FileSelection?,
+        progress: ((TransferProgress) -> Void)?
     ) throws -> [FileEntry] {
         try pull(version, to: directory, paths: nil, selection: selection, progress: progress)
     }

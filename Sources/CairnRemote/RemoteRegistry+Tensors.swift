@@ -1,20 +1,40 @@
 import CairnRegistry
 import CairnStore
 
-/// Tensor pulls, tensor listings and diffs against a server: headers and tensors are fetched with
-/// HTTP range requests (the server reads only the chunks each range overlaps).
+/// Tensor pulls, tensor listings and diffs against a server: a byte range of a file is read from
+/// the local chunk cache, after fetching (and verifying) the chunks it overlaps that the cache lacks,
+/// so only those chunks cross the network and later reads of them cost nothing.
 extension RemoteRegistry: VersionContentReader {
     public func readRange(
-        _ version: VersionRecord, file: FileEntry, range: Range<Int64>, sink: (UnsafeRawBufferPointer, Int64) throws -> Void
+        _ version: VersionRecord,
+        file: FileEntry,
+        range: Range<Int64>,
+        sink: (UnsafeRawBufferPointer, Int64) throws -> Void
     ) throws {
         if range.isEmpty { return }
-        var at = range.lowerBound
-        try read(version, path: file.path, range: range.lowerBound...range.upperBound - 1) { bytes in
-            try sink(bytes, at)
-            at += Int64(bytes.count)
+        guard range.lowerBound >= 0, range.upperBound <= file.size else {
+            throw RegistryError(
+                .invalidArgument,
+                "range \(range.lowerBound)-\(range.upperBound - 1) is outside \(file.path) (\(file.size) bytes)"
+            )
         }
-        guard at == range.upperBound else {
-            throw RegistryError(.io, "\(file.path) of \(version.reference): asked for \(range.count) bytes, got \(at - range.lowerBound)")
+        // The chunks the range overlaps.
+        let offsets = file.chunkOffsets()
+        var first = 0
+        while first + 1 < file.chunks.count && offsets[first + 1] <= range.lowerBound { first += 1 }
+        var last = first
+        while last + 1 < file.chunks.count && offsets[last + 1] < range.upperBound { last += 1 }
+        let overlapping = FileEntry(
+            path: file.path,
+            size: offsets[last + 1] - offsets[first],
+            sha256: file.sha256,
+            chunks: Array(file.chunks[first...last])
+        )
+        try fetchIntoCache([overlapping])
+        do {
+            try cacheStore().read(file, range: range, context: "model \(version.model) version \(version.version)", sink: sink)
+        } catch let error as CairnStoreError {
+            throw RegistryError(error.code == .notFound ? .notFound : error.code == .corruption ? .corruption : .io, error.message)
         }
     }
 }

@@ -87,7 +87,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
         let parsed = URL(string: url)
         let name = "\(parsed?.host ?? "server")_\(parsed?.port ?? (parsed?.scheme == "https" ? 443 : 80))"
-        return base + "/cairn/remote/" + name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" ? $0 : "_" }.map(String.init).joined()
+        return base + "/cairn/remote/"
+            + name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" ? $0 : "_" }.map(String.init)
+            .joined()
     }
 
     // MARK: HTTP
@@ -101,8 +103,12 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     }
 
     private func makeRequest(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
-        contentType: String? = nil, headers extra: [(String, String)] = []
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers extra: [(String, String)] = []
     ) throws -> HTTPClient.Request {
         var url = baseURL + path
         if !query.isEmpty {
@@ -122,10 +128,16 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     /// Starts a request; the reply is checked when waited for (``finish(_:)``).
     func start(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
-        contentType: String? = nil, headers: [(String, String)] = []
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers: [(String, String)] = []
     ) throws -> EventLoopFuture<HTTPClient.Response> {
-        client.execute(request: try makeRequest(method, path, query: query, body: body, contentType: contentType, headers: headers))
+        client.execute(
+            request: try makeRequest(method, path, query: query, body: body, contentType: contentType, headers: headers)
+        )
     }
 
     /// Waits for a started request; throws the server's error for a status of 400 or more.
@@ -136,21 +148,32 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         } catch {
             throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(error)")
         }
-        let reply = Reply(status: Int(response.status.code), headers: response.headers, body: response.body ?? ByteBuffer())
+        let reply = Reply(
+            status: Int(response.status.code),
+            headers: response.headers,
+            body: response.body ?? ByteBuffer()
+        )
         if reply.status >= 400 { throw Self.error(from: reply) }
         return reply
     }
 
     func call(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: HTTPClient.Body? = nil,
-        contentType: String? = nil, headers: [(String, String)] = []
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers: [(String, String)] = []
     ) throws -> Reply {
         try finish(try start(method, path, query: query, body: body, contentType: contentType, headers: headers))
     }
 
     /// A JSON request and a JSON reply.
     func json<Reply: Decodable>(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable)? = Optional<Empty>.none,
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: (some Encodable)? = Optional<Empty>.none,
         as type: Reply.Type
     ) throws -> Reply {
         var payload: HTTPClient.Body?
@@ -159,11 +182,21 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             encoder.outputFormatting = [.sortedKeys]
             payload = .bytes(Array(try encoder.encode(body)))
         }
-        let reply = try call(method, path, query: query, body: payload, contentType: payload == nil ? nil : "application/json")
+        let reply = try call(
+            method,
+            path,
+            query: query,
+            body: payload,
+            contentType: payload == nil ? nil : "application/json"
+        )
         do {
             return try JSONDecoder().decode(type, from: reply.data)
         } catch {
-            throw RemoteError(status: reply.status, code: "bad_response", message: "unexpected reply from \(baseURL)\(path): \(error)")
+            throw RemoteError(
+                status: reply.status,
+                code: "bad_response",
+                message: "unexpected reply from \(baseURL)\(path): \(error)"
+            )
         }
     }
 
@@ -172,7 +205,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     static func error(from reply: Reply) -> any Error {
         guard let body = try? JSONDecoder().decode(ErrorBody.self, from: reply.data) else {
             let text = String(decoding: reply.body.readableBytesView.prefix(200), as: UTF8.self)
-            return RemoteError(status: reply.status, code: "http_\(reply.status)", message: "server answered \(reply.status): \(text)")
+            return RemoteError(
+                status: reply.status,
+                code: "http_\(reply.status)",
+                message: "server answered \(reply.status): \(text)"
+            )
         }
         let e = body.error
         let mapped: RegistryError.Code? =
@@ -187,8 +224,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             }
         if let mapped { return RegistryError(mapped, e.message) }
         return RemoteError(
-            status: reply.status, code: e.code, message: e.message,
-            missing: (e.missing ?? []).compactMap { SHA256Digest(hex: $0) })
+            status: reply.status,
+            code: e.code,
+            message: e.message,
+            missing: (e.missing ?? []).compactMap { SHA256Digest(hex: $0) }
+        )
     }
 
     static func modelPath(_ model: String) -> String { "/v1/models/" + PathSegment.encode(model) }
@@ -232,10 +272,17 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         while start < ids.count {
             let end = min(start + config.maxBatchIDs, ids.count)
             let reply = try call(
-                .POST, "/v1/chunks/missing", body: .bytes(ChunkIDList.encode(Array(ids[start..<end]))),
-                contentType: "application/octet-stream")
+                .POST,
+                "/v1/chunks/missing",
+                body: .bytes(ChunkIDList.encode(Array(ids[start..<end]))),
+                contentType: "application/octet-stream"
+            )
             guard let list = reply.body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
-                throw RemoteError(status: reply.status, code: "bad_response", message: "malformed id list from \(baseURL)")
+                throw RemoteError(
+                    status: reply.status,
+                    code: "bad_response",
+                    message: "malformed id list from \(baseURL)"
+                )
             }
             missing += list
             start = end
@@ -246,7 +293,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     /// Uploads chunks read from local files in batches (two in flight); returns bytes sent and
     /// what the server added.
     func upload(
-        _ sources: [ChunkSource], config: ServerConfig, progress: ((TransferProgress) -> Void)?
+        _ sources: [ChunkSource],
+        config: ServerConfig,
+        progress: ((TransferProgress) -> Void)?
     ) throws -> (sent: Int64, result: ChunkStoreResult) {
         var total = ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0)
         var sent: Int64 = 0
@@ -256,7 +305,16 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         var rawDone: Int64 = 0
         var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
         func collect(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
-            let reply = try finish(pending.future)
+            let reply: Reply
+            do {
+                reply = try finish(pending.future)
+            } catch let error as RemoteError where error.code == "chunk_mismatch" {
+                throw RemoteError(
+                    status: error.status,
+                    code: error.code,
+                    message: "\(error.message) (did a file change while it was being pushed? push again)"
+                )
+            }
             let r = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data)
             total.received += r.received
             total.newChunks += r.newChunks
@@ -267,7 +325,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
         for range in batches {
             let batch = Array(sources[range])
-            let bundle = try Store.bundle(batch, compressionLevel: config.compressionLevel, maxChunk: config.chunker.max)
+            // Not re-hashed here: the server verifies every chunk (a file changed since the scan gets
+            // its batch rejected as chunk_mismatch).
+            let bundle = try Store.bundle(
+                batch,
+                compressionLevel: config.compressionLevel,
+                maxChunk: config.chunker.max,
+                verify: false
+            )
             sent += Int64(bundle.count)
             let future = try start(.POST, "/v1/chunks", body: .bytes(bundle), contentType: "application/octet-stream")
             if let pending = inFlight { try collect(pending) }
@@ -296,13 +361,22 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     // MARK: Push
 
-    public func pushReport(directory: String, request: PushRequest, progress: ((TransferProgress) -> Void)?) throws
+    public func pushReport(
+        directory: String,
+        request: PushRequest,
+        progress: ((TransferProgress) -> Void)?
+    ) throws
         -> PushReport
     {
         try ModelName.validate(request.model)
         let config = try serverConfig()
         let planner = Registry.chunkingPlanner(sliceSize: config.chunker.slice)
-        let tree = try Store.scan(directory: directory, parameters: config.chunker, planner: planner, progress: progress)
+        let tree = try Store.scan(
+            directory: directory,
+            parameters: config.chunker,
+            planner: planner,
+            progress: progress
+        )
         var seen = Set<SHA256Digest>()
         var ids: [SHA256Digest] = []
         for file in tree.manifest.files {
@@ -313,8 +387,17 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         for attempt in 0..<4 {
             do {
                 let body = CreateVersionBody(
-                    request: request, manifest: tree.manifest, newBytes: added.newBytes, storedBytes: added.storedBytes)
-                let result = try json(.POST, Self.modelPath(request.model) + "/versions", body: body, as: PushResult.self)
+                    request: request,
+                    manifest: tree.manifest,
+                    newBytes: added.newBytes,
+                    storedBytes: added.storedBytes
+                )
+                let result = try json(
+                    .POST,
+                    Self.modelPath(request.model) + "/versions",
+                    body: body,
+                    as: PushResult.self
+                )
                 return PushReport(result: result, transferredBytes: sent)
             } catch let error as RemoteError where error.code == "missing_chunks" && attempt < 3 {
                 // A garbage collection on the server dropped chunks uploaded but not yet referenced.
@@ -324,7 +407,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 added.storedBytes += again.result.storedBytes
             }
         }
-        throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
+        throw RemoteError(
+            status: 409,
+            code: "missing_chunks",
+            message: "chunks kept disappearing on the server; push again"
+        )
     }
 
     // MARK: Lookup
@@ -341,7 +428,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     public func resolve(_ reference: Reference, at date: Date) throws -> PastResolution {
         let reply = try call(.GET, Self.versionPath(reference), query: [("at", RegistryTime.format(date))])
         guard let past = try decodeVersion(reply).past else {
-            throw RemoteError(status: reply.status, code: "bad_response", message: "the server did not answer for a point in time")
+            throw RemoteError(
+                status: reply.status,
+                code: "bad_response",
+                message: "the server did not answer for a point in time"
+            )
         }
         return past
     }
@@ -350,7 +441,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         do {
             return try VersionDocument.decode(reply.data)
         } catch {
-            throw RemoteError(status: reply.status, code: "bad_response", message: "unexpected version document from \(baseURL): \(error)")
+            throw RemoteError(
+                status: reply.status,
+                code: "bad_response",
+                message: "unexpected version document from \(baseURL): \(error)"
+            )
         }
     }
 
@@ -361,7 +456,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let reply = try call(.GET, "/v1/manifests/" + id.hex)
         return try reply.body.readableBytesView.withUnsafeBytes { bytes in
             guard SHA256Digest.hash(bytes) == id else {
-                throw RegistryError(.corruption, "the manifest of \(version.reference) from \(baseURL) does not match its id")
+                throw RegistryError(
+                    .corruption,
+                    "the manifest of \(version.reference) from \(baseURL) does not match its id"
+                )
             }
             return try Manifest.decode(bytes)
         }
@@ -417,40 +515,87 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     // MARK: Changes (the server records its token's user as the actor)
 
-    public func promote(_ reference: Reference, to target: Stage, actor: String, reason: String?, evidence: [String: String])
+    public func promote(
+        _ reference: Reference,
+        to target: Stage,
+        actor: String,
+        reason: String?,
+        evidence: [String: String]
+    )
         throws -> ChangeResult
     {
         try json(
-            .POST, Self.versionPath(reference) + "/promote", body: StageChangeBody(to: target, reason: reason, evidence: evidence),
-            as: ChangeResult.self)
+            .POST,
+            Self.versionPath(reference) + "/promote",
+            body: StageChangeBody(to: target, reason: reason, evidence: evidence),
+            as: ChangeResult.self
+        )
     }
 
-    public func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String?) throws -> ChangeResult {
-        try json(.POST, Self.versionPath(reference) + "/approve", body: StageChangeBody(to: stage, reason: reason), as: ChangeResult.self)
+    public func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String?) throws -> ChangeResult
+    {
+        try json(
+            .POST,
+            Self.versionPath(reference) + "/approve",
+            body: StageChangeBody(to: stage, reason: reason),
+            as: ChangeResult.self
+        )
     }
 
     public func rollback(model: String, to target: Int?, actor: String, reason: String) throws -> ChangeResult {
-        try json(.POST, Self.modelPath(model) + "/rollback", body: RollbackBody(to: target, reason: reason), as: ChangeResult.self)
+        try json(
+            .POST,
+            Self.modelPath(model) + "/rollback",
+            body: RollbackBody(to: target, reason: reason),
+            as: ChangeResult.self
+        )
     }
 
-    public func archive(_ reference: Reference, actor: String, reason: String?, evidence: [String: String]) throws -> ChangeResult {
-        try json(.POST, Self.versionPath(reference) + "/archive", body: ReasonBody(reason: reason, evidence: evidence), as: ChangeResult.self)
+    public func archive(
+        _ reference: Reference,
+        actor: String,
+        reason: String?,
+        evidence: [String: String]
+    ) throws -> ChangeResult {
+        try json(
+            .POST,
+            Self.versionPath(reference) + "/archive",
+            body: ReasonBody(reason: reason, evidence: evidence),
+            as: ChangeResult.self
+        )
     }
 
     public func delete(_ reference: Reference, actor: String, reason: String?) throws -> ChangeResult {
-        try json(.DELETE, Self.versionPath(reference), query: reason.map { [("reason", $0)] } ?? [], as: ChangeResult.self)
+        try json(
+            .DELETE,
+            Self.versionPath(reference),
+            query: reason.map { [("reason", $0)] } ?? [],
+            as: ChangeResult.self
+        )
     }
 
-    public func setAlias(model: String, alias: String, version: Int, actor: String, reason: String?) throws -> ChangeResult {
+    public func setAlias(
+        model: String,
+        alias: String,
+        version: Int,
+        actor: String,
+        reason: String?
+    ) throws -> ChangeResult {
         try json(
-            .PUT, Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias), body: AliasBody(version: version, reason: reason),
-            as: ChangeResult.self)
+            .PUT,
+            Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias),
+            body: AliasBody(version: version, reason: reason),
+            as: ChangeResult.self
+        )
     }
 
     public func removeAlias(model: String, alias: String, actor: String, reason: String?) throws -> ChangeResult {
         try json(
-            .DELETE, Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias), query: reason.map { [("reason", $0)] } ?? [],
-            as: ChangeResult.self)
+            .DELETE,
+            Self.modelPath(model) + "/aliases/" + PathSegment.encode(alias),
+            query: reason.map { [("reason", $0)] } ?? [],
+            as: ChangeResult.self
+        )
     }
 
     public func tag(_ reference: Reference, _ tags: [String: String], actor: String) throws -> ChangeResult {
@@ -462,7 +607,12 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     }
 
     public func setPolicy(model: String, _ policy: Policy, actor: String, reason: String?) throws -> ChangeResult {
-        try json(.PUT, Self.modelPath(model) + "/policy", body: PolicyBody(policy: policy, reason: reason), as: ChangeResult.self)
+        try json(
+            .PUT,
+            Self.modelPath(model) + "/policy",
+            body: PolicyBody(policy: policy, reason: reason),
+            as: ChangeResult.self
+        )
     }
 
     public func collectGarbage(gracePeriod: Double) throws -> GarbageCollectionReport {
@@ -505,7 +655,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 do {
                     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
                     store = try Store.create(
-                        at: path, config: StoreConfig(chunker: config.chunker, compressionLevel: config.compressionLevel))
+                        at: path,
+                        config: StoreConfig(chunker: config.chunker, compressionLevel: config.compressionLevel)
+                    )
                 } catch let error as CairnStoreError where error.code == .alreadyExists {
                     store = try Store.open(at: path)  // another process created it meanwhile
                 }
@@ -516,9 +668,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     }
 
     /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
-    /// the bytes received.
+    /// the bytes received. Each chunk is verified as it is stored, then handed to `onVerified`
+    /// (from several threads at once).
     @discardableResult
-    public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
+    public func fetchIntoCache(
+        _ files: [FileEntry],
+        progress: ((TransferProgress) -> Void)? = nil,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) throws -> Int64 {
         let config = try serverConfig()
         let cache = try cacheStore()
         var lengths: [SHA256Digest: Int] = [:]
@@ -539,14 +696,21 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         func store(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
             let reply = try finish(pending.future)
             received += Int64(reply.body.readableBytes)
-            try reply.body.readableBytesView.withUnsafeBytes { _ = try cache.storeChunks(bundle: $0) }
+            // The server sent chunks raw only where compression did not help: keep them so.
+            try reply.body.readableBytesView.withUnsafeBytes {
+                _ = try cache.storeChunks(bundle: $0, compressRaw: false, onVerified: onVerified)
+            }
             rawDone += pending.raw
             progress?(TransferProgress(done: rawDone, of: rawTotal, new: rawDone))
         }
         for range in batches {
             let batch = Array(missing[range])
             let future = try start(
-                .POST, "/v1/chunks/fetch", body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream")
+                .POST,
+                "/v1/chunks/fetch",
+                body: .bytes(ChunkIDList.encode(batch)),
+                contentType: "application/octet-stream"
+            )
             if let pending = inFlight { try store(pending) }
             inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) })
         }
@@ -555,7 +719,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     }
 
     public func pull(
-        _ version: VersionRecord, to directory: String, paths: [String]?, selection: FileSelection?,
+        _ version: VersionRecord,
+        to directory: String,
+        paths: [String]?,
+        selection: FileSelection?,
         progress: ((TransferProgress) -> Void)?
     ) throws -> [FileEntry] {
         let manifest = try manifest(of: version)
@@ -563,18 +730,27 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         if let selection, !selection.selectsEverything {
             files = files.filter { selection.contains($0.path) }
             guard !files.isEmpty else {
-                let patterns = (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
-                throw RegistryError(.notFound, "no file of \(version.reference) matches \(patterns.joined(separator: " "))")
+                let patterns =
+                    (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
+                throw RegistryError(
+                    .notFound,
+                    "no file of \(version.reference) matches \(patterns.joined(separator: " "))"
+                )
             }
         }
         if let paths {
             files = try paths.map { path in
-                guard let file = manifest.file(path) else { throw RegistryError(.notFound, "\(version.reference) has no file \(path)") }
+                guard let file = manifest.file(path) else {
+                    throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
+                }
                 return file
             }
         }
-        try fetchIntoCache(files, progress: progress)
-        try cacheStore().restore(files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress)
+        // Fetched chunks go into the files as they are verified (decoded once); chunks the cache
+        // already had are read from it at the end.
+        let session = try RestoreSession(store: try cacheStore(), files: files, directory: directory)
+        try fetchIntoCache(files, progress: progress, onVerified: session.write)
+        try session.finish(context: "model \(version.model) version \(version.version)", progress: progress)
         return files
     }
 
@@ -582,15 +758,22 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     static let readWindow: Int64 = 8 << 20
 
     public func read(
-        _ version: VersionRecord, path: String, range: ClosedRange<Int64>?, sink: (UnsafeRawBufferPointer) throws -> Void
+        _ version: VersionRecord,
+        path: String,
+        range: ClosedRange<Int64>?,
+        sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let manifest = try manifest(of: version)
-        guard let file = manifest.file(path) else { throw RegistryError(.notFound, "\(version.reference) has no file \(path)") }
+        guard let file = manifest.file(path) else {
+            throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
+        }
         let bytes: Range<Int64>
         if let range {
             guard range.lowerBound < file.size else {
                 throw RegistryError(
-                    .invalidArgument, "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)")
+                    .invalidArgument,
+                    "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)"
+                )
             }
             bytes = range.lowerBound..<min(range.upperBound + 1, file.size)
         } else {
@@ -601,8 +784,13 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let hasher = range == nil ? SHA256Hasher() : nil
         func request(_ window: Range<Int64>) throws -> EventLoopFuture<HTTPClient.Response> {
             try start(
-                .GET, filePath,
-                headers: [("Range", "bytes=\(window.lowerBound)-\(window.upperBound - 1)"), ("If-Range", "\"\(file.sha256.hex)\"")])
+                .GET,
+                filePath,
+                headers: [
+                    ("Range", "bytes=\(window.lowerBound)-\(window.upperBound - 1)"),
+                    ("If-Range", "\"\(file.sha256.hex)\""),
+                ]
+            )
         }
         var at = bytes.lowerBound
         var next: (future: EventLoopFuture<HTTPClient.Response>, window: Range<Int64>)? = nil
@@ -624,8 +812,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let reply = try finish(current.future)
             guard reply.body.readableBytes == current.window.count else {
                 throw RemoteError(
-                    status: reply.status, code: "bad_response",
-                    message: "asked for \(current.window.count) bytes of \(path), got \(reply.body.readableBytes)")
+                    status: reply.status,
+                    code: "bad_response",
+                    message: "asked for \(current.window.count) bytes of \(path), got \(reply.body.readableBytes)"
+                )
             }
             try reply.body.readableBytesView.withUnsafeBytes { chunk in
                 hasher?.update(chunk)
@@ -633,7 +823,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             }
         }
         if let hasher, hasher.finalize() != file.sha256 {
-            throw RegistryError(.corruption, "\(path) of \(version.reference) from \(baseURL) does not match its SHA-256")
+            throw RegistryError(
+                .corruption,
+                "\(path) of \(version.reference) from \(baseURL) does not match its SHA-256"
+            )
         }
     }
 }

@@ -16,7 +16,13 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var maxBatchIDs: Int
     public var version: String
 
-    public init(chunker: ChunkerParameters, compressionLevel: Int, maxBatchBytes: Int, maxBatchIDs: Int, version: String) {
+    public init(
+        chunker: ChunkerParameters,
+        compressionLevel: Int,
+        maxBatchBytes: Int,
+        maxBatchIDs: Int,
+        version: String
+    ) {
         self.chunker = chunker
         self.compressionLevel = compressionLevel
         self.maxBatchBytes = maxBatchBytes
@@ -75,7 +81,8 @@ public struct VersionDocument: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, version, reference, manifest, stage, aliases, message, metrics, params, tags, parents, datasets, source
+        case model, version, reference, manifest, stage, aliases, message, metrics, params, tags, parents, datasets,
+            source
         case files, approvals, at
         case createdBy = "created_by"
         case createdAt = "created_at"
@@ -116,8 +123,11 @@ public struct VersionDocument: Encodable, Sendable {
         try c.encode(version.stageChangedAt, forKey: .stageChangedAt)
         if let manifest {
             try c.encode(
-                manifest.files.map { FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count) },
-                forKey: .files)
+                manifest.files.map {
+                    FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count)
+                },
+                forKey: .files
+            )
         }
         if let past {
             try c.encode(past.at, forKey: .at)
@@ -405,13 +415,17 @@ public enum ChunkIDList {
     /// Decodes a list; nil when its length is not a multiple of 32.
     public static func decode(_ b: UnsafeRawBufferPointer) -> [SHA256Digest]? {
         guard b.count % 32 == 0 else { return nil }
-        return (0..<b.count / 32).map { SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[$0 * 32..<$0 * 32 + 32])) }
+        return (0..<b.count / 32).map {
+            SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[$0 * 32..<$0 * 32 + 32]))
+        }
     }
 }
 
 /// Percent-encoding of path segments (a model `org/name` travels as `org%2Fname`).
 public enum PathSegment {
-    static let unreserved = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+    static let unreserved = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+    )
 
     public static func encode(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: unreserved) ?? segment

@@ -81,7 +81,8 @@ public struct APIError: HTTPResponseError, CustomStringConvertible, Sendable {
             return APIError(.badRequest, "invalid_argument", "malformed JSON body: \(Self.describe(e))")
         case let e as HTTPError:
             switch e.status {
-            case .contentTooLarge: return APIError(.contentTooLarge, "too_large", e.body ?? "the request body is too large")
+            case .contentTooLarge:
+                return APIError(.contentTooLarge, "too_large", e.body ?? "the request body is too large")
             case .notFound: return APIError(.notFound, "not_found", e.body ?? "not found")
             case .badRequest: return APIError(.badRequest, "invalid_argument", e.body ?? "bad request")
             default: return APIError(e.status, "http_\(e.status.code)", e.body ?? e.status.reasonPhrase)
@@ -97,7 +98,8 @@ public struct APIError: HTTPResponseError, CustomStringConvertible, Sendable {
         switch error {
         case .keyNotFound(let key, _): "missing field \(key.stringValue)"
         case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
-            (c.codingPath.isEmpty ? "" : c.codingPath.map(\.stringValue).joined(separator: ".") + ": ") + c.debugDescription
+            (c.codingPath.isEmpty ? "" : c.codingPath.map(\.stringValue).joined(separator: ".") + ": ")
+                + c.debugDescription
         @unknown default: "\(error)"
         }
     }

@@ -25,8 +25,13 @@ public struct ServerOptions: Sendable {
     public var threads: Int
 
     public init(
-        host: String = "127.0.0.1", port: Int = 8080, publicRead: Bool = false, maxBatchBytes: Int = 33 << 20,
-        maxBatchIDs: Int = 65536, maxJSONBytes: Int = 64 << 20, threads: Int = 8
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        publicRead: Bool = false,
+        maxBatchBytes: Int = 33 << 20,
+        maxBatchIDs: Int = 65536,
+        maxJSONBytes: Int = 64 << 20,
+        threads: Int = 8
     ) {
         self.host = host
         self.port = port
@@ -105,8 +110,12 @@ public final class CairnServer: Sendable {
         pool.start()
         let store = registry.store.config
         config = ServerConfig(
-            chunker: store.chunker, compressionLevel: store.compression.level, maxBatchBytes: options.maxBatchBytes,
-            maxBatchIDs: options.maxBatchIDs, version: "0.1.0")
+            chunker: store.chunker,
+            compressionLevel: store.compression.level,
+            maxBatchBytes: options.maxBatchBytes,
+            maxBatchIDs: options.maxBatchIDs,
+            version: "0.1.0"
+        )
     }
 
     deinit {
@@ -156,7 +165,11 @@ public func buildRouter(server: CairnServer) -> Router<CairnRequestContext> {
         let stats = try? await server.statistics()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: server.metrics.render(store: stats))))
+        return Response(
+            status: .ok,
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: server.metrics.render(store: stats)))
+        )
     }
     let v1 = router.group("v1")
     addQueryRoutes(v1, server: server)
@@ -164,20 +177,29 @@ public func buildRouter(server: CairnServer) -> Router<CairnRequestContext> {
     addChunkRoutes(v1, server: server)
     addFileRoutes(v1, server: server)
     addAdminRoutes(v1, server: server)
+    // Anything else: a JSON 404 like every other error.
+    let unknown: @Sendable (Request, CairnRequestContext) async throws -> Response = { request, _ in
+        throw APIError.notFound("no route \(request.method.rawValue) \(request.uri.path) (see docs/http-api.md)")
+    }
+    for method in [HTTPRequest.Method.get, .head, .post, .put, .delete, .patch] {
+        router.on("**", method: method, use: unknown)
+    }
     return router
 }
 
 /// The application: the router on `options.host:options.port`, shutting down gracefully (in-flight
 /// requests finish) on SIGTERM or SIGINT when run with `runService()`.
 public func buildApplication(
-    server: CairnServer, logger: Logger? = nil,
+    server: CairnServer,
+    logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(server: server),
         configuration: .init(address: .hostname(server.options.host, port: server.options.port), serverName: "cairn"),
         onServerRunning: onServerRunning,
-        logger: logger ?? server.logger)
+        logger: logger ?? server.logger
+    )
 }
 
 // MARK: Middleware
@@ -188,7 +210,11 @@ struct RequestMiddleware: RouterMiddleware {
     typealias Context = CairnRequestContext
     let server: CairnServer
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let start = ContinuousClock.now
         server.metrics.begin()
         var response: Response
@@ -204,14 +230,21 @@ struct RequestMiddleware: RouterMiddleware {
         let bytesIn = request.headers[.contentLength].flatMap { Int($0) } ?? 0
         let bytesOut = request.method == .head ? 0 : (response.body.contentLength ?? 0)
         server.metrics.record(
-            route: route, method: request.method.rawValue, status: Int(response.status.code), bytesIn: bytesIn, bytesOut: bytesOut)
+            route: route,
+            method: request.method.rawValue,
+            status: Int(response.status.code),
+            bytesIn: bytesIn,
+            bytesOut: bytesOut
+        )
         let isWrite = request.method != .get && request.method != .head
         let level: Logger.Level = failure.map { $0.status.code >= 500 ? .error : .info } ?? (isWrite ? .info : .debug)
         if server.logger.logLevel <= level {
             let elapsed = ContinuousClock.now - start
             var metadata: Logger.Metadata = [
-                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(response.status.code)",
-                "ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
+                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
+                "status": "\(response.status.code)",
+                "ms":
+                    "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
             ]
             if let user = context.identity?.user { metadata["user"] = "\(user)" }
             if let failure { metadata["error"] = "\(failure.code): \(failure.message)" }
@@ -228,7 +261,11 @@ struct AuthMiddleware: RouterMiddleware {
     typealias Context = CairnRequestContext
     let server: CairnServer
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
         var context = context
         if let header = request.headers[.authorization] {
@@ -242,7 +279,9 @@ struct AuthMiddleware: RouterMiddleware {
             }
             context.identity = record
         } else if !server.options.publicRead {
-            throw APIError.unauthenticated("this server needs a token: pass --token or set CAIRN_TOKEN (cairn token create)")
+            throw APIError.unauthenticated(
+                "this server needs a token: pass --token or set CAIRN_TOKEN (cairn token create)"
+            )
         }
         return try await next(request, context)
     }
@@ -258,7 +297,9 @@ extension CairnRequestContext {
             throw APIError.unauthenticated("\(what()) needs a token with role \(role.rawValue) or higher")
         }
         guard identity.role >= role else {
-            throw APIError.forbidden("\(identity.user) (\(identity.role.rawValue)) cannot \(what()): it needs role \(role.rawValue)")
+            throw APIError.forbidden(
+                "\(identity.user) (\(identity.role.rawValue)) cannot \(what()): it needs role \(role.rawValue)"
+            )
         }
         return identity.user
     }
@@ -266,7 +307,9 @@ extension CairnRequestContext {
     /// A path parameter, percent-decoded (a model `org/name` travels as `org%2Fname`).
     func parameter(_ name: String) throws -> String {
         guard let raw = parameters.get(name) else { throw APIError.badRequest("missing path parameter \(name)") }
-        guard let decoded = raw.removingPercentEncoding else { throw APIError.badRequest("malformed percent-encoding in \(raw)") }
+        guard let decoded = raw.removingPercentEncoding else {
+            throw APIError.badRequest("malformed percent-encoding in \(raw)")
+        }
         return decoded
     }
 }
@@ -307,7 +350,11 @@ extension Request {
     /// The body, at most `limit` bytes (413 beyond).
     mutating func body(upTo limit: Int) async throws -> ByteBuffer {
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw APIError(.contentTooLarge, "too_large", "the request body (\(length) bytes) is over the limit of \(limit) bytes")
+            throw APIError(
+                .contentTooLarge,
+                "too_large",
+                "the request body (\(length) bytes) is over the limit of \(limit) bytes"
+            )
         }
         do {
             return try await collectBody(upTo: limit)

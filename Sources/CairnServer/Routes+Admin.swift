@@ -9,10 +9,13 @@ func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
 
     v1.post("gc") { request, context in
         let actor = try context.require(.admin, "collect garbage")
-        let grace = try request.query("grace_period").map { text -> Double in
-            guard let value = Double(text), value >= 0, value.isFinite else { throw APIError.badRequest("grace_period is seconds") }
-            return value
-        } ?? 3600
+        let grace =
+            try request.query("grace_period").map { text -> Double in
+                guard let value = Double(text), value >= 0, value.isFinite else {
+                    throw APIError.badRequest("grace_period is seconds")
+                }
+                return value
+            } ?? 3600
         let report = try await server.blocking { try registry.collectGarbage(gracePeriod: grace) }
         server.logger.info("gc", metadata: ["user": "\(actor)", "removed_chunks": "\(report.removedChunks)"])
         return jsonResponse(report)
@@ -33,8 +36,13 @@ func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let actor = try context.require(.admin, "create tokens")
         var request = request
         let body = try await request.json(TokenBody.self)
-        let token = try await server.blocking { try registry.createToken(user: body.user, role: body.role, actor: actor) }
-        server.logger.info("token created", metadata: ["user": "\(actor)", "for": "\(body.user)", "role": "\(body.role.rawValue)"])
+        let token = try await server.blocking {
+            try registry.createToken(user: body.user, role: body.role, actor: actor)
+        }
+        server.logger.info(
+            "token created",
+            metadata: ["user": "\(actor)", "for": "\(body.user)", "role": "\(body.role.rawValue)"]
+        )
         return jsonResponse(token, status: .created)
     }
 

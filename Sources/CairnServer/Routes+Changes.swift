@@ -19,7 +19,9 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let model = try context.parameter("model")
         var request = request
         let body = try await request.json(CreateVersionBody.self, limit: server.options.maxJSONBytes)
-        guard let bytes = Data(base64Encoded: body.manifest) else { throw APIError.badRequest("manifest is not base64") }
+        guard let bytes = Data(base64Encoded: body.manifest) else {
+            throw APIError.badRequest("manifest is not base64")
+        }
         let manifest: Manifest
         do {
             manifest = try bytes.withUnsafeBytes { try Manifest.decode($0) }
@@ -34,7 +36,12 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
             try registry.push(manifest: manifest, request: push, newBytes: body.newBytes, storedBytes: body.storedBytes)
         }
         server.logger.info(
-            "push", metadata: ["model": "\(result.model)", "version": "\(result.version)", "user": "\(actor)", "manifest": "\(result.manifest)"])
+            "push",
+            metadata: [
+                "model": "\(result.model)", "version": "\(result.version)", "user": "\(actor)",
+                "manifest": "\(result.manifest)",
+            ]
+        )
         return jsonResponse(result, status: .created)
     }
 
@@ -45,8 +52,15 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let body = try await request.json(StageChangeBody.self)
         return jsonResponse(
             try await server.blocking {
-                try registry.promote(ref, to: body.to, actor: actor, reason: body.reason, evidence: body.evidence ?? [:])
-            })
+                try registry.promote(
+                    ref,
+                    to: body.to,
+                    actor: actor,
+                    reason: body.reason,
+                    evidence: body.evidence ?? [:]
+                )
+            }
+        )
     }
 
     v1.post("models/:model/versions/:ref/approve") { request, context in
@@ -54,7 +68,9 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(StageChangeBody.self)
-        return jsonResponse(try await server.blocking { try registry.approve(ref, for: body.to, actor: actor, reason: body.reason) })
+        return jsonResponse(
+            try await server.blocking { try registry.approve(ref, for: body.to, actor: actor, reason: body.reason) }
+        )
     }
 
     v1.post("models/:model/versions/:ref/archive") { request, context in
@@ -63,7 +79,10 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         var request = request
         let body = try await request.json(ReasonBody.self)
         return jsonResponse(
-            try await server.blocking { try registry.archive(ref, actor: actor, reason: body.reason, evidence: body.evidence ?? [:]) })
+            try await server.blocking {
+                try registry.archive(ref, actor: actor, reason: body.reason, evidence: body.evidence ?? [:])
+            }
+        )
     }
 
     v1.delete("models/:model/versions/:ref") { request, context in
@@ -78,7 +97,11 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let model = try context.parameter("model")
         var request = request
         let body = try await request.json(RollbackBody.self)
-        return jsonResponse(try await server.blocking { try registry.rollback(model: model, to: body.to, actor: actor, reason: body.reason) })
+        return jsonResponse(
+            try await server.blocking {
+                try registry.rollback(model: model, to: body.to, actor: actor, reason: body.reason)
+            }
+        )
     }
 
     v1.put("models/:model/aliases/:alias") { request, context in
@@ -93,24 +116,42 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
             try requireEarlyStage(target, what: "point an alias at")
             if let current = try registry.aliases(of: model).first(where: { $0.alias == alias }) {
                 try requireEarlyStage(
-                    try registry.resolve(Reference(model: model, selector: .number(current.version))), what: "move an alias away from")
+                    try registry.resolve(Reference(model: model, selector: .number(current.version))),
+                    what: "move an alias away from"
+                )
             }
         }
         return jsonResponse(
             try await server.blocking {
-                try registry.setAlias(model: model, alias: alias, version: body.version, actor: actor, reason: body.reason)
-            })
+                try registry.setAlias(
+                    model: model,
+                    alias: alias,
+                    version: body.version,
+                    actor: actor,
+                    reason: body.reason
+                )
+            }
+        )
     }
 
     v1.delete("models/:model/aliases/:alias") { request, context in
         let actor = try context.require(.writer, "remove aliases")
         let model = try context.parameter("model")
         let alias = try context.parameter("alias")
-        if context.identity?.role == .writer, let current = try registry.aliases(of: model).first(where: { $0.alias == alias }) {
-            try requireEarlyStage(try registry.resolve(Reference(model: model, selector: .number(current.version))), what: "remove an alias of")
+        if context.identity?.role == .writer,
+            let current = try registry.aliases(of: model).first(where: { $0.alias == alias })
+        {
+            try requireEarlyStage(
+                try registry.resolve(Reference(model: model, selector: .number(current.version))),
+                what: "remove an alias of"
+            )
         }
         let reason = request.query("reason")
-        return jsonResponse(try await server.blocking { try registry.removeAlias(model: model, alias: alias, actor: actor, reason: reason) })
+        return jsonResponse(
+            try await server.blocking {
+                try registry.removeAlias(model: model, alias: alias, actor: actor, reason: reason)
+            }
+        )
     }
 
     v1.post("models/:model/versions/:ref/tags") { request, context in
@@ -136,7 +177,11 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let model = try context.parameter("model")
         var request = request
         let body = try await request.json(PolicyBody.self)
-        return jsonResponse(try await server.blocking { try registry.setPolicy(model: model, body.policy, actor: actor, reason: body.reason) })
+        return jsonResponse(
+            try await server.blocking {
+                try registry.setPolicy(model: model, body.policy, actor: actor, reason: body.reason)
+            }
+        )
     }
 }
 
@@ -144,6 +189,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
 private func requireEarlyStage(_ version: VersionRecord, what: String) throws {
     guard version.stage == .experimental || version.stage == .staging else {
         throw APIError.forbidden(
-            "a writer cannot \(what) \(version.reference), which is in \(version.stage.rawValue): that needs role approver")
+            "a writer cannot \(what) \(version.reference), which is in \(version.stage.rawValue): that needs role approver"
+        )
     }
 }

@@ -42,7 +42,11 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             throw APIError(.unprocessableContent, "chunk_mismatch", error.message)
         }
         server.metrics.recordUpload(
-            wireBytes: body.readableBytes, received: result.received, newChunks: result.newChunks, newBytes: result.newBytes)
+            wireBytes: body.readableBytes,
+            received: result.received,
+            newChunks: result.newChunks,
+            newBytes: result.newBytes
+        )
         return jsonResponse(result)
     }
 

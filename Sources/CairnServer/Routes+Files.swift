@@ -17,11 +17,15 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
         let model = try context.parameter("model")
         let ref = try context.parameter("ref")
         let segments = try context.parameters.getCatchAll().map { segment -> String in
-            guard let decoded = String(segment).removingPercentEncoding else { throw APIError.badRequest("malformed percent-encoding") }
+            guard let decoded = String(segment).removingPercentEncoding else {
+                throw APIError.badRequest("malformed percent-encoding")
+            }
             return decoded
         }
         let path = segments.joined(separator: "/")
-        guard !path.isEmpty, path.utf8.count <= 4096 else { throw APIError.badRequest("give a file path (at most 4096 bytes)") }
+        guard !path.isEmpty, path.utf8.count <= 4096 else {
+            throw APIError.badRequest("give a file path (at most 4096 bytes)")
+        }
         let registry = server.registry
         let version = try registry.resolve(try reference(model: model, ref: ref))
         guard let file = try registry.manifest(of: version).file(path) else {
@@ -41,25 +45,53 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
         let isHead = request.method == .head
         switch ranges {
         case .whole:
-            return stream(server, file, parts: [(nil, 0..<file.size)], size: file.size, headers: headers, status: .ok, head: isHead)
+            return stream(
+                server,
+                file,
+                parts: [(nil, 0..<file.size)],
+                size: file.size,
+                headers: headers,
+                status: .ok,
+                head: isHead
+            )
         case .unsatisfiable:
-            var e = APIError(.rangeNotSatisfiable, "range_not_satisfiable", "the range is invalid or outside \(path) (\(file.size) bytes)")
+            var e = APIError(
+                .rangeNotSatisfiable,
+                "range_not_satisfiable",
+                "the range is invalid or outside \(path) (\(file.size) bytes)"
+            )
             e.headers[.contentRange] = "bytes */\(file.size)"
             throw e
         case .ranges(let list) where list.count == 1:
             let r = list[0]
             headers[.contentRange] = "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(file.size)"
-            return stream(server, file, parts: [(nil, r)], size: file.size, headers: headers, status: .partialContent, head: isHead)
+            return stream(
+                server,
+                file,
+                parts: [(nil, r)],
+                size: file.size,
+                headers: headers,
+                status: .partialContent,
+                head: isHead
+            )
         case .ranges(let list):
             let boundary = "cairn-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
             headers[.contentType] = "multipart/byteranges; boundary=\(boundary)"
             let parts = list.map { r -> (String?, Range<Int64>) in
-                let head = "\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes \(r.lowerBound)-\(r.upperBound - 1)/\(file.size)\r\n\r\n"
+                let head =
+                    "\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes \(r.lowerBound)-\(r.upperBound - 1)/\(file.size)\r\n\r\n"
                 return (head, r)
             }
             return stream(
-                server, file, parts: parts, size: file.size, headers: headers, status: .partialContent, head: isHead,
-                trailer: "\r\n--\(boundary)--\r\n")
+                server,
+                file,
+                parts: parts,
+                size: file.size,
+                headers: headers,
+                status: .partialContent,
+                head: isHead,
+                trailer: "\r\n--\(boundary)--\r\n"
+            )
         }
     }
     v1.get("models/:model/versions/:ref/files/**", use: handler)
@@ -68,11 +100,18 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
 
 /// A streamed response of `parts` of `file` (each with an optional multipart header).
 private func stream(
-    _ server: CairnServer, _ file: FileEntry, parts: [(header: String?, range: Range<Int64>)], size: Int64, headers: HTTPFields,
-    status: HTTPResponse.Status, head: Bool, trailer: String? = nil
+    _ server: CairnServer,
+    _ file: FileEntry,
+    parts: [(header: String?, range: Range<Int64>)],
+    size: Int64,
+    headers: HTTPFields,
+    status: HTTPResponse.Status,
+    head: Bool,
+    trailer: String? = nil
 ) -> Response {
     var headers = headers
-    let length = parts.reduce(0) { $0 + ($1.header?.utf8.count ?? 0) + Int($1.range.count) } + (trailer?.utf8.count ?? 0)
+    let length =
+        parts.reduce(0) { $0 + ($1.header?.utf8.count ?? 0) + Int($1.range.count) } + (trailer?.utf8.count ?? 0)
     headers[.contentLength] = "\(length)"
     if head { return Response(status: status, headers: headers, body: ResponseBody()) }
     let store = server.registry.store
@@ -94,7 +133,8 @@ private func stream(
             try await server.blocking {
                 var buffer = ByteBuffer()
                 buffer.reserveCapacity(Int(range.count))
-                try store.read(file, range: range, context: "file \(file.path)") { bytes, _ in buffer.writeBytes(bytes) }
+                try store.read(file, range: range, context: "file \(file.path)") { bytes, _ in buffer.writeBytes(bytes)
+                }
                 return buffer
             }
         }
@@ -129,7 +169,9 @@ enum ByteRanges: Equatable {
     static func parse(_ header: String?, size: Int64) -> ByteRanges {
         guard let header else { return .whole }
         let trimmed = header.trimmingCharacters(in: .whitespaces)
-        guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased() == "bytes" else {
+        guard let eq = trimmed.firstIndex(of: "="),
+            trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased() == "bytes"
+        else {
             return .whole
         }
         let specs = trimmed[trimmed.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false)
@@ -140,7 +182,9 @@ enum ByteRanges: Equatable {
             guard let dash = spec.firstIndex(of: "-") else { return .unsatisfiable }
             let first = spec[..<dash]
             let last = spec[spec.index(after: dash)...]
-            func number(_ s: Substring) -> Int64? { s.allSatisfy(\.isASCII) && s.allSatisfy(\.isNumber) && !s.isEmpty ? Int64(s) : nil }
+            func number(_ s: Substring) -> Int64? {
+                s.allSatisfy(\.isASCII) && s.allSatisfy(\.isNumber) && !s.isEmpty ? Int64(s) : nil
+            }
             if first.isEmpty {
                 guard let n = number(last) else { return .unsatisfiable }
                 if n == 0 || size == 0 { continue }

@@ -20,7 +20,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
     }
 
     v1.get("whoami") { _, context in
-        jsonResponse(Identity(user: context.identity?.user, role: context.identity?.role, tokenID: context.identity?.id))
+        jsonResponse(
+            Identity(user: context.identity?.user, role: context.identity?.role, tokenID: context.identity?.id)
+        )
     }
 
     v1.get("models") { _, context in
@@ -37,7 +39,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             let date = try RegistryTime.parse(at, dateOnly: .endOfDay)
             let past = try registry.resolve(try reference(model: model, ref: ref), at: date)
             let info = try registry.info(Reference(model: past.version.model, selector: .number(past.version.version)))
-            return jsonResponse(VersionDocument(info: info, manifest: try registry.manifest(of: info.record), past: past))
+            return jsonResponse(
+                VersionDocument(info: info, manifest: try registry.manifest(of: info.record), past: past)
+            )
         }
         let key = model + "\u{0}" + ref
         let generation = server.generation
@@ -97,7 +101,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         guard let from = request.query("from"), let to = request.query("to") else {
             throw APIError.badRequest("diff needs ?from=REF&to=REF")
         }
-        return jsonResponse(try VersionDiff.compute(registry, from: try Reference(parsing: from), to: try Reference(parsing: to)))
+        let a = try registry.resolve(try Reference(parsing: from))
+        let b = try registry.resolve(try Reference(parsing: to))
+        return jsonResponse(try await server.blocking { try registry.diff(a, b) })
     }
 
     v1.get("stats") { _, context in
@@ -108,7 +114,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
     v1.get("manifests/:id") { _, context in
         try context.require(.reader, "read manifests")
         let text = try context.parameter("id")
-        guard let id = SHA256Digest(hex: text), text.count == 64 else { throw APIError.badRequest("a manifest id is 64 hex digits") }
+        guard let id = SHA256Digest(hex: text), text.count == 64 else {
+            throw APIError.badRequest("a manifest id is 64 hex digits")
+        }
         let manifest = try registry.store.manifest(id)
         return binaryResponse(manifest.encoded())
     }
@@ -118,7 +126,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
 private func findVersions(_ request: Request, model: String?, registry: Registry) throws -> [VersionDocument] {
     var tags: [String: String] = [:]
     for item in request.queryAll("tag") {
-        guard let eq = item.firstIndex(of: "="), eq != item.startIndex else { throw APIError.badRequest("tag filters are K=V, got \(item)") }
+        guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+            throw APIError.badRequest("tag filters are K=V, got \(item)")
+        }
         tags[String(item[..<eq])] = String(item[item.index(after: eq)...])
     }
     var stage: Stage?
@@ -127,74 +137,10 @@ private func findVersions(_ request: Request, model: String?, registry: Registry
         stage = s
     }
     let query = VersionQuery(
-        model: model, stage: stage, tags: tags, metrics: try request.queryAll("metric").map { try MetricCondition(parsing: $0) })
+        model: model,
+        stage: stage,
+        tags: tags,
+        metrics: try request.queryAll("metric").map { try MetricCondition(parsing: $0) }
+    )
     return try registry.findVersions(query).map { VersionDocument(info: $0) }
-}
-
-/// What changed between two versions: files added, removed and changed (by SHA-256), with the
-/// bytes of changed files' chunks the newer version shares with the older one, and metadata changes.
-struct VersionDiff: Encodable {
-    struct FileChange: Encodable {
-        var path: String
-        var change: String
-        var sizeFrom: Int64?
-        var sizeTo: Int64?
-        var sha256From: String?
-        var sha256To: String?
-        /// Bytes of the newer file in chunks the older version also has.
-        var sharedBytes: Int64?
-
-        enum CodingKeys: String, CodingKey {
-            case path, change
-            case sizeFrom = "size_from"
-            case sizeTo = "size_to"
-            case sha256From = "sha256_from"
-            case sha256To = "sha256_to"
-            case sharedBytes = "shared_bytes"
-        }
-    }
-
-    var from: String
-    var to: String
-    var files: [FileChange]
-    var metrics: [String: [Double?]]
-    var params: [String: [String?]]
-    var tags: [String: [String?]]
-    var changedBytes: Int64
-
-    enum CodingKeys: String, CodingKey {
-        case from, to, files, metrics, params, tags
-        case changedBytes = "changed_bytes"
-    }
-
-    static func compute(_ registry: Registry, from a: Reference, to b: Reference) throws -> VersionDiff {
-        let va = try registry.resolve(a)
-        let vb = try registry.resolve(b)
-        let ma = try registry.manifest(of: va)
-        let mb = try registry.manifest(of: vb)
-        let chunksA = Set(ma.files.flatMap { $0.chunks.map(\.id) })
-        var files: [FileChange] = []
-        var changed: Int64 = 0
-        let byPathA = Dictionary(ma.files.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
-        let byPathB = Dictionary(mb.files.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
-        for path in Set(byPathA.keys).union(byPathB.keys).sorted() {
-            let fa = byPathA[path]
-            let fb = byPathB[path]
-            if let fa, let fb, fa.sha256 == fb.sha256 { continue }
-            let shared = fb.map { $0.chunks.filter { chunksA.contains($0.id) }.reduce(Int64(0)) { $0 + Int64($1.length) } }
-            if let fb, let shared { changed += fb.size - shared }
-            files.append(
-                FileChange(
-                    path: path, change: fa == nil ? "added" : fb == nil ? "removed" : "changed", sizeFrom: fa?.size, sizeTo: fb?.size,
-                    sha256From: fa?.sha256.hex, sha256To: fb?.sha256.hex, sharedBytes: shared))
-        }
-        func compare<V: Equatable>(_ x: [String: V], _ y: [String: V]) -> [String: [V?]] {
-            var out: [String: [V?]] = [:]
-            for key in Set(x.keys).union(y.keys) where x[key] != y[key] { out[key] = [x[key], y[key]] }
-            return out
-        }
-        return VersionDiff(
-            from: va.reference, to: vb.reference, files: files, metrics: compare(va.metrics, vb.metrics),
-            params: compare(va.params, vb.params), tags: compare(va.tags, vb.tags), changedBytes: changed)
-    }
 }

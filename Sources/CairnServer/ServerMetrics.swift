@@ -45,7 +45,9 @@ public final class ServerMetrics: Sendable {
 
     /// Requests answered so far with this route and status.
     public func requestCount(route: String, status: Int) -> Int {
-        requests.withLock { table in table.filter { $0.key.route == route && $0.key.status == status }.values.reduce(0, +) }
+        requests.withLock { table in
+            table.filter { $0.key.route == route && $0.key.status == status }.values.reduce(0, +)
+        }
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -60,8 +62,11 @@ public final class ServerMetrics: Sendable {
         }
         family("cairn_http_requests_total", "counter", "HTTP requests answered, by route, method and status.")
         let table = requests.withLock { $0 }
-        for (key, count) in table.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {
-            out += "cairn_http_requests_total{route=\"\(escape(key.route))\",method=\"\(key.method)\",status=\"\(key.status)\"} \(count)\n"
+        for (key, count) in table.sorted(by: {
+            ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status)
+        }) {
+            out +=
+                "cairn_http_requests_total{route=\"\(escape(key.route))\",method=\"\(key.method)\",status=\"\(key.status)\"} \(count)\n"
         }
         family("cairn_http_requests_in_flight", "gauge", "Requests being handled.")
         out += "cairn_http_requests_in_flight \(inFlight.load(ordering: .relaxed))\n"

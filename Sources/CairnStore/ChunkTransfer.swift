@@ -51,7 +51,11 @@ public enum ChunkBundle {
 
     /// Writes an entry header at `p`; the stored bytes follow it.
     public static func writeEntryHeader(
-        id: SHA256Digest, codec: Codec, rawLength: Int, storedLength: Int, to p: UnsafeMutableRawPointer
+        id: SHA256Digest,
+        codec: Codec,
+        rawLength: Int,
+        storedLength: Int,
+        to p: UnsafeMutableRawPointer
     ) {
         id.store(to: p)
         p.storeBytes(of: UInt32(codec.rawValue).littleEndian, toByteOffset: 32, as: UInt32.self)
@@ -65,7 +69,9 @@ public enum ChunkBundle {
     /// - Throws: ``CairnStoreError`` with `.invalidArgument` for a malformed bundle, a chunk larger
     ///   than `maxChunk`, or an unknown codec.
     public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int) throws -> [Entry] {
-        func bad(_ what: String) -> CairnStoreError { CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)") }
+        func bad(_ what: String) -> CairnStoreError {
+            CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)")
+        }
         guard b.count >= headerSize, Array(b[0..<8]) == magic else { throw bad("bad magic") }
         let count = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         guard count <= (b.count - headerSize) / entryHeaderSize else { throw bad("truncated") }
@@ -201,18 +207,27 @@ extension Store {
     /// transaction, so they are durable before any manifest can reference them.
     ///
     /// zstd data that is smaller than the raw bytes is stored as received (it was just verified to
-    /// decode to them); raw data is compressed with the store's level.
+    /// decode to them); raw data is compressed with the store's level unless `compressRaw` is false
+    /// (a bundle from a store that found those chunks incompressible).
+    ///
+    /// - Parameter onVerified: called with each chunk's raw bytes once they are verified, from
+    ///   several threads at once (a pull writes them straight into its files, ``RestoreSession``).
     ///
     /// - Throws: ``CairnStoreError``: `.invalidArgument` for a malformed bundle, `.corruption` naming
     ///   the first chunk whose bytes do not match its id (nothing stored), `.io`.
     @discardableResult
-    public func storeChunks(bundle: UnsafeRawBufferPointer) throws -> ChunkStoreResult {
+    public func storeChunks(
+        bundle: UnsafeRawBufferPointer,
+        compressRaw: Bool = true,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) throws -> ChunkStoreResult {
         let entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
         if entries.isEmpty { return ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0) }
         // Where each chunk's stored form goes when it is not the received bytes.
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
-        for (i, e) in entries.enumerated() where e.codecRaw == Codec.raw.rawValue || e.storedLength >= e.rawLength {
+        for (i, e) in entries.enumerated()
+        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw == Codec.zstd.rawValue && e.storedLength >= e.rawLength) {
             slots[i] = outputSize
             outputSize += Swift.max(zstdCompressBound(e.rawLength), e.rawLength)
         }
@@ -224,7 +239,7 @@ extension Store {
         parallelFor(entries.count) { i in
             if errors.isSet { return }
             do {
-                forms[i] = try verifyEntry(entries[i], bundle: bundle, slot: slots[i], output: output)
+                forms[i] = try verifyEntry(entries[i], bundle: bundle, slot: slots[i], output: output, onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
@@ -252,24 +267,38 @@ extension Store {
                 throw error
             }
             let (newChunks, newBytes, storedBytes) = try indexWritten(writer)
-            return ChunkStoreResult(received: entries.count, newChunks: newChunks, newBytes: newBytes, storedBytes: storedBytes)
+            return ChunkStoreResult(
+                received: entries.count,
+                newChunks: newChunks,
+                newBytes: newBytes,
+                storedBytes: storedBytes
+            )
         }
     }
 
     /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
     /// when the received bytes are not kept).
     private func verifyEntry(
-        _ e: ChunkBundle.Entry, bundle: UnsafeRawBufferPointer, slot: Int, output: AlignedBuffer
+        _ e: ChunkBundle.Entry,
+        bundle: UnsafeRawBufferPointer,
+        slot: Int,
+        output: AlignedBuffer,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> (codec: Codec, length: Int) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
         func mismatch(_ what: String) -> CairnStoreError {
-            CairnStoreError(.corruption, "chunk \(e.id.hex) \(what); the whole batch was rejected and nothing was stored")
+            CairnStoreError(
+                .corruption,
+                "chunk \(e.id.hex) \(what); the whole batch was rejected and nothing was stored"
+            )
         }
         return try workers.withContext { ctx in
             let raw: UnsafeRawBufferPointer
             switch Codec(rawValue: e.codecRaw)! {
             case .raw:
-                guard data.count == e.rawLength else { throw mismatch("has \(data.count) bytes, expected \(e.rawLength)") }
+                guard data.count == e.rawLength else {
+                    throw mismatch("has \(data.count) bytes, expected \(e.rawLength)")
+                }
                 raw = data
             case .zstd:
                 let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
@@ -287,8 +316,12 @@ extension Store {
             ctx.hasher.update(raw)
             let digest = ctx.hasher.finalize()
             guard digest == e.id else { throw mismatch("does not match its content (SHA-256 \(digest.shortHex)…)") }
-            if slot < 0 { return (.zstd, data.count) }  // zstd, smaller than raw: kept as received
-            let room = UnsafeMutableRawBufferPointer(rebasing: output.memory[slot..<slot + Swift.max(zstdCompressBound(e.rawLength), e.rawLength)])
+            try onVerified?(e.id, raw)
+            // Kept as received: zstd smaller than raw, or raw when not asked to compress.
+            if slot < 0 { return (Codec(rawValue: e.codecRaw)!, data.count) }
+            let room = UnsafeMutableRawBufferPointer(
+                rebasing: output.memory[slot..<slot + Swift.max(zstdCompressBound(e.rawLength), e.rawLength)]
+            )
             let n = try ctx.compressor.compress(raw, into: room)
             if n < raw.count { return (.zstd, n) }
             if raw.count > 0 { room.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
@@ -354,12 +387,20 @@ extension Store {
                 }
             }
         }
-        func isPassedThrough(_ l: ChunkLocation) -> Bool { l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue }
+        func isPassedThrough(_ l: ChunkLocation) -> Bool {
+            l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue
+        }
         // At most: stored bytes as they are, decoded chunks no larger than raw (zstd or raw).
         let bound = ChunkBundle.size(
-            storedLengths: located.map { isPassedThrough($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength) })
+            storedLengths: located.map {
+                isPassedThrough($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength)
+            }
+        )
         guard bound <= maxBytes else {
-            throw CairnStoreError(.invalidArgument, "the chunks asked for take up to \(bound) bytes, more than the limit of \(maxBytes) per batch")
+            throw CairnStoreError(
+                .invalidArgument,
+                "the chunks asked for take up to \(bound) bytes, more than the limit of \(maxBytes) per batch"
+            )
         }
         located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
         // Spans of adjacent records in one pack, read with one pread each.
@@ -380,7 +421,9 @@ extension Store {
             start = i
         }
         // Each entry's codec and bytes, filled in parallel by span.
-        let entries = UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>.allocate(capacity: max(located.count, 1))
+        let entries = UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>.allocate(
+            capacity: max(located.count, 1)
+        )
         entries.initialize(repeating: (.raw, []))
         defer {
             entries.deinitialize()
@@ -405,9 +448,16 @@ extension Store {
             for (i, item) in located.enumerated() {
                 let entry = entries[i]
                 ChunkBundle.writeEntryHeader(
-                    id: item.id, codec: entry.codec, rawLength: Int(item.location.rawLength), storedLength: entry.bytes.count, to: p + at)
+                    id: item.id,
+                    codec: entry.codec,
+                    rawLength: Int(item.location.rawLength),
+                    storedLength: entry.bytes.count,
+                    to: p + at
+                )
                 at += ChunkBundle.entryHeaderSize
-                entry.bytes.withUnsafeBytes { if $0.count > 0 { (p + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                entry.bytes.withUnsafeBytes {
+                    if $0.count > 0 { (p + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                }
                 at += entry.bytes.count
             }
         }
@@ -415,7 +465,8 @@ extension Store {
     }
 
     private func exportSpan(
-        _ located: [(id: SHA256Digest, location: ChunkLocation)], range: Range<Int>,
+        _ located: [(id: SHA256Digest, location: ChunkLocation)],
+        range: Range<Int>,
         into entries: UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>
     ) throws {
         let first = located[range.lowerBound].location
@@ -425,7 +476,11 @@ extension Store {
         try workers.withContext { ctx in
             // The span has its own buffer: decoding a delta reads its reference into the context's.
             let buffer = AlignedBuffer(capacity: length)
-            let got = try readPack(first.packID, into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<length]), at: spanStart)
+            let got = try readPack(
+                first.packID,
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<length]),
+                at: spanStart
+            )
             for i in range {
                 let (id, loc) = located[i]
                 let at = Int(Int64(loc.offset) - spanStart)
@@ -434,7 +489,8 @@ extension Store {
                 }
                 guard at + loc.recordLength <= got else { throw damaged("is cut off: its pack is truncated") }
                 let record = UnsafeRawBufferPointer(rebasing: buffer.memory[at..<at + loc.recordLength])
-                guard let header = PackFormat.readRecordHeader(record), header.id == id, header.rawLength == Int(loc.rawLength),
+                guard let header = PackFormat.readRecordHeader(record), header.id == id,
+                    header.rawLength == Int(loc.rawLength),
                     header.storedLength == Int(loc.storedLength), header.codecRaw == loc.codecRaw
                 else { throw damaged("does not match its record") }
                 if loc.codecRaw == Codec.raw.rawValue || loc.codecRaw == Codec.zstd.rawValue {
@@ -443,12 +499,21 @@ extension Store {
                 }
                 let rawLength = Int(loc.rawLength)
                 let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<rawLength])
-                try decodeRecord(record, expected: ChunkRef(id: id, length: loc.rawLength), location: loc, into: target, context: ctx) {
+                try decodeRecord(
+                    record,
+                    expected: ChunkRef(id: id, length: loc.rawLength),
+                    location: loc,
+                    into: target,
+                    context: ctx
+                ) {
                     CairnStoreError(.corruption, "chunk \(id.hex) \($0)")
                 }
                 var compressed = [UInt8](repeating: 0, count: zstdCompressBound(rawLength))
-                let n = try compressed.withUnsafeMutableBytes { try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: $0) }
-                entries[i] = n < rawLength ? (.zstd, Array(compressed[0..<n])) : (.raw, Array(UnsafeRawBufferPointer(target)))
+                let n = try compressed.withUnsafeMutableBytes {
+                    try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: $0)
+                }
+                entries[i] =
+                    n < rawLength ? (.zstd, Array(compressed[0..<n])) : (.raw, Array(UnsafeRawBufferPointer(target)))
             }
         }
     }
@@ -469,14 +534,23 @@ extension Store {
                 var checked = Set<SHA256Digest>()
                 for file in manifest.files {
                     for chunk in file.chunks where checked.insert(chunk.id).inserted {
-                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.append(chunk.id) }
+                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
+                            missing.append(chunk.id)
+                        }
                     }
                 }
                 if !missing.isEmpty { throw MissingChunksError(ids: missing) }  // aborts the transaction
                 let key = id.bytes
                 let isNew = try txn.get(manifestsDB, key: key) == nil
                 if isNew { try txn.put(manifestsDB, key: key, value: encoded) }
-                let info = CommitInfo(manifestID: id, manifestIsNew: isNew, newBytes: 0, storedBytes: 0, newChunks: 0, codecs: [])
+                let info = CommitInfo(
+                    manifestID: id,
+                    manifestIsNew: isNew,
+                    newBytes: 0,
+                    storedBytes: 0,
+                    newChunks: 0,
+                    codecs: []
+                )
                 return try body(MetadataTransaction(store: self, txn: txn), info)
             }
         }
@@ -488,7 +562,9 @@ extension Store {
     ///
     /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`, `.conflict` if a file changes while read.
     public static func scan(
-        directory: String, parameters: ChunkerParameters, planner: ChunkingPlanner? = nil,
+        directory: String,
+        parameters: ChunkerParameters,
+        planner: ChunkingPlanner? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws -> ScannedTree {
         try parameters.validate()
@@ -505,7 +581,8 @@ extension Store {
         let manifest = try scanner.run()
         return ScannedTree(
             manifest: manifest,
-            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }))
+            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a })
+        )
     }
 
     /// The plan of one file (the same rule as ``plans(for:planner:)``, without a store).
@@ -520,17 +597,27 @@ extension Store {
                 throw CairnStoreError(.invalidArgument, "read outside the file")
             }
             var bytes = [UInt8](repeating: 0, count: Int(range.count))
-            let n = try bytes.withUnsafeMutableBytes { try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath) }
+            let n = try bytes.withUnsafeMutableBytes {
+                try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath)
+            }
             return Array(bytes[0..<n])
         }
-        guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: maxChunk) else { return whole }
+        guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: maxChunk) else {
+            return whole
+        }
         return plan
     }
 
-    /// Reads the chunks `sources` from local files, checks each against its id (a file changed since
-    /// it was scanned fails with `.conflict`), compresses them in parallel and frames them as one
-    /// bundle (``ChunkBundle``); a chunk is sent raw when compression does not make it smaller.
-    public static func bundle(_ sources: [ChunkSource], compressionLevel: Int, maxChunk: Int) throws -> [UInt8] {
+    /// Reads the chunks `sources` from local files, compresses them in parallel and frames them as
+    /// one bundle (``ChunkBundle``); a chunk is sent raw when compression does not make it smaller.
+    /// With `verify`, each chunk is checked against its id first (a file changed since it was
+    /// scanned fails with `.conflict`); without, the receiver's check catches it.
+    public static func bundle(
+        _ sources: [ChunkSource],
+        compressionLevel: Int,
+        maxChunk: Int,
+        verify: Bool = true
+    ) throws -> [UInt8] {
         let pool = WorkerPool(level: Int32(compressionLevel), maxChunk: maxChunk)
         var slots: [Int] = []
         slots.reserveCapacity(sources.count + 1)
@@ -540,7 +627,9 @@ extension Store {
             room += Swift.max(zstdCompressBound(Int(s.chunk.length)), Int(s.chunk.length))
         }
         let scratch = AlignedBuffer(capacity: room)
-        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(capacity: Swift.max(sources.count, 1))
+        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(
+            capacity: Swift.max(sources.count, 1)
+        )
         defer { forms.deallocate() }
         let errors = FirstError()
         parallelFor(sources.count) { i in
@@ -553,12 +642,18 @@ extension Store {
                     defer { close(fd) }
                     let raw = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
                     let got = try FileIO.pread(fd, raw, at: s.offset, path: s.path)
-                    ctx.hasher.update(UnsafeRawBufferPointer(rebasing: raw[0..<got]))
-                    guard got == length, ctx.hasher.finalize() == s.chunk.id else {
+                    guard got == length else {
                         throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
                     }
+                    if verify {
+                        ctx.hasher.update(UnsafeRawBufferPointer(raw))
+                        guard ctx.hasher.finalize() == s.chunk.id else {
+                            throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
+                        }
+                    }
                     let slot = UnsafeMutableRawBufferPointer(
-                        rebasing: scratch.memory[slots[i]..<slots[i] + Swift.max(zstdCompressBound(length), length)])
+                        rebasing: scratch.memory[slots[i]..<slots[i] + Swift.max(zstdCompressBound(length), length)]
+                    )
                     let n = try ctx.compressor.compress(UnsafeRawBufferPointer(raw), into: slot)
                     if n < length {
                         forms[i] = (.zstd, n)
@@ -581,7 +676,12 @@ extension Store {
             for (i, s) in sources.enumerated() {
                 let form = forms[i]
                 ChunkBundle.writeEntryHeader(
-                    id: s.chunk.id, codec: form.codec, rawLength: Int(s.chunk.length), storedLength: form.length, to: p + at)
+                    id: s.chunk.id,
+                    codec: form.codec,
+                    rawLength: Int(s.chunk.length),
+                    storedLength: form.length,
+                    to: p + at
+                )
                 at += ChunkBundle.entryHeaderSize
                 if form.length > 0 {
                     (p + at).copyMemory(from: scratch.memory.baseAddress! + slots[i], byteCount: form.length)
@@ -624,7 +724,12 @@ private final class TreeScanner {
         init(capacity: Int) { input = AlignedBuffer(capacity: capacity) }
     }
 
-    init(files: [SourceFile], plans: [ChunkingPlan], parameters: ChunkerParameters, progress: ((TransferProgress) -> Void)?) {
+    init(
+        files: [SourceFile],
+        plans: [ChunkingPlan],
+        parameters: ChunkerParameters,
+        progress: ((TransferProgress) -> Void)?
+    ) {
         self.files = files
         self.plans = plans
         self.chunker = Chunker(parameters)
@@ -660,7 +765,9 @@ private final class TreeScanner {
                         if current.isFileEnd { fileDigests[current.fileIndex] = fileHasher.finalize() }
                     default:
                         let c = i - 2
-                        let bytes = UnsafeRawBufferPointer(rebasing: current.input.memory[current.cuts[c]..<current.cuts[c + 1]])
+                        let bytes = UnsafeRawBufferPointer(
+                            rebasing: current.input.memory[current.cuts[c]..<current.cuts[c + 1]]
+                        )
                         current.ids[c] = pool.withContext { ctx in
                             ctx.hasher.update(bytes)
                             return ctx.hasher.finalize()
@@ -673,7 +780,8 @@ private final class TreeScanner {
             try errors.rethrow()
             for c in 0..<current.chunkCount {
                 fileChunks[current.fileIndex].append(
-                    ChunkRef(id: current.ids[c], length: UInt32(current.cuts[c + 1] - current.cuts[c])))
+                    ChunkRef(id: current.ids[c], length: UInt32(current.cuts[c + 1] - current.cuts[c]))
+                )
             }
             done += Int64(current.consumed)
             progress?(TransferProgress(doneBytes: done, totalBytes: total, newBytes: 0))
@@ -684,8 +792,14 @@ private final class TreeScanner {
         for (i, f) in files.enumerated() where f.size == 0 { fileDigests[i] = SHA256Digest.hash([]) }
         return Manifest(
             files: files.indices.map { i in
-                FileEntry(path: files[i].relativePath, size: files[i].size, sha256: fileDigests[i], chunks: fileChunks[i])
-            })
+                FileEntry(
+                    path: files[i].relativePath,
+                    size: files[i].size,
+                    sha256: fileDigests[i],
+                    chunks: fileChunks[i]
+                )
+            }
+        )
     }
 
     /// Fills `batch` with the next bytes and cuts them (the rule of the ingest pipeline's `fill`).
@@ -699,7 +813,11 @@ private final class TreeScanner {
         }
         let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
         let got = try FileIO.pread(
-            fd, UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]), at: nextOffset, path: file.absolutePath)
+            fd,
+            UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]),
+            at: nextOffset,
+            path: file.absolutePath
+        )
         guard got == want else {
             throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being read; push again")
         }
@@ -721,7 +839,10 @@ private final class TreeScanner {
             switch current.method {
             case .fixed(let slice):
                 let into = at - current.range.lowerBound
-                let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
+                let sliceEnd = min(
+                    current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice),
+                    current.range.upperBound
+                )
                 length = Int(sliceEnd - at)
                 guard position + length <= want else { break cutting }
             case .contentDefined:
@@ -753,5 +874,110 @@ extension TransferProgress {
     /// Progress reported by a layer above the store (a remote transfer).
     public init(done: Int64, of total: Int64, new: Int64) {
         self.init(doneBytes: done, totalBytes: total, newBytes: new)
+    }
+}
+
+/// Writes a version's files from verified chunks as they arrive (a remote pull's fetched bundles,
+/// through ``Store/storeChunks(bundle:compressRaw:onVerified:)``), then fills what did not arrive
+/// from the store, so each fetched chunk is decoded and verified once.
+///
+/// ```swift
+/// let session = try RestoreSession(store: cache, files: files, directory: out)
+/// for bundle in fetched { try cache.storeChunks(bundle: bundle, compressRaw: false, onVerified: session.write) }
+/// try session.finish(context: "model m version 3")   // reads the rest from the store, renames into place
+/// ```
+///
+/// Files are written under temporary names (`.NAME.cairn-partial`) and renamed into place only
+/// when every chunk is in: an interrupted or failed pull leaves no file with wrong bytes.
+public final class RestoreSession: @unchecked Sendable {
+    // @unchecked Sendable: `write` may be called from several threads at once; it only uses pwrite
+    // on descriptors opened in init (distinct offsets) and the mutex-guarded set of written chunks.
+    let store: Store
+    let files: [FileEntry]
+    let directory: String
+    private var descriptors: [Int32] = []
+    private var temporaries: [String] = []
+    private let positions: [SHA256Digest: [(file: Int, offset: Int64)]]
+    private let written = Mutex<Set<SHA256Digest>>([])
+    private var finished = false
+
+    /// Creates `directory` and a truncated temporary file for each of `files`.
+    ///
+    /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`.
+    public init(store: Store, files: [FileEntry], directory: String) throws {
+        self.store = store
+        self.files = files
+        self.directory = directory
+        var positions: [SHA256Digest: [(file: Int, offset: Int64)]] = [:]
+        for (i, file) in files.enumerated() {
+            try RelativePath.validate(file.path)
+            var offset: Int64 = 0
+            for chunk in file.chunks {
+                positions[chunk.id, default: []].append((i, offset))
+                offset += Int64(chunk.length)
+            }
+        }
+        self.positions = positions
+        try FileIO.makeDirectories(directory)
+        for file in files {
+            let target = directory + "/" + file.path
+            let parent = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            try FileIO.makeDirectories(parent.isEmpty ? "/" : parent)
+            let temp = "\(parent)/.\(file.path.split(separator: "/").last!).cairn-partial"
+            let fd = try FileIO.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW)
+            descriptors.append(fd)
+            temporaries.append(temp)
+            if file.size > 0, ftruncate(fd, off_t(file.size)) != 0 {
+                throw CairnStoreError.io("truncate", path: temp, errno: errno)
+            }
+        }
+    }
+
+    deinit {
+        for fd in descriptors { close(fd) }
+        if !finished { for temp in temporaries { unlink(temp) } }
+    }
+
+    /// Writes a verified chunk's bytes wherever the files hold it. Thread-safe.
+    public func write(_ id: SHA256Digest, _ bytes: UnsafeRawBufferPointer) throws {
+        guard let places = positions[id] else { return }
+        for place in places {
+            try FileIO.pwrite(descriptors[place.file], bytes, at: place.offset, path: temporaries[place.file])
+        }
+        written.withLock { _ = $0.insert(id) }
+    }
+
+    /// Reads from the store every chunk that was not written (verifying each), then renames the
+    /// files into place.
+    ///
+    /// - Throws: ``CairnStoreError`` (`.notFound` for a chunk neither written nor stored,
+    ///   `.corruption`); the temporary files are removed.
+    public func finish(context: Store.ReadContext = "", progress: ((TransferProgress) -> Void)? = nil) throws {
+        let done = written.withLock { $0 }
+        for (i, file) in files.enumerated() {
+            // Runs of consecutive chunks that still need to be read.
+            let offsets = file.chunkOffsets()
+            var start: Int? = nil
+            for c in 0...file.chunks.count {
+                let missing = c < file.chunks.count && !done.contains(file.chunks[c].id)
+                if missing, start == nil { start = c }
+                if !missing, let s = start {
+                    let fd = descriptors[i]
+                    let temp = temporaries[i]
+                    try store.read(file, range: offsets[s]..<offsets[c], context: context) { bytes, offset in
+                        try FileIO.pwrite(fd, bytes, at: offset, path: temp)
+                    }
+                    start = nil
+                }
+            }
+        }
+        for fd in descriptors { close(fd) }
+        descriptors = []
+        for (i, file) in files.enumerated() {
+            try FileIO.rename(temporaries[i], directory + "/" + file.path)
+        }
+        finished = true
+        let total = files.reduce(Int64(0)) { $0 + $1.size }
+        progress?(TransferProgress(doneBytes: total, totalBytes: total, newBytes: 0))
     }
 }

@@ -15,13 +15,15 @@ extension Cairn {
                 Clients use it with --remote URL and --token (cairn token create --user NAME --role reader|writer|approver|admin, run against the same store). Without a token a request is refused (401) unless the server was started with --public-read, which allows reads only. When the store has no token yet, the server creates an admin token for the OS user and prints it once. /healthz answers ok; /metrics gives Prometheus metrics. SIGTERM or SIGINT stops accepting connections and finishes the requests in flight. docs/http-api.md describes the API.
 
                 --demo creates the store if needed and, when it has no models, a small demo model (demo-llama: a base in production and a fine-tune in staging, aliases champion and challenger); it also allows public reads.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Option(help: "Address to listen on.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (0: any free port).") var port = 8080
         @Flag(help: "Allow reads without a token (writes always need one).") var publicRead = false
-        @Flag(help: "Create the store and a small demo model when they do not exist; implies --public-read.") var demo = false
+        @Flag(help: "Create the store and a small demo model when they do not exist; implies --public-read.") var demo =
+            false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
         @Option(help: "Threads for blocking store work.") var threads = 8
 
@@ -42,7 +44,10 @@ extension Cairn {
                     store = try Store.create(at: path)
                     banner.append("created store \(path)")
                 } else {
-                    throw CairnStoreError(.notFound, "no cairn store at \(path) (run `cairn init`, or `cairn serve --demo`)")
+                    throw CairnStoreError(
+                        .notFound,
+                        "no cairn store at \(path) (run `cairn init`, or `cairn serve --demo`)"
+                    )
                 }
                 let registry = try Registry(store: store)
                 if demo, try registry.listModels().isEmpty {
@@ -51,7 +56,9 @@ extension Cairn {
                 }
                 if try registry.listTokens().isEmpty {
                     let token = try registry.createToken(user: global.actor, role: .admin, actor: global.actor)
-                    banner.append("created admin token for \(global.actor) (shown once; `cairn token create` makes more):")
+                    banner.append(
+                        "created admin token for \(global.actor) (shown once; `cairn token create` makes more):"
+                    )
                     banner.append("  export CAIRN_TOKEN=\(token.token)")
                 }
                 LoggingSystem.bootstrap { label in
@@ -64,7 +71,8 @@ extension Cairn {
                 server = CairnServer(
                     registry: registry,
                     options: ServerOptions(host: host, port: port, publicRead: publicRead || demo, threads: threads),
-                    logger: logger)
+                    logger: logger
+                )
             }
             guard let server else { return }
             let lines = banner
@@ -75,10 +83,14 @@ extension Cairn {
                 let host = server.options.host.contains(":") ? "[\(server.options.host)]" : server.options.host
                 let url = "http://\(host):\(port)"
                 var out = lines
-                out.append("cairn serve: listening on \(url) (store \(storePath)\(publicReads ? ", public reads" : ""))")
+                out.append(
+                    "cairn serve: listening on \(url) (store \(storePath)\(publicReads ? ", public reads" : ""))"
+                )
                 let auth = publicReads ? "" : " -H \"Authorization: Bearer $CAIRN_TOKEN\""
                 out.append("  what is production:  curl\(auth) \(url)/v1/models/MODEL/versions/production")
-                out.append("  a file, resumable:   curl\(auth) -C - -O \(url)/v1/models/MODEL/versions/production/files/config.json")
+                out.append(
+                    "  a file, resumable:   curl\(auth) -C - -O \(url)/v1/models/MODEL/versions/production/files/config.json"
+                )
                 out.append("  the CLI, remotely:   cairn ls --remote \(url) --token $CAIRN_TOKEN")
                 out.append("  health, metrics:     curl \(url)/healthz · curl \(url)/metrics")
                 out.append("stop with Ctrl-C or SIGTERM (requests in flight finish first)")
@@ -102,7 +114,12 @@ extension Cairn {
             let finetune = work.appendingPathComponent("finetune")
             try FixtureModels.writeBase(to: base, shape: shape, seed: 1)
             try FixtureModels.writeVariant(
-                to: finetune, shape: shape, seed: 1, changedLayers: [shape.layers - 2, shape.layers - 1], variantSeed: 7)
+                to: finetune,
+                shape: shape,
+                seed: 1,
+                changedLayers: [shape.layers - 2, shape.layers - 1],
+                variantSeed: 7
+            )
             var request = PushRequest(model: "demo-llama", actor: actor)
             request.message = "base model"
             request.metrics = ["eval_loss": 1.92]

@@ -8,6 +8,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 @Suite struct APITests {
@@ -15,7 +16,13 @@ import Testing
     static func populated(publicRead: Bool = false) throws -> ServerFixture {
         let f = try ServerFixture(publicRead: publicRead)
         for i in 1...3 {
-            let dir = try f.writeTree("v\(i)", ["config.json": Array("{\"v\": \(i)}".utf8), "weights.bin": FixtureData.bytes(count: 200_000, seed: UInt64(i))])
+            let dir = try f.writeTree(
+                "v\(i)",
+                [
+                    "config.json": Array("{\"v\": \(i)}".utf8),
+                    "weights.bin": FixtureData.bytes(count: 200_000, seed: UInt64(i)),
+                ]
+            )
             try f.pushLocally(dir, model: "llama")
         }
         let r = f.registry
@@ -33,12 +40,16 @@ import Testing
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains("ok"))
             }
-            try await client.execute(uri: "/v1/models", method: .get, headers: bearer(f.reader)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/models", method: .get, headers: bearer(f.reader)) {
+                #expect($0.status == .ok)
+            }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
                 let text = String(buffer: response.body)
                 #expect(text.contains("# TYPE cairn_http_requests_total counter"))
-                #expect(text.contains("cairn_http_requests_total{route=\"/v1/models\",method=\"GET\",status=\"200\"} 1"))
+                #expect(
+                    text.contains("cairn_http_requests_total{route=\"/v1/models\",method=\"GET\",status=\"200\"} 1")
+                )
                 #expect(text.contains("cairn_store_chunks "))
                 #expect(text.contains("cairn_store_logical_bytes "))
                 #expect(text.contains("cairn_store_stored_bytes "))
@@ -50,58 +61,117 @@ import Testing
     @Test func versionLookupByReference() async throws {
         let f = try Self.populated()
         try await f.application.test(.router) { client in
-            for (ref, expected) in [("production", 1), ("champion", 1), ("staging", 2), ("latest", 3), ("2", 2), ("experimental", 3)] {
-                try await client.execute(uri: "/v1/models/llama/versions/\(ref)", method: .get, headers: bearer(f.reader)) { response in
+            for (ref, expected) in [
+                ("production", 1), ("champion", 1), ("staging", 2), ("latest", 3), ("2", 2), ("experimental", 3),
+            ] {
+                try await client.execute(
+                    uri: "/v1/models/llama/versions/\(ref)",
+                    method: .get,
+                    headers: bearer(f.reader)
+                ) { response in
                     #expect(response.status == .ok, "\(ref)")
                     let (info, _) = try VersionDocument.decode(Data(response.body.readableBytesView))
                     #expect(info.record.version == expected, "\(ref)")
-                    let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [String: Any]
+                    let object =
+                        try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [String: Any]
                     let files = object["files"] as! [[String: Any]]
                     #expect(files.map { $0["path"] as! String } == ["config.json", "weights.bin"])
                     #expect((files[1]["size"] as! Int) == 200_000)
                     #expect((files[1]["sha256"] as! String).count == 64)
                     #expect((object["manifest"] as! String).count == 64)
-                    #expect(object["stage"] is String && object["metrics"] is [String: Any] && object["aliases"] is [String])
+                    #expect(
+                        object["stage"] is String && object["metrics"] is [String: Any] && object["aliases"] is [String]
+                    )
                 }
             }
             // A rollback moves the production pointer: the cached answer must change with it.
             try f.registry.promote(try Reference(parsing: "llama@2"), to: .production, actor: "ann")
-            try await client.execute(uri: "/v1/models/llama/versions/production", method: .get, headers: bearer(f.reader)) { response in
+            try await client.execute(
+                uri: "/v1/models/llama/versions/production",
+                method: .get,
+                headers: bearer(f.reader)
+            ) { response in
                 #expect((try? VersionDocument.decode(Data(response.body.readableBytesView)))?.info.record.version == 2)
             }
+        }
+    }
+
+    @Test func productionLookupsDoNotWaitForAWriter() async throws {
+        let f = try Self.populated()
+        try await f.application.test(.router) { client in
+            // A writer holds the index's write transaction (as a push's commit would) until the
+            // lookups are answered, or 60 s. Had a lookup waited for it, the writer would time out.
+            let started = DispatchSemaphore(value: 0)
+            let lookupsDone = DispatchSemaphore(value: 0)
+            let writerDone = DispatchSemaphore(value: 0)
+            let timedOut = Mutex(false)
+            let writer = Thread {
+                try? f.registry.store.writeMetadata { _ in
+                    started.signal()
+                    let result = lookupsDone.wait(timeout: .now() + 60)
+                    timedOut.withLock { $0 = result == .timedOut }
+                }
+                writerDone.signal()
+            }
+            writer.start()
+            started.wait()
+            for ref in ["production", "champion", "2", "latest", "production"] {
+                try await client.execute(uri: "/v1/models/llama/versions/\(ref)", method: .get, headers: bearer(f.reader)) {
+                    #expect($0.status == .ok)
+                }
+            }
+            lookupsDone.signal()
+            try await onThread { writerDone.wait() }
+            let waited = timedOut.withLock { $0 }
+            #expect(!waited, "a lookup waited for the writer")
         }
     }
 
     @Test func errorsAreJSONWithFittingStatuses() async throws {
         let f = try Self.populated()
         try await f.application.test(.router) { client in
-            try await client.execute(uri: "/v1/models/nope/versions/1", method: .get, headers: bearer(f.reader)) { response in
+            try await client.execute(uri: "/v1/models/nope/versions/1", method: .get, headers: bearer(f.reader)) {
+                response in
                 #expect(response.status == .notFound)
                 #expect(errorCode(response) == "not_found")
                 let body = try decode(ErrorBody.self, response)
                 #expect(body.error.message.contains("nope"))
             }
-            try await client.execute(uri: "/v1/models/Bad%20Name/versions/1", method: .get, headers: bearer(f.reader)) { response in
+            try await client.execute(uri: "/v1/models/Bad%20Name/versions/1", method: .get, headers: bearer(f.reader)) {
+                response in
                 #expect(response.status == .badRequest)
                 #expect(errorCode(response) == "invalid_argument")
+            }
+            try await client.execute(uri: "/v1/no/such/route", method: .get, headers: bearer(f.reader)) { response in
+                #expect(response.status == .notFound)
+                #expect(errorCode(response) == "not_found")
             }
             try await client.execute(uri: "/v1/models/llama/versions/1", method: .get) { response in
                 #expect(response.status == .unauthorized)
                 #expect(errorCode(response) == "unauthenticated")
             }
-            try await client.execute(uri: "/v1/models/llama/versions/1", method: .get, headers: bearer(String(repeating: "0", count: 64))) {
+            try await client.execute(
+                uri: "/v1/models/llama/versions/1",
+                method: .get,
+                headers: bearer(String(repeating: "0", count: 64))
+            ) {
                 #expect($0.status == .unauthorized)
             }
             // A gate that does not pass: 422 refused, nothing changes.
             try await client.execute(
-                uri: "/v1/models/llama/versions/3/promote", method: .post, headers: bearer(f.approver),
+                uri: "/v1/models/llama/versions/3/promote",
+                method: .post,
+                headers: bearer(f.approver),
                 body: try json(StageChangeBody(to: .production, reason: "skip staging"))
             ) { response in
                 #expect(response.status == .unprocessableContent)
                 #expect(errorCode(response) == "refused")
             }
             try await client.execute(
-                uri: "/v1/models/llama/versions/3/promote", method: .post, headers: bearer(f.approver), body: ByteBuffer(string: "{not json")
+                uri: "/v1/models/llama/versions/3/promote",
+                method: .post,
+                headers: bearer(f.approver),
+                body: ByteBuffer(string: "{not json")
             ) { response in
                 #expect(response.status == .badRequest)
             }
@@ -112,7 +182,12 @@ import Testing
         let f = try Self.populated()
         try await f.application.test(.router) { client in
             // A reader cannot push: neither chunks nor versions.
-            try await client.execute(uri: "/v1/chunks/missing", method: .post, headers: bearer(f.reader), body: ByteBuffer()) {
+            try await client.execute(
+                uri: "/v1/chunks/missing",
+                method: .post,
+                headers: bearer(f.reader),
+                body: ByteBuffer()
+            ) {
                 #expect($0.status == .forbidden)
                 #expect(errorCode($0) == "forbidden")
             }
@@ -120,47 +195,86 @@ import Testing
                 #expect($0.status == .forbidden)
             }
             let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "llama@3")))
-            let create = CreateVersionBody(request: PushRequest(model: "llama", actor: "x"), manifest: manifest, newBytes: 0, storedBytes: 0)
-            try await client.execute(uri: "/v1/models/llama/versions", method: .post, headers: bearer(f.reader), body: try json(create)) {
+            let create = CreateVersionBody(
+                request: PushRequest(model: "llama", actor: "x"),
+                manifest: manifest,
+                newBytes: 0,
+                storedBytes: 0
+            )
+            try await client.execute(
+                uri: "/v1/models/llama/versions",
+                method: .post,
+                headers: bearer(f.reader),
+                body: try json(create)
+            ) {
                 #expect($0.status == .forbidden)
             }
             // A writer can push (a manifest whose chunks are all stored) …
-            try await client.execute(uri: "/v1/models/llama/versions", method: .post, headers: bearer(f.writer), body: try json(create)) {
+            try await client.execute(
+                uri: "/v1/models/llama/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(create)
+            ) {
                 #expect($0.status == .created)
                 #expect(decoded(PushResult.self, $0)?.version == 4)
             }
             // … tag an experimental version, but not a production one, and cannot promote.
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/tags", method: .post, headers: bearer(f.writer), body: try json(TagsBody(tags: ["run": "7"]))
+                uri: "/v1/models/llama/versions/4/tags",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(TagsBody(tags: ["run": "7"]))
             ) { #expect($0.status == .ok) }
             try await client.execute(
-                uri: "/v1/models/llama/versions/production/tags", method: .post, headers: bearer(f.writer),
+                uri: "/v1/models/llama/versions/production/tags",
+                method: .post,
+                headers: bearer(f.writer),
                 body: try json(TagsBody(tags: ["run": "7"]))
             ) { #expect($0.status == .forbidden) }
             try await client.execute(
-                uri: "/v1/models/llama/aliases/champion", method: .put, headers: bearer(f.writer), body: try json(AliasBody(version: 4, reason: nil))
+                uri: "/v1/models/llama/aliases/champion",
+                method: .put,
+                headers: bearer(f.writer),
+                body: try json(AliasBody(version: 4, reason: nil))
             ) { #expect($0.status == .forbidden) }
             try await client.execute(
-                uri: "/v1/models/llama/aliases/candidate", method: .put, headers: bearer(f.writer), body: try json(AliasBody(version: 4, reason: nil))
+                uri: "/v1/models/llama/aliases/candidate",
+                method: .put,
+                headers: bearer(f.writer),
+                body: try json(AliasBody(version: 4, reason: nil))
             ) { #expect($0.status == .ok) }
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/promote", method: .post, headers: bearer(f.writer),
+                uri: "/v1/models/llama/versions/4/promote",
+                method: .post,
+                headers: bearer(f.writer),
                 body: try json(StageChangeBody(to: .staging, reason: nil))
             ) { #expect($0.status == .forbidden) }
             // An approver can promote and roll back, but cannot delete or set policies.
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/promote", method: .post, headers: bearer(f.approver),
+                uri: "/v1/models/llama/versions/4/promote",
+                method: .post,
+                headers: bearer(f.approver),
                 body: try json(StageChangeBody(to: .staging, reason: "looks good"))
             ) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/models/llama/versions/3", method: .delete, headers: bearer(f.approver)) {
                 #expect($0.status == .forbidden)
             }
             try await client.execute(
-                uri: "/v1/models/llama/policy", method: .put, headers: bearer(f.approver), body: try json(PolicyBody(policy: Policy(), reason: nil))
+                uri: "/v1/models/llama/policy",
+                method: .put,
+                headers: bearer(f.approver),
+                body: try json(PolicyBody(policy: Policy(), reason: nil))
             ) { #expect($0.status == .forbidden) }
-            try await client.execute(uri: "/v1/tokens", method: .get, headers: bearer(f.approver)) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/tokens", method: .get, headers: bearer(f.approver)) {
+                #expect($0.status == .forbidden)
+            }
             // An admin can delete.
-            try await client.execute(uri: "/v1/models/llama/versions/3?reason=cleanup", method: .delete, headers: bearer(f.admin)) {
+            try await client.execute(
+                uri: "/v1/models/llama/versions/3?reason=cleanup",
+                method: .delete,
+                headers: bearer(f.admin)
+            ) {
                 #expect($0.status == .ok)
             }
             // Every write is audited with the token's user, whatever the client claims.
@@ -182,28 +296,39 @@ import Testing
             try f.registry.promote(try Reference(parsing: "llama@4"), to: .staging, actor: "ann")
             // ann cannot approve her own version: four eyes.
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/approve", method: .post, headers: bearer(f.approver),
+                uri: "/v1/models/llama/versions/4/approve",
+                method: .post,
+                headers: bearer(f.approver),
                 body: try json(StageChangeBody(to: .production, reason: "mine"))
             ) {
                 #expect($0.status == .unprocessableContent)
                 #expect(errorCode($0) == "refused")
             }
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/promote", method: .post, headers: bearer(f.approver),
+                uri: "/v1/models/llama/versions/4/promote",
+                method: .post,
+                headers: bearer(f.approver),
                 body: try json(StageChangeBody(to: .production, reason: "ship"))
             ) { #expect($0.status == .unprocessableContent) }
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/approve", method: .post, headers: bearer(f.approver2),
+                uri: "/v1/models/llama/versions/4/approve",
+                method: .post,
+                headers: bearer(f.approver2),
                 body: try json(StageChangeBody(to: .production, reason: "reviewed"))
             ) { #expect($0.status == .ok) }
             try await client.execute(
-                uri: "/v1/models/llama/versions/4/promote", method: .post, headers: bearer(f.approver),
+                uri: "/v1/models/llama/versions/4/promote",
+                method: .post,
+                headers: bearer(f.approver),
                 body: try json(StageChangeBody(to: .production, reason: "ship"))
             ) { #expect($0.status == .ok) }
             #expect(try f.registry.resolve(try Reference(parsing: "llama@production")).version == 4)
             // Rollback by the approver.
             try await client.execute(
-                uri: "/v1/models/llama/rollback", method: .post, headers: bearer(f.approver), body: try json(RollbackBody(to: nil, reason: "incident"))
+                uri: "/v1/models/llama/rollback",
+                method: .post,
+                headers: bearer(f.approver),
+                body: try json(RollbackBody(to: nil, reason: "incident"))
             ) { #expect($0.status == .ok) }
             #expect(try f.registry.resolve(try Reference(parsing: "llama@production")).version == 1)
         }
@@ -212,35 +337,51 @@ import Testing
     @Test func publicReadAllowsReadsOnly() async throws {
         let f = try Self.populated(publicRead: true)
         try await f.application.test(.router) { client in
-            try await client.execute(uri: "/v1/models/llama/versions/production", method: .get) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/models/llama/versions/1/files/config.json", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/models/llama/versions/production", method: .get) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/models/llama/versions/1/files/config.json", method: .get) {
+                #expect($0.status == .ok)
+            }
             try await client.execute(
-                uri: "/v1/models/llama/rollback", method: .post, body: try json(RollbackBody(to: nil, reason: "x"))
+                uri: "/v1/models/llama/rollback",
+                method: .post,
+                body: try json(RollbackBody(to: nil, reason: "x"))
             ) { #expect($0.status == .unauthorized) }
-            try await client.execute(uri: "/v1/chunks/missing", method: .post, body: ByteBuffer()) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/chunks/missing", method: .post, body: ByteBuffer()) {
+                #expect($0.status == .unauthorized)
+            }
             // A bad token is refused even where anonymous reads are allowed.
-            try await client.execute(uri: "/v1/models", method: .get, headers: bearer("nope")) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/models", method: .get, headers: bearer("nope")) {
+                #expect($0.status == .unauthorized)
+            }
         }
     }
 
     @Test func listingsAuditAndTokens() async throws {
         let f = try Self.populated()
         try await f.application.test(.router) { client in
-            try await client.execute(uri: "/v1/versions?stage=production", method: .get, headers: bearer(f.reader)) { response in
-                let list = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [[String: Any]]
+            try await client.execute(uri: "/v1/versions?stage=production", method: .get, headers: bearer(f.reader)) {
+                response in
+                let list =
+                    try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [[String: Any]]
                 #expect(list.count == 1 && list[0]["version"] as? Int == 1)
             }
-            try await client.execute(uri: "/v1/models/llama/versions", method: .get, headers: bearer(f.reader)) { response in
-                let list = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [[String: Any]]
+            try await client.execute(uri: "/v1/models/llama/versions", method: .get, headers: bearer(f.reader)) {
+                response in
+                let list =
+                    try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as! [[String: Any]]
                 #expect(list.map { $0["version"] as! Int } == [1, 2, 3])
             }
-            try await client.execute(uri: "/v1/audit?model=llama", method: .get, headers: bearer(f.reader)) { response in
+            try await client.execute(uri: "/v1/audit?model=llama", method: .get, headers: bearer(f.reader)) {
+                response in
                 #expect((decoded([AuditEntry].self, response)?.count ?? 0) >= 6)
             }
             try await client.execute(uri: "/v1/audit/verify", method: .get, headers: bearer(f.reader)) {
                 #expect(decoded(AuditVerification.self, $0)?.ok == true)
             }
-            try await client.execute(uri: "/v1/diff?from=llama@1&to=llama@2", method: .get, headers: bearer(f.reader)) { response in
+            try await client.execute(uri: "/v1/diff?from=llama@1&to=llama@2", method: .get, headers: bearer(f.reader)) {
+                response in
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains("weights.bin"))
             }
@@ -248,7 +389,12 @@ import Testing
                 #expect(decoded(RegistryStatistics.self, $0)?.versions == 3)
             }
             var created: NewToken?
-            try await client.execute(uri: "/v1/tokens", method: .post, headers: bearer(f.admin), body: try json(TokenBody(user: "ci", role: .writer))) {
+            try await client.execute(
+                uri: "/v1/tokens",
+                method: .post,
+                headers: bearer(f.admin),
+                body: try json(TokenBody(user: "ci", role: .writer))
+            ) {
                 #expect($0.status == .created)
                 created = try decode(NewToken.self, $0)
             }
@@ -256,8 +402,12 @@ import Testing
             try await client.execute(uri: "/v1/whoami", method: .get, headers: bearer(token.token)) {
                 #expect(decoded(Identity.self, $0) == Identity(user: "ci", role: .writer, tokenID: token.record.id))
             }
-            try await client.execute(uri: "/v1/tokens/\(token.record.id)", method: .delete, headers: bearer(f.admin)) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/whoami", method: .get, headers: bearer(token.token)) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/tokens/\(token.record.id)", method: .delete, headers: bearer(f.admin)) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/whoami", method: .get, headers: bearer(token.token)) {
+                #expect($0.status == .unauthorized)
+            }
             // Tokens are stored hashed: the table never holds the token itself.
             let tokens = try f.registry.listTokens()
             #expect(tokens.contains { $0.id == token.record.id && $0.isRevoked })

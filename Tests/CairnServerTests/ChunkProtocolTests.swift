@@ -20,7 +20,13 @@ import Testing
             ChunkBundle.writeHeader(count: chunks.count, to: p)
             var at = ChunkBundle.headerSize
             for c in chunks {
-                ChunkBundle.writeEntryHeader(id: c.id, codec: .raw, rawLength: c.data.count, storedLength: c.data.count, to: p + at)
+                ChunkBundle.writeEntryHeader(
+                    id: c.id,
+                    codec: .raw,
+                    rawLength: c.data.count,
+                    storedLength: c.data.count,
+                    to: p + at
+                )
                 at += ChunkBundle.entryHeaderSize
                 c.data.withUnsafeBytes { (p + at).copyMemory(from: $0.baseAddress!, byteCount: c.data.count) }
                 at += c.data.count
@@ -37,26 +43,45 @@ import Testing
         let idb = SHA256Digest.hash(b)
         try await f.application.test(.router) { client in
             try await client.execute(
-                uri: "/v1/chunks/missing", method: .post, headers: bearer(f.writer), body: ByteBuffer(bytes: ChunkIDList.encode([ida, idb]))
+                uri: "/v1/chunks/missing",
+                method: .post,
+                headers: bearer(f.writer),
+                body: ByteBuffer(bytes: ChunkIDList.encode([ida, idb]))
             ) { response in
                 #expect(response.body.readableBytesView.withUnsafeBytes { ChunkIDList.decode($0) } == [ida, idb])
             }
-            try await client.execute(uri: "/v1/chunks", method: .post, headers: bearer(f.writer), body: Self.bundle([(ida, a), (idb, b)])) {
+            try await client.execute(
+                uri: "/v1/chunks",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(ida, a), (idb, b)])
+            ) {
                 response in
                 #expect(response.status == .ok)
                 let result = try decode(ChunkStoreResult.self, response)
                 #expect(result.received == 2 && result.newChunks == 2 && result.newBytes == 110_000)
             }
             // Again: nothing new.
-            try await client.execute(uri: "/v1/chunks", method: .post, headers: bearer(f.writer), body: Self.bundle([(ida, a)])) {
+            try await client.execute(
+                uri: "/v1/chunks",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(ida, a)])
+            ) {
                 #expect(decoded(ChunkStoreResult.self, $0)?.newChunks == 0)
             }
             try await client.execute(
-                uri: "/v1/chunks/missing", method: .post, headers: bearer(f.writer), body: ByteBuffer(bytes: ChunkIDList.encode([ida, idb]))
+                uri: "/v1/chunks/missing",
+                method: .post,
+                headers: bearer(f.writer),
+                body: ByteBuffer(bytes: ChunkIDList.encode([ida, idb]))
             ) { #expect($0.body.readableBytes == 0) }
             // Fetch returns them (as stored: the receiver verifies).
             try await client.execute(
-                uri: "/v1/chunks/fetch", method: .post, headers: bearer(f.reader), body: ByteBuffer(bytes: ChunkIDList.encode([idb, ida]))
+                uri: "/v1/chunks/fetch",
+                method: .post,
+                headers: bearer(f.reader),
+                body: ByteBuffer(bytes: ChunkIDList.encode([idb, ida]))
             ) { response in
                 #expect(response.status == .ok)
                 let other = try Store.create(at: f.dir.sub("other"))
@@ -65,21 +90,53 @@ import Testing
             }
             // A version from a manifest whose chunks are stored …
             let file = FileEntry(
-                path: "w.bin", size: 110_000, sha256: SHA256Digest.hash(a + b),
-                chunks: [ChunkRef(id: ida, length: 50_000), ChunkRef(id: idb, length: 60_000)])
-            let body = CreateVersionBody(request: PushRequest(model: "m", actor: "claimed"), manifest: Manifest(files: [file]), newBytes: 110_000, storedBytes: 0)
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) {
+                path: "w.bin",
+                size: 110_000,
+                sha256: SHA256Digest.hash(a + b),
+                chunks: [ChunkRef(id: ida, length: 50_000), ChunkRef(id: idb, length: 60_000)]
+            )
+            let body = CreateVersionBody(
+                request: PushRequest(model: "m", actor: "claimed"),
+                manifest: Manifest(files: [file]),
+                newBytes: 110_000,
+                storedBytes: 0
+            )
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(body)
+            ) {
                 #expect($0.status == .created)
             }
-            try await client.execute(uri: "/v1/models/m/versions/1/files/w.bin", method: .get, headers: bearer(f.reader)) {
+            try await client.execute(
+                uri: "/v1/models/m/versions/1/files/w.bin",
+                method: .get,
+                headers: bearer(f.reader)
+            ) {
                 #expect(Array($0.body.readableBytesView) == a + b)
             }
             #expect(try f.registry.resolve(try Reference(parsing: "m@1")).createdBy == "will")
             // … but not one that references a chunk the server lacks.
             let c = FixtureData.bytes(count: 1000, seed: 3)
-            let missing = FileEntry(path: "x", size: 1000, sha256: SHA256Digest.hash(c), chunks: [ChunkRef(id: SHA256Digest.hash(c), length: 1000)])
-            let bad = CreateVersionBody(request: PushRequest(model: "m", actor: "x"), manifest: Manifest(files: [missing]), newBytes: 0, storedBytes: 0)
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(bad)) { response in
+            let missing = FileEntry(
+                path: "x",
+                size: 1000,
+                sha256: SHA256Digest.hash(c),
+                chunks: [ChunkRef(id: SHA256Digest.hash(c), length: 1000)]
+            )
+            let bad = CreateVersionBody(
+                request: PushRequest(model: "m", actor: "x"),
+                manifest: Manifest(files: [missing]),
+                newBytes: 0,
+                storedBytes: 0
+            )
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(bad)
+            ) { response in
                 #expect(response.status == .conflict)
                 #expect(errorCode(response) == "missing_chunks")
                 let body = try decode(ErrorBody.self, response)
@@ -88,7 +145,12 @@ import Testing
             // A manifest whose id does not match its content.
             var wrongID = body
             wrongID.manifestID = String(repeating: "ab", count: 32)
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(wrongID)) {
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(wrongID)
+            ) {
                 #expect($0.status == .unprocessableContent)
             }
             #expect(try f.registry.listVersions(of: "m").count == 1)
@@ -105,7 +167,10 @@ import Testing
         let before = try f.registry.store.statistics()
         try await f.application.test(.router) { client in
             try await client.execute(
-                uri: "/v1/chunks", method: .post, headers: bearer(f.writer), body: Self.bundle([(SHA256Digest.hash(good), good), (claimed, tampered)])
+                uri: "/v1/chunks",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(SHA256Digest.hash(good), good), (claimed, tampered)])
             ) { response in
                 #expect(response.status == .unprocessableContent)
                 #expect(errorCode(response) == "chunk_mismatch")
@@ -113,7 +178,12 @@ import Testing
                 #expect(body.error.message.contains(claimed.hex))
             }
             // A malformed bundle: 400.
-            try await client.execute(uri: "/v1/chunks", method: .post, headers: bearer(f.writer), body: ByteBuffer(string: "not a bundle")) {
+            try await client.execute(
+                uri: "/v1/chunks",
+                method: .post,
+                headers: bearer(f.writer),
+                body: ByteBuffer(string: "not a bundle")
+            ) {
                 #expect($0.status == .badRequest)
             }
         }
@@ -130,12 +200,18 @@ import Testing
             return (SHA256Digest.hash(data), data)
         }
         try await f.application.test(.router) { client in
-            try await client.execute(uri: "/v1/chunks", method: .post, headers: bearer(f.writer), body: Self.bundle(chunks)) { response in
+            try await client.execute(
+                uri: "/v1/chunks",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle(chunks)
+            ) { response in
                 #expect(response.status == .contentTooLarge)
                 #expect(errorCode(response) == "too_large")
             }
             let tooMany = ByteBuffer(bytes: [UInt8](repeating: 1, count: 65537 * 32))
-            try await client.execute(uri: "/v1/chunks/missing", method: .post, headers: bearer(f.writer), body: tooMany) {
+            try await client.execute(uri: "/v1/chunks/missing", method: .post, headers: bearer(f.writer), body: tooMany)
+            {
                 #expect($0.status == .contentTooLarge)
             }
         }

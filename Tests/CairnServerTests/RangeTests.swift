@@ -17,7 +17,9 @@ import Testing
         let bytes = FixtureData.bytes(count: 3_000_001, seed: 42)
         let dir = try f.writeTree("src", ["data/blob.bin": bytes, "empty.txt": []])
         try f.pushLocally(dir, model: "m")
-        let sha = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@1"))).file("data/blob.bin")!.sha256.hex
+        let sha = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@1"))).file(
+            "data/blob.bin"
+        )!.sha256.hex
         return (f, bytes, sha)
     }
 
@@ -43,10 +45,15 @@ import Testing
                 #expect(response.headers[.contentLength] == "\(bytes.count)")
                 #expect(response.body.readableBytes == 0)
             }
-            try await client.execute(uri: "/v1/models/m/versions/latest/files/empty.txt", method: .get, headers: bearer(f.reader)) {
+            try await client.execute(
+                uri: "/v1/models/m/versions/latest/files/empty.txt",
+                method: .get,
+                headers: bearer(f.reader)
+            ) {
                 #expect($0.status == .ok && $0.body.readableBytes == 0)
             }
-            try await client.execute(uri: "/v1/models/m/versions/1/files/nope", method: .get, headers: bearer(f.reader)) {
+            try await client.execute(uri: "/v1/models/m/versions/1/files/nope", method: .get, headers: bearer(f.reader))
+            {
                 #expect($0.status == .notFound)
             }
         }
@@ -70,7 +77,11 @@ import Testing
                 try await client.execute(uri: uri, method: .get, headers: Self.ranged(f.reader, header)) { response in
                     #expect(response.status == .partialContent, "\(header)")
                     #expect(Array(response.body.readableBytesView) == Array(bytes[expected]), "\(header)")
-                    #expect(response.headers[.contentRange] == "bytes \(expected.lowerBound)-\(expected.upperBound - 1)/\(n)", "\(header)")
+                    #expect(
+                        response.headers[.contentRange]
+                            == "bytes \(expected.lowerBound)-\(expected.upperBound - 1)/\(n)",
+                        "\(header)"
+                    )
                     #expect(response.headers[.contentLength] == "\(expected.count)")
                 }
             }
@@ -81,7 +92,11 @@ import Testing
                     #expect(errorCode(response) == "range_not_satisfiable")
                 }
             }
-            try await client.execute(uri: "/v1/models/m/versions/1/files/empty.txt", method: .get, headers: Self.ranged(f.reader, "bytes=0-0")) {
+            try await client.execute(
+                uri: "/v1/models/m/versions/1/files/empty.txt",
+                method: .get,
+                headers: Self.ranged(f.reader, "bytes=0-0")
+            ) {
                 #expect($0.status == .rangeNotSatisfiable)
             }
             // Resuming with If-Range: the same ETag gives the rest, another one the whole file.
@@ -97,9 +112,12 @@ import Testing
                 #expect(response.body.readableBytes == n)
             }
             // Other units are ignored.
-            try await client.execute(uri: uri, method: .get, headers: Self.ranged(f.reader, "items=0-1")) { #expect($0.status == .ok) }
+            try await client.execute(uri: uri, method: .get, headers: Self.ranged(f.reader, "items=0-1")) {
+                #expect($0.status == .ok)
+            }
             // Several ranges: multipart/byteranges.
-            try await client.execute(uri: uri, method: .get, headers: Self.ranged(f.reader, "bytes=0-9, -10")) { response in
+            try await client.execute(uri: uri, method: .get, headers: Self.ranged(f.reader, "bytes=0-9, -10")) {
+                response in
                 #expect(response.status == .partialContent)
                 let type = try #require(response.headers[.contentType])
                 #expect(type.hasPrefix("multipart/byteranges; boundary="))

@@ -64,8 +64,16 @@ import Testing
                 let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache2"))
                 let version = try remote.resolve(try Reference(parsing: "llama@1"))
                 let before = f.server.metrics.requestCount(route: "/v1/chunks/fetch", status: 200)
-                let files = try remote.pull(version, to: out2, paths: nil, selection: try FileSelection(include: ["*.json"]), progress: nil)
-                return (files.map(\.path), f.server.metrics.requestCount(route: "/v1/chunks/fetch", status: 200) - before)
+                let files = try remote.pull(
+                    version,
+                    to: out2,
+                    paths: nil,
+                    selection: try FileSelection(include: ["*.json"]),
+                    progress: nil
+                )
+                return (
+                    files.map(\.path), f.server.metrics.requestCount(route: "/v1/chunks/fetch", status: 200) - before
+                )
             }
             #expect(fetched.0 == ["config.json", "model.safetensors.index.json", "tokenizer.json"])
             #expect(fetched.1 == 1)
@@ -84,7 +92,8 @@ import Testing
         let known = Set(a.manifest.files.flatMap { $0.chunks.map(\.id) })
         var seen = Set<SHA256Digest>()
         var total: Int64 = 0
-        for chunk in b.manifest.files.flatMap(\.chunks) where !known.contains(chunk.id) && seen.insert(chunk.id).inserted {
+        for chunk in b.manifest.files.flatMap(\.chunks)
+        where !known.contains(chunk.id) && seen.insert(chunk.id).inserted {
             total += Int64(chunk.length)
         }
         return total
@@ -97,33 +106,54 @@ import Testing
         let variant = f.dir.sub("variant")
         try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: shape, seed: 3)
         try FixtureModels.writeVariant(
-            to: URL(fileURLWithPath: variant), shape: shape, seed: 3, changedLayers: [shape.layers - 1], variantSeed: 9)
+            to: URL(fileURLWithPath: variant),
+            shape: shape,
+            seed: 3,
+            changedLayers: [shape.layers - 1],
+            variantSeed: 9
+        )
         let changed = try Self.changedBytes(variant, comparedTo: base, store: f.registry.store)
         #expect(changed > 0)
         try await f.application.test(.live) { client in
             let url = Self.url(client)
             let first = try await onThread {
                 try RemoteRegistry(url: url, token: f.writer).pushReport(
-                    directory: base, request: PushRequest(model: "m", actor: "x"), progress: nil)
+                    directory: base,
+                    request: PushRequest(model: "m", actor: "x"),
+                    progress: nil
+                )
             }
             let serverBefore = f.server.metrics.chunkUploadBytes
             let second = try await onThread {
                 var request = PushRequest(model: "m", actor: "x")
                 request.parents = ["m@1"]
-                return try RemoteRegistry(url: url, token: f.writer).pushReport(directory: variant, request: request, progress: nil)
+                return try RemoteRegistry(url: url, token: f.writer).pushReport(
+                    directory: variant,
+                    request: request,
+                    progress: nil
+                )
             }
             let serverCount = Int64(f.server.metrics.chunkUploadBytes - serverBefore)
             let sent = try #require(second.transferredBytes)
             #expect(first.transferredBytes! > 4 * sent)
             #expect(Double(sent) < 1.1 * Double(changed), "sent \(sent) for \(changed) changed bytes")
-            #expect(Double(serverCount) < 1.1 * Double(changed), "the server received \(serverCount) for \(changed) changed bytes")
+            #expect(
+                Double(serverCount) < 1.1 * Double(changed),
+                "the server received \(serverCount) for \(changed) changed bytes"
+            )
             #expect(serverCount == sent)
             #expect(second.result.newBytes == changed)
             // Byte-exact on the way back.
             let out = f.dir.sub("out")
             try await onThread {
                 let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache"))
-                _ = try remote.pull(try remote.resolve(try Reference(parsing: "m@2")), to: out, paths: nil, selection: nil, progress: nil)
+                _ = try remote.pull(
+                    try remote.resolve(try Reference(parsing: "m@2")),
+                    to: out,
+                    paths: nil,
+                    selection: nil,
+                    progress: nil
+                )
             }
             #expect(try readTree(out) == readTree(variant))
         }
@@ -137,7 +167,12 @@ import Testing
         for i in 0..<clients {
             let dir = f.dir.sub("variant-\(i)")
             try FixtureModels.writeVariant(
-                to: URL(fileURLWithPath: dir), shape: shape, seed: 5, changedLayers: [i % shape.layers], variantSeed: UInt64(100 + i))
+                to: URL(fileURLWithPath: dir),
+                shape: shape,
+                seed: 5,
+                changedLayers: [i % shape.layers],
+                variantSeed: UInt64(100 + i)
+            )
             sources.append(dir)
         }
         let frozen = sources
@@ -148,10 +183,24 @@ import Testing
                 for i in 0..<clients {
                     group.addTask {
                         try await onThread {
-                            let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache-\(i)"))
-                            let report = try remote.pushReport(directory: frozen[i], request: PushRequest(model: "base-ft", actor: "c\(i)"), progress: nil)
+                            let remote = try RemoteRegistry(
+                                url: url,
+                                token: f.writer,
+                                cacheDirectory: f.dir.sub("cache-\(i)")
+                            )
+                            let report = try remote.pushReport(
+                                directory: frozen[i],
+                                request: PushRequest(model: "base-ft", actor: "c\(i)"),
+                                progress: nil
+                            )
                             let version = try remote.resolve(try Reference(parsing: "base-ft@\(report.result.version)"))
-                            _ = try remote.pull(version, to: f.dir.sub("out-\(i)"), paths: nil, selection: nil, progress: nil)
+                            _ = try remote.pull(
+                                version,
+                                to: f.dir.sub("out-\(i)"),
+                                paths: nil,
+                                selection: nil,
+                                progress: nil
+                            )
                             return (i, report.result.version)
                         }
                     }
@@ -169,9 +218,19 @@ import Testing
                 for i in 0..<clients {
                     group.addTask {
                         try await onThread {
-                            let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache-all"))
+                            let remote = try RemoteRegistry(
+                                url: url,
+                                token: f.reader,
+                                cacheDirectory: f.dir.sub("cache-all")
+                            )
                             let version = try remote.resolve(try Reference(parsing: "base-ft@\(versions[i]!)"))
-                            _ = try remote.pull(version, to: f.dir.sub("again-\(i)"), paths: nil, selection: nil, progress: nil)
+                            _ = try remote.pull(
+                                version,
+                                to: f.dir.sub("again-\(i)"),
+                                paths: nil,
+                                selection: nil,
+                                progress: nil
+                            )
                         }
                     }
                 }
@@ -185,7 +244,8 @@ import Testing
         var distinct = Set<SHA256Digest>()
         var distinctBytes: Int64 = 0
         for info in try f.registry.listVersions(of: "base-ft") {
-            for chunk in try f.registry.manifest(of: info).files.flatMap(\.chunks) where distinct.insert(chunk.id).inserted {
+            for chunk in try f.registry.manifest(of: info).files.flatMap(\.chunks)
+            where distinct.insert(chunk.id).inserted {
                 distinctBytes += Int64(chunk.length)
             }
         }
@@ -208,7 +268,10 @@ import Testing
                     try command.run()
                 }
             }
-            try await run(["push", base, "--model", "cli-model", "--metric", "eval_loss=1.5", "--json"], token: f.writer)
+            try await run(
+                ["push", base, "--model", "cli-model", "--metric", "eval_loss=1.5", "--json"],
+                token: f.writer
+            )
             try await run(["ls"], token: f.reader)
             try await run(["show", "cli-model@1"], token: f.reader)
             try await run(["tag", "cli-model@1", "dataset=d1"], token: f.writer)

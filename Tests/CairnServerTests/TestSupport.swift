@@ -47,8 +47,10 @@ final class ServerFixture: Sendable {
         var logger = Logger(label: "cairn.test")
         logger.logLevel = .warning
         server = CairnServer(
-            registry: registry, options: ServerOptions(host: "127.0.0.1", port: 0, publicRead: publicRead, maxBatchBytes: maxBatchBytes),
-            logger: logger)
+            registry: registry,
+            options: ServerOptions(host: "127.0.0.1", port: 0, publicRead: publicRead, maxBatchBytes: maxBatchBytes),
+            logger: logger
+        )
     }
 
     var application: some ApplicationProtocol { buildApplication(server: server) }
@@ -58,7 +60,10 @@ final class ServerFixture: Sendable {
         let root = dir.sub(name)
         for (path, bytes) in files {
             let url = URL(fileURLWithPath: root + "/" + path)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(),
+                withIntermediateDirectories: true
+            )
             try Data(bytes).write(to: url)
         }
         return root

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Server benchmarks, all on loopback in one run:
+#   1. "what is production" lookups: wrk, 64 connections, 2 threads, with a bearer token;
+#      requests/s and p50/p99 latency.
+#   2. push and pull of one model directory: locally (--store) and through `cairn serve`
+#      (--remote, an empty server and an empty client cache), in MB/s of the directory's size.
+#
+# usage: Benchmarks/server.sh [WORKDIR]      (default /tmp/cairn-server-bench; needs ~4 GB)
+# env:   DURATION=10 (seconds of wrk), CONNECTIONS=64, MODEL_DIR=<dir to push> (default: the base
+#        model of ../shared/bench/make_workload.py --scale full), SCRATCH=.build-server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=${1:-/tmp/cairn-server-bench}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+SCRATCH=${SCRATCH:-.build-server}
+PORT=${PORT:-18471}
+mkdir -p "$WORK"
+
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+scripts/install-deps.sh
+swift build -c release --product cairn --scratch-path "$SCRATCH" >&2
+CAIRN="$ROOT/$SCRATCH/release/cairn"
+
+if [ -z "${MODEL_DIR:-}" ]; then
+    if [ ! -d "$WORK/workload/base" ]; then
+        python3 -c "import numpy" 2>/dev/null || pip install -q numpy
+        python3 "$ROOT/../shared/bench/make_workload.py" --out "$WORK/workload" --scale full --seed 1 --no-manifest >&2
+    fi
+    MODEL_DIR="$WORK/workload/base"
+fi
+BYTES=$(du -sb "$MODEL_DIR" | cut -f1)
+echo "model directory: $MODEL_DIR ($BYTES bytes)"
+
+now() { date +%s.%N; }
+mbps() { python3 -c "print(f'{$BYTES / ($2 - $1) / 1e6:.1f}')"; }
+warm() { find "$1" -type f -exec cat {} + >/dev/null; }
+
+rm -rf "$WORK/local" "$WORK/remote" "$WORK/out-local" "$WORK/out-remote" "$WORK/cache"
+"$CAIRN" init --store "$WORK/local" >/dev/null
+"$CAIRN" init --store "$WORK/remote" >/dev/null
+
+# Local push and pull.
+warm "$MODEL_DIR"
+t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
+LOCAL_PUSH=$(mbps "$t0" "$t1")
+t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
+LOCAL_PULL=$(mbps "$t0" "$t1")
+rm -rf "$WORK/out-local"
+
+# The server (its first start prints an admin token).
+"$CAIRN" serve --store "$WORK/remote" --port "$PORT" --log-level warning >"$WORK/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    grep -q "listening on" "$WORK/serve.log" 2>/dev/null && break
+    sleep 0.1
+done
+TOKEN=$(sed -n 's/.*export CAIRN_TOKEN=//p' "$WORK/serve.log")
+URL="http://127.0.0.1:$PORT"
+R=(--remote "$URL" --token "$TOKEN")
+
+warm "$MODEL_DIR"
+t0=$(now); PUSHED=$("$CAIRN" push "$MODEL_DIR" --model bench "${R[@]}" --json); t1=$(now)
+REMOTE_PUSH=$(mbps "$t0" "$t1")
+SENT=$(echo "$PUSHED" | python3 -c "import json,sys; print(json.load(sys.stdin)['transferred_bytes'])")
+t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
+REMOTE_PULL=$(mbps "$t0" "$t1")
+diff -r "$MODEL_DIR" "$WORK/out-remote" >/dev/null && ROUNDTRIP=byte-exact || ROUNDTRIP=MISMATCH
+rm -rf "$WORK/out-remote"
+
+# "What is production": one GET per request, 64 connections.
+"$CAIRN" promote bench@1 --to staging "${R[@]}" >/dev/null
+"$CAIRN" promote bench@1 --to production "${R[@]}" >/dev/null
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/models/bench/versions/production" >/dev/null
+wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
+    "$URL/v1/models/bench/versions/production" >"$WORK/wrk.txt"
+RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+P50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.txt")
+P99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")
+ERRORS=$(grep -E "Non-2xx|Socket errors" "$WORK/wrk.txt" || true)
+
+pct() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
+echo
+echo "| measurement | result |"
+echo "|---|---|"
+echo "| lookups of MODEL@production, $CONNECTIONS connections, ${DURATION}s | $RPS requests/s, p50 $P50, p99 $P99 ${ERRORS:+($ERRORS)} |"
+echo "| push, local store | $LOCAL_PUSH MB/s |"
+echo "| push, remote (loopback) | $REMOTE_PUSH MB/s ($(pct "$REMOTE_PUSH" "$LOCAL_PUSH") of local; $SENT bytes of chunks sent) |"
+echo "| pull, local store | $LOCAL_PULL MB/s |"
+echo "| pull, remote (loopback, empty cache) | $REMOTE_PULL MB/s ($(pct "$REMOTE_PULL" "$LOCAL_PULL") of local; $ROUNDTRIP) |"
