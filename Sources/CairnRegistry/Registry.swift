@@ -115,9 +115,11 @@ public final class Registry: @unchecked Sendable {
         let staged = try storeCall { try store.stage(directory: directory, planner: planner, progress: progress) }
         return try storeCall {
             try store.commit(staged) { txn, info in
-                try recordPush(
+                var result = try recordPush(
                     request, parents: parents, manifest: staged.manifest, manifestID: staged.manifestID,
                     newBytes: info.newBytes, storedBytes: info.storedBytes, in: txn)
+                result.codecs = info.codecs
+                return result
             }
         }
     }
@@ -357,7 +359,7 @@ public final class Registry: @unchecked Sendable {
                     models: try txn.count(models), versions: count, logicalBytes: logical,
                     uniqueBytes: storeStats.uniqueBytes, compressedBytes: storeStats.compressedBytes,
                     storedBytes: storeStats.storedBytes, chunks: storeStats.chunkCount, packs: storeStats.packCount,
-                    manifests: storeStats.manifestCount, indexBytes: storeStats.indexBytes)
+                    manifests: storeStats.manifestCount, indexBytes: storeStats.indexBytes, codecs: storeStats.codecs)
             }
         }
     }
@@ -436,9 +438,12 @@ public struct PushResult: Codable, Sendable, Equatable {
     public var logicalBytes: Int64
     public var newBytes: Int64
     public var storedBytes: Int64
+    /// What each codec stored the new chunks in (raw and stored bytes per codec); nil when unknown
+    /// (a server that does not report it).
+    public var codecs: [Codec.Usage]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case model, version, manifest, files
+        case model, version, manifest, files, codecs
         case logicalBytes = "logical_bytes"
         case newBytes = "new_bytes"
         case storedBytes = "stored_bytes"
@@ -477,6 +482,8 @@ public struct RegistryStatistics: Codable, Sendable, Equatable {
     public var packs: Int
     public var manifests: Int
     public var indexBytes: Int64
+    /// Distinct chunks per codec: how many, raw and stored bytes (what each codec saved).
+    public var codecs: [Codec.Usage]? = nil
 
     enum CodingKeys: String, CodingKey {
         case models, versions, chunks, packs, manifests
@@ -484,6 +491,7 @@ public struct RegistryStatistics: Codable, Sendable, Equatable {
         case uniqueBytes = "unique_bytes"
         case compressedBytes = "compressed_bytes"
         case storedBytes = "stored_bytes"
+        case codecs
         case indexBytes = "index_bytes"
     }
 }

@@ -71,6 +71,8 @@ public protocol RegistryService: Sendable {
     func policy(of model: String) throws -> Policy
     func setPolicy(model: String, _ policy: Policy, actor: String, reason: String?) throws -> ChangeResult
     func statistics() throws -> RegistryStatistics
+    /// Per file of `manifest`: bytes its distinct chunks take on disk (empty when not known remotely).
+    func storedBytesByFile(_ manifest: Manifest) throws -> [String: Int64]
     func collectGarbage(gracePeriod: Double) throws -> GarbageCollectionReport
     func verifySummary(deep: Bool, progress: ((TransferProgress) -> Void)?) throws -> VerifySummary
     func createToken(user: String, role: Role, actor: String) throws -> NewToken
@@ -95,6 +97,8 @@ extension Registry: RegistryService {
 }
 
 extension RegistryService {
+    public func storedBytesByFile(_ manifest: Manifest) throws -> [String: Int64] { [:] }
+
     /// ``pull(_:to:paths:selection:progress:)`` of every file, or those matching `selection`.
     @discardableResult
     public func pull(

@@ -226,6 +226,17 @@ extension Cairn {
                 if s.storedBytes > 0 {
                     Output.line(String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes)))
                 }
+                if let codecs = s.codecs, !codecs.isEmpty {
+                    Output.line("")
+                    Output.table(
+                        ["CODEC", "CHUNKS", "RAW", "STORED", "SAVED"],
+                        codecs.map {
+                            [
+                                $0.codec, "\($0.chunks)", Output.bytes($0.rawBytes), Output.bytes($0.storedBytes),
+                                String(format: "%.1f%%", 100 * (1 - Double($0.storedBytes) / Double(max($0.rawBytes, 1)))),
+                            ]
+                        })
+                }
             }
         }
     }

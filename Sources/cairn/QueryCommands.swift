@@ -88,8 +88,9 @@ extension Cairn {
                 let version = info.record
                 let manifest = try registry.manifest(of: version)
                 let tensorList = tensors ? try contentReader(registry).tensors(of: version) : nil
+                let stored = try registry.storedBytesByFile(manifest)
                 if global.json {
-                    return try Output.json(VersionView(info: info, manifest: manifest, past: past, tensors: tensorList))
+                    return try Output.json(VersionView(info: info, manifest: manifest, stored: stored, past: past, tensors: tensorList))
                 }
                 if let past {
                     Output.line("at \(past.at): \(ref) was \(version.reference) [\(past.stage.rawValue)]" + (past.aliases.isEmpty ? "" : " aliases \(past.aliases.joined(separator: ", "))"))
@@ -113,7 +114,9 @@ extension Cairn {
                     Output.line("approval   \(a.stage.rawValue) by \(a.user) at \(a.time)" + (a.reason.map { ": \($0)" } ?? ""))
                 }
                 Output.line("")
-                Output.table(["PATH", "SIZE", "SHA256"], manifest.files.map { [$0.path, Output.bytes($0.size), $0.sha256.hex] })
+                Output.table(
+                    ["PATH", "SIZE", "STORED", "SHA256"],
+                    manifest.files.map { [$0.path, Output.bytes($0.size), Output.bytes(stored[$0.path] ?? 0), $0.sha256.hex] })
                 if let tensorList {
                     Output.line("")
                     if tensorList.isEmpty {

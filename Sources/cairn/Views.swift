@@ -6,6 +6,8 @@ import Foundation
 struct VersionView: Encodable {
     var info: VersionInfo
     var manifest: Manifest?
+    /// Per file: bytes its distinct chunks take on disk after compression.
+    var stored: [String: Int64] = [:]
     var past: PastResolution?
     /// With `show --tensors`.
     var tensors: [TensorInfo]? = nil
@@ -15,6 +17,12 @@ struct VersionView: Encodable {
         var size: Int64
         var sha256: String
         var chunks: Int
+        var storedBytes: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case path, size, sha256, chunks
+            case storedBytes = "stored_bytes"
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -59,7 +67,9 @@ struct VersionView: Encodable {
         try c.encode(version.stageChangedAt, forKey: .stageChangedAt)
         if let manifest {
             try c.encode(
-                manifest.files.map { FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count) },
+                manifest.files.map {
+                    FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count, storedBytes: stored[$0.path])
+                },
                 forKey: .files)
         }
         if let tensors { try c.encode(tensors, forKey: .tensors) }

@@ -81,6 +81,16 @@ import Testing
         #expect((used["delta"] ?? 0) > 0, "\(used)")
         // The fine-tune's float tensors are stored as deltas at well under half their size.
         #expect(ft.storedBytes < ft.newBytes / 2, "stored \(ft.storedBytes) of \(ft.newBytes)")
+        // What each codec saved is reported by the push, by stats, and per file by show.
+        let pushCodecs = try #require(ft.codecs)
+        let delta = try #require(pushCodecs.first { $0.codec == "delta" })
+        #expect(delta.storedBytes < delta.rawBytes / 2)
+        #expect(pushCodecs.reduce(0) { $0 + $1.rawBytes } == ft.newBytes)
+        let stats = try f.registry.statistics()
+        #expect(try #require(stats.codecs).reduce(0) { $0 + $1.storedBytes } == stats.compressedBytes)
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
+        let perFile = try f.registry.storedBytesByFile(manifest)
+        #expect(perFile["model.safetensors"]! > 0 && perFile["model.safetensors"]! < manifest.files[0].size)
         #expect(try f.registry.store.verify(deep: true).isHealthy)
     }
 
