@@ -9,13 +9,15 @@ extension Registry {
         StructuredChunking.planner(sliceSize: sliceSize)
     }
 
-    /// Registers `manifest`, whose chunks were stored earlier (``Store/storeChunks(bundle:)``), as
-    /// the next version of `request.model`: the server side of a remote push.
+    /// Registers `manifest` as the next version of `request.model`: the server side of a remote
+    /// push. Its chunks were uploaded before, into `upload` (staged, committed here in the same
+    /// transaction) or stored on their own (``Store/storeChunks(bundle:compressRaw:onVerified:)``).
     ///
-    /// One index transaction checks that every chunk the manifest references is indexed, stores the
-    /// manifest and records the version exactly as ``push(directory:request:progress:)`` does
-    /// (metadata, lineage, gates for the initial stage, audit entry). `newBytes` and `storedBytes`
-    /// are what the chunk uploads of this push added, as reported to the uploader.
+    /// One index transaction indexes the upload's chunks, checks that every chunk the manifest
+    /// references is indexed, stores the manifest and records the version exactly as
+    /// ``push(directory:request:progress:)`` does (metadata, lineage, gates for the initial stage,
+    /// audit entry). With an upload, `new_bytes` and `stored_bytes` are what its chunks added;
+    /// without, the `newBytes` and `storedBytes` given (what earlier uploads reported).
     ///
     /// - Throws: ``MissingChunksError`` (nothing recorded; upload those chunks and retry),
     ///   ``RegistryError``: `.invalidArgument` (bad name, metadata or manifest), `.notFound` (a
@@ -23,30 +25,33 @@ extension Registry {
     public func push(
         manifest: Manifest,
         request: PushRequest,
+        upload: ChunkUpload? = nil,
         newBytes: Int64 = 0,
         storedBytes: Int64 = 0
-    ) throws
-        -> PushResult
-    {
+    ) throws -> PushResult {
         try ModelName.validate(request.model)
         try request.validate()
         for file in manifest.files { try storeCall { try RelativePath.validate(file.path) } }
         let parents = try request.parents.map { try resolve(try Reference(parsing: $0)).reference }
+        if let stage = request.stage, stage != .experimental {
+            // Fail before the upload is committed when the gate cannot pass.
+            try storeCall { try store.readMetadata { try checkPushGate(request, stage: stage, in: $0) } }
+        }
         let logical = manifest.logicalBytes
-        let newBytes = min(max(newBytes, 0), logical)
-        let storedBytes = max(storedBytes, 0)
+        let record = { (txn: MetadataTransaction, info: CommitInfo) throws -> PushResult in
+            try self.recordPush(
+                request,
+                parents: parents,
+                manifest: manifest,
+                manifestID: info.manifestID,
+                newBytes: upload == nil ? min(max(newBytes, 0), logical) : info.newBytes,
+                storedBytes: upload == nil ? max(storedBytes, 0) : info.storedBytes,
+                in: txn
+            )
+        }
         return try storeCall {
-            try store.commit(manifest: manifest) { txn, info in
-                try recordPush(
-                    request,
-                    parents: parents,
-                    manifest: manifest,
-                    manifestID: info.manifestID,
-                    newBytes: newBytes,
-                    storedBytes: storedBytes,
-                    in: txn
-                )
-            }
+            if let upload { return try upload.commit(manifest: manifest, record) }
+            return try store.commit(manifest: manifest, record)
         }
     }
 }

@@ -295,6 +295,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     func upload(
         _ sources: [ChunkSource],
         config: ServerConfig,
+        into uploadID: String?,
         progress: ((TransferProgress) -> Void)?
     ) throws -> (sent: Int64, result: ChunkStoreResult) {
         var total = ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0)
@@ -334,7 +335,13 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 verify: false
             )
             sent += Int64(bundle.count)
-            let future = try start(.POST, "/v1/chunks", body: .bytes(bundle), contentType: "application/octet-stream")
+            let future = try start(
+                .POST,
+                "/v1/chunks",
+                query: uploadID.map { [("upload", $0)] } ?? [],
+                body: .bytes(bundle),
+                contentType: "application/octet-stream"
+            )
             if let pending = inFlight { try collect(pending) }
             inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64($1.chunk.length) })
         }
@@ -383,35 +390,31 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             for chunk in file.chunks where seen.insert(chunk.id).inserted { ids.append(chunk.id) }
         }
         let missing = try missingChunks(ids)
-        var (sent, added) = try upload(tree.chunkSources(Set(missing)), config: config, progress: progress)
+        // The chunks are staged in an upload and committed with the version in one transaction.
+        let uploadID = try json(.POST, "/v1/uploads", body: Empty(), as: UploadCreated.self).upload
+        var committed = false
+        defer {
+            if !committed { _ = try? call(.DELETE, "/v1/uploads/" + uploadID) }
+        }
+        var (sent, _) = try upload(tree.chunkSources(Set(missing)), config: config, into: uploadID, progress: progress)
         for attempt in 0..<4 {
             do {
-                let body = CreateVersionBody(
-                    request: request,
-                    manifest: tree.manifest,
-                    newBytes: added.newBytes,
-                    storedBytes: added.storedBytes
-                )
-                let result = try json(
-                    .POST,
-                    Self.modelPath(request.model) + "/versions",
-                    body: body,
-                    as: PushResult.self
-                )
+                var body = CreateVersionBody(request: request, manifest: tree.manifest, newBytes: 0, storedBytes: 0)
+                body.upload = uploadID
+                let result = try json(.POST, Self.modelPath(request.model) + "/versions", body: body, as: PushResult.self)
+                committed = true
                 return PushReport(result: result, transferredBytes: sent)
             } catch let error as RemoteError where error.code == "missing_chunks" && attempt < 3 {
-                // A garbage collection on the server dropped chunks uploaded but not yet referenced.
-                let again = try upload(tree.chunkSources(Set(error.missing)), config: config, progress: progress)
+                // A garbage collection on the server dropped chunks this push found there.
+                let again = try upload(
+                    tree.chunkSources(Set(error.missing)), config: config, into: uploadID, progress: progress)
                 sent += again.sent
-                added.newBytes += again.result.newBytes
-                added.storedBytes += again.result.storedBytes
+            } catch {
+                committed = true  // a refused or failed version closes the upload on the server
+                throw error
             }
         }
-        throw RemoteError(
-            status: 409,
-            code: "missing_chunks",
-            message: "chunks kept disappearing on the server; push again"
-        )
+        throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
     }
 
     // MARK: Lookup
@@ -687,6 +690,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             }
         }
         let missing = try cache.missingChunks(ids)
+        if missing.isEmpty { return 0 }
+        // Staged into packs as they arrive and indexed once at the end (one fsync per pack, not per batch).
+        let staging = try ChunkUpload(store: cache)
+        defer { staging.abandon() }
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         let batches = Self.batches(missing.map { lengths[$0]! }, limit: limit, maxCount: config.maxBatchIDs)
         let rawTotal = missing.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) }
@@ -698,7 +705,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             received += Int64(reply.body.readableBytes)
             // The server sent chunks raw only where compression did not help: keep them so.
             try reply.body.readableBytesView.withUnsafeBytes {
-                _ = try cache.storeChunks(bundle: $0, compressRaw: false, onVerified: onVerified)
+                _ = try staging.add(bundle: $0, compressRaw: false, onVerified: onVerified)
             }
             rawDone += pending.raw
             progress?(TransferProgress(done: rawDone, of: rawTotal, new: rawDone))
@@ -715,6 +722,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) })
         }
         if let pending = inFlight { try store(pending) }
+        try staging.commitChunks()
         return received
     }
 

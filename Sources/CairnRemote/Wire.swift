@@ -177,7 +177,9 @@ public struct CreateVersionBody: Codable, Sendable {
     public var manifest: String
     /// The manifest's id (hex SHA-256 of its bytes); the server checks it.
     public var manifestID: String?
-    /// What this push's chunk uploads added (as the server reported them).
+    /// The upload (`POST /v1/uploads`) holding this push's chunks, committed with the version.
+    public var upload: String?
+    /// What this push's chunk uploads added (as the server reported them; ignored with `upload`).
     public var newBytes: Int64
     public var storedBytes: Int64
 
@@ -213,6 +215,7 @@ public struct CreateVersionBody: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case message, metrics, params, tags, parents, datasets, source, stage, manifest
+        case upload
         case manifestID = "manifest_id"
         case newBytes = "new_bytes"
         case storedBytes = "stored_bytes"
@@ -230,6 +233,7 @@ public struct CreateVersionBody: Codable, Sendable {
         stage = try c.decodeIfPresent(Stage.self, forKey: .stage)
         manifest = try c.decode(String.self, forKey: .manifest)
         manifestID = try c.decodeIfPresent(String.self, forKey: .manifestID)
+        upload = try c.decodeIfPresent(String.self, forKey: .upload)
         newBytes = try c.decodeIfPresent(Int64.self, forKey: .newBytes) ?? 0
         storedBytes = try c.decodeIfPresent(Int64.self, forKey: .storedBytes) ?? 0
     }
@@ -435,4 +439,11 @@ public enum PathSegment {
     public static func encodePath(_ path: String) -> String {
         path.split(separator: "/", omittingEmptySubsequences: false).map { encode(String($0)) }.joined(separator: "/")
     }
+}
+
+/// `POST /v1/uploads`: an upload that stages chunks until a version commits them.
+public struct UploadCreated: Codable, Sendable {
+    public var upload: String
+
+    public init(upload: String) { self.upload = upload }
 }

@@ -100,6 +100,7 @@ public final class CairnServer: Sendable {
     let versionCache = GenerationCache<ByteBuffer>()
     let tokenCache = GenerationCache<TokenRecord?>()
     let statsCache = GenerationCache<RegistryStatistics>(capacity: 1)
+    let uploads = UploadTable()
     let config: ServerConfig
 
     public init(registry: Registry, options: ServerOptions, logger: Logger = Logger(label: "cairn.server")) {
@@ -382,4 +383,63 @@ extension Request {
 /// Parses the `{ref}` of a version route: a number, `latest`, a stage or an alias.
 func reference(model: String, ref: String) throws -> Reference {
     try Reference(parsing: ref == "latest" ? model : "\(model)@\(ref)")
+}
+
+/// Open uploads (`POST /v1/uploads`): chunks staged for a push until its version commits them. Each
+/// belongs to the user who opened it; uploads idle for 30 minutes are abandoned, and at most 256
+/// are open at once.
+final class UploadTable: Sendable {
+    private struct Entry {
+        var upload: ChunkUpload
+        var user: String
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    private let table = Mutex<[String: Entry]>([:])
+    static let idleLimit: Duration = .seconds(1800)
+    static let capacity = 256
+
+    /// Opens an upload for `user`; returns its id.
+    func open(store: Store, user: String) throws -> String {
+        expire()
+        let upload = try ChunkUpload(store: store)
+        var generator = SystemRandomNumberGenerator()
+        let id = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        try table.withLock { entries in
+            guard entries.count < Self.capacity else {
+                throw APIError(.conflict, "conflict", "too many open uploads; try again later")
+            }
+            entries[id] = Entry(upload: upload, user: user, lastUsed: .now)
+        }
+        return id
+    }
+
+    /// The open upload `id` of `user`.
+    func get(_ id: String, user: String) throws -> ChunkUpload {
+        try table.withLock { entries in
+            guard var entry = entries[id] else {
+                throw APIError.notFound("no open upload \(id) (it was committed, abandoned or expired)")
+            }
+            guard entry.user == user else { throw APIError.forbidden("upload \(id) belongs to another user") }
+            entry.lastUsed = .now
+            entries[id] = entry
+            return entry.upload
+        }
+    }
+
+    /// Forgets an upload (abandoning it unless it was committed).
+    func close(_ id: String) {
+        let entry = table.withLock { $0.removeValue(forKey: id) }
+        entry?.upload.abandon()
+    }
+
+    private func expire() {
+        let now = ContinuousClock.now
+        let stale = table.withLock { entries -> [ChunkUpload] in
+            let old = entries.filter { now - $0.value.lastUsed > Self.idleLimit }
+            for key in old.keys { entries.removeValue(forKey: key) }
+            return old.values.map(\.upload)
+        }
+        for upload in stale { upload.abandon() }
+    }
 }

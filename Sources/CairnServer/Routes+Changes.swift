@@ -32,9 +32,20 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
             throw APIError(.unprocessableContent, "manifest_mismatch", "the manifest does not hash to \(claimed)")
         }
         let push = body.request(model: model, actor: actor)
-        let result = try await server.blocking {
-            try registry.push(manifest: manifest, request: push, newBytes: body.newBytes, storedBytes: body.storedBytes)
+        let upload = try body.upload.map { try server.uploads.get($0, user: actor) }
+        let result: PushResult
+        do {
+            result = try await server.blocking {
+                try registry.push(
+                    manifest: manifest, request: push, upload: upload, newBytes: body.newBytes, storedBytes: body.storedBytes)
+            }
+        } catch let error as MissingChunksError {
+            throw error  // the upload stays open: the client adds the missing chunks and retries
+        } catch {
+            if let id = body.upload { server.uploads.close(id) }
+            throw error
         }
+        if let id = body.upload { server.uploads.close(id) }
         server.logger.info(
             "push",
             metadata: [

@@ -28,14 +28,34 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         return binaryResponse(ChunkIDList.encode(missing))
     }
 
+    v1.post("uploads") { _, context in
+        let actor = try context.require(.writer, "upload chunks")
+        let id = try await server.blocking { try server.uploads.open(store: store, user: actor) }
+        return jsonResponse(UploadCreated(upload: id), status: .created)
+    }
+
+    v1.delete("uploads/:id") { _, context in
+        let actor = try context.require(.writer, "upload chunks")
+        let id = try context.parameter("id")
+        _ = try server.uploads.get(id, user: actor)
+        server.uploads.close(id)
+        return Response(status: .noContent)
+    }
+
     v1.post("chunks") { request, context in
         let actor = try context.require(.writer, "upload chunks")
+        // With ?upload=ID the chunks are staged in that upload (committed with its version);
+        // without, they are stored and indexed at once.
+        let upload = try request.query("upload").map { try server.uploads.get($0, user: actor) }
         var request = request
         let body = try await request.body(upTo: options.maxBatchBytes)
         let result: ChunkStoreResult
         do {
             result = try await server.blocking {
-                try body.readableBytesView.withUnsafeBytes { try store.storeChunks(bundle: $0) }
+                try body.readableBytesView.withUnsafeBytes { bytes in
+                    if let upload { return try upload.add(bundle: bytes) }
+                    return try store.storeChunks(bundle: bytes)
+                }
             }
         } catch let error as CairnStoreError where error.code == .corruption {
             server.logger.warning("rejected chunk batch", metadata: ["user": "\(actor)", "error": "\(error.message)"])

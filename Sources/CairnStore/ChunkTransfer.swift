@@ -221,8 +221,38 @@ extension Store {
         compressRaw: Bool = true,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws -> ChunkStoreResult {
+        let verified = try verifyBundle(bundle, compressRaw: compressRaw, onVerified: onVerified)
+        if verified.entries.isEmpty { return ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0) }
+        return try chunkIngestLock.withLock { _ in
+            let lease = try StoreLock.sharedPushLease(root: root)
+            defer { withExtendedLifetime(lease) {} }
+            // Chunks to write: not indexed, each once.
+            let absent = Set(try missingChunks(verified.entries.map(\.id)))
+            let writer = PackWriter(root: root, targetSize: config.packSize)
+            do {
+                _ = try verified.append(to: writer, where: { absent.contains($0) })
+                try writer.finish()
+            } catch {
+                writer.abandon()
+                throw error
+            }
+            let (newChunks, newBytes, storedBytes) = try indexWritten(writer)
+            return ChunkStoreResult(
+                received: verified.entries.count,
+                newChunks: newChunks,
+                newBytes: newBytes,
+                storedBytes: storedBytes
+            )
+        }
+    }
+
+    /// Parses a bundle and verifies every chunk in parallel (see ``storeChunks(bundle:compressRaw:onVerified:)``).
+    func verifyBundle(
+        _ bundle: UnsafeRawBufferPointer,
+        compressRaw: Bool,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
+    ) throws -> VerifiedBundle {
         let entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
-        if entries.isEmpty { return ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0) }
         // Where each chunk's stored form goes when it is not the received bytes.
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
@@ -231,49 +261,19 @@ extension Store {
             slots[i] = outputSize
             outputSize += Swift.max(zstdCompressBound(e.rawLength), e.rawLength)
         }
-        let output = AlignedBuffer(capacity: outputSize)
-        // Per chunk: the codec and length of its stored form (in the bundle or in `output`).
-        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(capacity: entries.count)
-        defer { forms.deallocate() }
+        let verified = VerifiedBundle(bundle: bundle, entries: entries, slots: slots, outputSize: outputSize)
         let errors = FirstError()
         parallelFor(entries.count) { i in
             if errors.isSet { return }
             do {
-                forms[i] = try verifyEntry(entries[i], bundle: bundle, slot: slots[i], output: output, onVerified: onVerified)
+                verified.forms[i] = try verifyEntry(
+                    entries[i], bundle: bundle, slot: slots[i], output: verified.output, onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
         }
         try errors.rethrow()
-        return try chunkIngestLock.withLock { _ in
-            let lease = try StoreLock.sharedPushLease(root: root)
-            defer { withExtendedLifetime(lease) {} }
-            // Chunks to write: not indexed, each once.
-            let absent = Set(try missingChunks(entries.map(\.id)))
-            var chosen = Set<SHA256Digest>()
-            let writer = PackWriter(root: root, targetSize: config.packSize)
-            do {
-                for (i, e) in entries.enumerated() where absent.contains(e.id) && chosen.insert(e.id).inserted {
-                    let form = forms[i]
-                    let data =
-                        slots[i] >= 0
-                        ? UnsafeRawBufferPointer(rebasing: output.memory[slots[i]..<slots[i] + form.length])
-                        : UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
-                    try writer.append(id: e.id, codec: form.codec, rawLength: e.rawLength, data: data)
-                }
-                try writer.finish()
-            } catch {
-                writer.abandon()
-                throw error
-            }
-            let (newChunks, newBytes, storedBytes) = try indexWritten(writer)
-            return ChunkStoreResult(
-                received: entries.count,
-                newChunks: newChunks,
-                newBytes: newBytes,
-                storedBytes: storedBytes
-            )
-        }
+        return verified
     }
 
     /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
@@ -331,7 +331,7 @@ extension Store {
 
     /// Indexes what `writer` wrote, in one transaction (entries in key order; chunks another writer
     /// indexed meanwhile are skipped). Returns new chunks, their raw bytes, and bytes of packs recorded.
-    private func indexWritten(_ writer: PackWriter) throws -> (Int, Int64, Int64) {
+    func indexWritten(_ writer: PackWriter) throws -> (Int, Int64, Int64) {
         let sorted = writer.written.sorted { $0.id < $1.id }
         let now = Int64(Date().timeIntervalSince1970)
         return try lmdb {
@@ -979,5 +979,176 @@ public final class RestoreSession: @unchecked Sendable {
         finished = true
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         progress?(TransferProgress(doneBytes: total, totalBytes: total, newBytes: 0))
+    }
+}
+
+/// A bundle whose chunks were all verified, with each chunk's stored form (in the bundle, or
+/// re-encoded in `output`). Valid while the bundle's memory is.
+final class VerifiedBundle {
+    let bundle: UnsafeRawBufferPointer
+    let entries: [ChunkBundle.Entry]
+    let slots: [Int]
+    let output: AlignedBuffer
+    let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int)>
+
+    init(bundle: UnsafeRawBufferPointer, entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
+        self.bundle = bundle
+        self.entries = entries
+        self.slots = slots
+        output = AlignedBuffer(capacity: outputSize)
+        forms = .allocate(capacity: Swift.max(entries.count, 1))
+    }
+
+    deinit { forms.deallocate() }
+
+    /// Appends to `writer` the chunks `include` accepts, each once; returns their count and raw bytes.
+    func append(to writer: PackWriter, where include: (SHA256Digest) -> Bool) throws -> (chunks: Int, rawBytes: Int64) {
+        var chosen = Set<SHA256Digest>()
+        var count = 0
+        var raw: Int64 = 0
+        for (i, e) in entries.enumerated() where include(e.id) && chosen.insert(e.id).inserted {
+            let form = forms[i]
+            let data =
+                slots[i] >= 0
+                ? UnsafeRawBufferPointer(rebasing: output.memory[slots[i]..<slots[i] + form.length])
+                : UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
+            try writer.append(id: e.id, codec: form.codec, rawLength: e.rawLength, data: data)
+            count += 1
+            raw += Int64(e.rawLength)
+        }
+        return (count, raw)
+    }
+}
+
+/// Chunks received in several bundles (a remote push's uploads, a remote pull's fetches) staged
+/// into packs like a local push stages a tree, and committed with the manifest that references
+/// them in ONE index transaction (``commit(manifest:_:)``), or indexed on their own
+/// (``commitChunks()``). Packs are sealed (fsynced) at the store's pack size and before the commit,
+/// so chunks are durable before anything references them, and no fsync is paid per bundle.
+///
+/// ```swift
+/// let upload = try ChunkUpload(store: store)
+/// for bundle in bundles { try upload.add(bundle: bundle) }        // each verified before it is written
+/// let id = try upload.commit(manifest: manifest) { txn, info in info.manifestID }
+/// ```
+///
+/// Thread-safe: bundles may be added from several threads (verification runs outside the lock).
+/// Until committed, the chunks are invisible; an abandoned upload leaves at most unreferenced packs
+/// (garbage collection removes them). GC does not delete packs while an upload is open.
+public final class ChunkUpload: @unchecked Sendable {
+    // @unchecked Sendable: the writer and the set of staged ids are used under `lock` only.
+    public let store: Store
+    private let lock = NSLock()
+    private let writer: PackWriter
+    private var staged = Set<SHA256Digest>()
+    private var stagedRawBytes: Int64 = 0
+    private var closed = false
+    private let lease: StoreLock.Lease
+
+    public init(store: Store) throws {
+        self.store = store
+        writer = PackWriter(root: store.root, targetSize: store.config.packSize)
+        lease = try StoreLock.sharedPushLease(root: store.root)
+    }
+
+    deinit {
+        if !closed { writer.abandon() }
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Verifies every chunk of a bundle (nothing is kept if one does not match its id) and stages
+    /// those neither indexed nor staged yet. `newChunks`/`newBytes` count what was staged.
+    ///
+    /// - Throws: ``CairnStoreError`` as ``Store/storeChunks(bundle:compressRaw:onVerified:)`` does;
+    ///   `.conflict` after the upload was committed or abandoned.
+    @discardableResult
+    public func add(
+        bundle: UnsafeRawBufferPointer,
+        compressRaw: Bool = true,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) throws -> ChunkStoreResult {
+        let verified = try store.verifyBundle(bundle, compressRaw: compressRaw, onVerified: onVerified)
+        let absent = Set(try store.missingChunks(verified.entries.map(\.id)))
+        return try locked {
+            guard !closed else { throw CairnStoreError(.conflict, "this upload was already committed or abandoned") }
+            let (count, raw) = try verified.append(to: writer) { absent.contains($0) && !staged.contains($0) }
+            for e in verified.entries where absent.contains(e.id) { staged.insert(e.id) }
+            stagedRawBytes += raw
+            return ChunkStoreResult(received: verified.entries.count, newChunks: count, newBytes: raw, storedBytes: 0)
+        }
+    }
+
+    /// Whether chunk `id` was staged by this upload.
+    public func contains(_ id: SHA256Digest) -> Bool { locked { staged.contains(id) } }
+
+    /// Raw bytes staged so far.
+    public var stagedBytes: Int64 { locked { stagedRawBytes } }
+
+    /// Seals the packs, then in ONE index transaction indexes the staged chunks, checks that every
+    /// chunk `manifest` references is indexed, stores the manifest and runs `body` (as
+    /// ``Store/commit(_:_:)`` does for a local push). `info.newBytes` counts the staged chunks that
+    /// were new to the index.
+    ///
+    /// - Throws: ``MissingChunksError`` when chunks are neither staged nor indexed (nothing is
+    ///   written; add them and commit again); ``CairnStoreError``; errors from `body`.
+    public func commit<T>(manifest: Manifest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
+        try locked {
+            guard !closed else { throw CairnStoreError(.conflict, "this upload was already committed or abandoned") }
+            var referenced: [SHA256Digest] = []
+            var seen = Set<SHA256Digest>()
+            for file in manifest.files {
+                for chunk in file.chunks where !staged.contains(chunk.id) && seen.insert(chunk.id).inserted {
+                    referenced.append(chunk.id)
+                }
+            }
+            let missing = try store.missingChunks(referenced)
+            if !missing.isEmpty { throw MissingChunksError(ids: missing) }
+            do {
+                try writer.finish()
+            } catch {
+                closed = true
+                writer.abandon()
+                throw error
+            }
+            closed = true
+            let stagedIngest = StagedIngest(
+                manifest: manifest, manifestID: manifest.id, writtenRawBytes: stagedRawBytes,
+                writtenPackBytes: writer.bytesWritten, packs: writer.sealed, written: writer.written, sources: [:],
+                lease: lease)
+            return try store.commit(stagedIngest, body)
+        }
+    }
+
+    /// Seals the packs and indexes the staged chunks in one transaction, without a manifest (a
+    /// pull's cache). Returns what was added.
+    @discardableResult
+    public func commitChunks() throws -> ChunkStoreResult {
+        try locked {
+            guard !closed else { throw CairnStoreError(.conflict, "this upload was already committed or abandoned") }
+            closed = true
+            do {
+                try writer.finish()
+            } catch {
+                writer.abandon()
+                throw error
+            }
+            let (chunks, bytes, stored) = try store.indexWritten(writer)
+            return ChunkStoreResult(received: staged.count, newChunks: chunks, newBytes: bytes, storedBytes: stored)
+        }
+    }
+
+    /// Drops what was staged (the packs already sealed stay unreferenced until GC).
+    public func abandon() {
+        locked {
+            if !closed {
+                closed = true
+                writer.abandon()
+            }
+        }
     }
 }

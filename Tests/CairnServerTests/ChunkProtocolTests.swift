@@ -157,6 +157,56 @@ import Testing
         }
     }
 
+    @Test func uploadsStageChunksUntilTheirVersionCommits() async throws {
+        let f = try ServerFixture()
+        let a = FixtureData.bytes(count: 70_000, seed: 21)
+        let b = FixtureData.bytes(count: 30_000, seed: 22)
+        let ida = SHA256Digest.hash(a)
+        let idb = SHA256Digest.hash(b)
+        try await f.application.test(.router) { client in
+            var id = ""
+            try await client.execute(uri: "/v1/uploads", method: .post, headers: bearer(f.writer)) {
+                #expect($0.status == .created)
+                id = try decode(UploadCreated.self, $0).upload
+            }
+            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(ida, a)])) {
+                #expect(decoded(ChunkStoreResult.self, $0)?.newChunks == 1)
+            }
+            // Another user cannot use it.
+            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.approver), body: Self.bundle([(idb, b)])) {
+                #expect($0.status == .forbidden)
+            }
+            // Staged chunks are invisible until the version commits them.
+            #expect(try f.registry.store.missingChunks([ida]) == [ida])
+            let file = FileEntry(
+                path: "w.bin", size: 100_000, sha256: SHA256Digest.hash(a + b),
+                chunks: [ChunkRef(id: ida, length: 70_000), ChunkRef(id: idb, length: 30_000)])
+            var body = CreateVersionBody(request: PushRequest(model: "m", actor: "x"), manifest: Manifest(files: [file]), newBytes: 0, storedBytes: 0)
+            body.upload = id
+            // b is missing: 409 listing it, and the upload stays open.
+            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) { response in
+                #expect(response.status == .conflict)
+                #expect(decoded(ErrorBody.self, response)?.error.missing == [idb.hex])
+            }
+            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(idb, b)])) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) { response in
+                #expect(response.status == .created)
+                #expect(decoded(PushResult.self, response)?.newBytes == 100_000)
+            }
+            #expect(try f.registry.store.missingChunks([ida, idb]).isEmpty)
+            // Committed: the upload is closed.
+            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(idb, b)])) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/models/m/versions/1/files/w.bin", method: .get, headers: bearer(f.reader)) {
+                #expect(Array($0.body.readableBytesView) == a + b)
+            }
+        }
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
     @Test func tamperedChunkRejectsTheWholeBatch() async throws {
         let f = try ServerFixture()
         let good = FixtureData.bytes(count: 40_000, seed: 7)
