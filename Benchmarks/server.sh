@@ -3,7 +3,8 @@
 #   1. "what is production" lookups: wrk, 64 connections, 2 threads, with a bearer token;
 #      requests/s and p50/p99 latency.
 #   2. push and pull of one model directory: locally (--store) and through `cairn serve`
-#      (--remote, an empty server and an empty client cache), in MB/s of the directory's size.
+#      (--remote, a new model on the server and an empty client cache), in MB/s of the directory's
+#      size; REPEAT runs each (default 3), median and best.
 #
 # usage: Benchmarks/server.sh [WORKDIR]      (default /tmp/cairn-server-bench; needs ~4 GB)
 # env:   DURATION=10 (seconds of wrk), CONNECTIONS=64, MODEL_DIR=<dir to push> (default: the base
@@ -37,38 +38,62 @@ now() { date +%s.%N; }
 mbps() { python3 -c "print(f'{$BYTES / ($2 - $1) / 1e6:.1f}')"; }
 warm() { find "$1" -type f -exec cat {} + >/dev/null; }
 
-rm -rf "$WORK/local" "$WORK/remote" "$WORK/out-local" "$WORK/out-remote" "$WORK/cache"
-"$CAIRN" init --store "$WORK/local" >/dev/null
-"$CAIRN" init --store "$WORK/remote" >/dev/null
+# Each transfer runs REPEAT times (fresh stores and caches, warm page cache for the source);
+# the table gives the median and the best run.
+REPEAT=${REPEAT:-3}
+stats() { python3 -c "import statistics,sys; v=sorted(float(x) for x in sys.argv[1:]); print(f'{statistics.median(v):.1f} (best {v[-1]:.1f})')" "$@"; }
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.1f}')" "$@"; }
 
-# Local push and pull.
-warm "$MODEL_DIR"
-t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
-LOCAL_PUSH=$(mbps "$t0" "$t1")
-t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
-LOCAL_PULL=$(mbps "$t0" "$t1")
+LOCAL_PUSHES=(); LOCAL_PULLS=()
+for i in $(seq 1 "$REPEAT"); do
+    rm -rf "$WORK/local" "$WORK/out-local"
+    "$CAIRN" init --store "$WORK/local" >/dev/null
+    warm "$MODEL_DIR"
+    t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
+    LOCAL_PUSHES+=("$(mbps "$t0" "$t1")")
+    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
+    LOCAL_PULLS+=("$(mbps "$t0" "$t1")")
+done
 rm -rf "$WORK/out-local"
 
-# The server (its first start prints an admin token).
-"$CAIRN" serve --store "$WORK/remote" --port "$PORT" --log-level warning >"$WORK/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/serve.log" 2>/dev/null && break
-    sleep 0.1
-done
-TOKEN=$(sed -n 's/.*export CAIRN_TOKEN=//p' "$WORK/serve.log")
-URL="http://127.0.0.1:$PORT"
-R=(--remote "$URL" --token "$TOKEN")
+# Each remote run: a server on a new, empty store (its first start prints an admin token).
+SERVER=""
+stop_server() {
+    if [ -n "$SERVER" ]; then kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+    SERVER=""
+}
+trap stop_server EXIT
+start_server() {
+    stop_server
+    rm -rf "$WORK/remote"
+    "$CAIRN" init --store "$WORK/remote" >/dev/null
+    "$CAIRN" serve --store "$WORK/remote" --port "$PORT" --log-level warning >"$WORK/serve.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$WORK/serve.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    TOKEN=$(sed -n 's/.*export CAIRN_TOKEN=//p' "$WORK/serve.log")
+    URL="http://127.0.0.1:$PORT"
+    R=(--remote "$URL" --token "$TOKEN")
+}
 
-warm "$MODEL_DIR"
-t0=$(now); PUSHED=$("$CAIRN" push "$MODEL_DIR" --model bench "${R[@]}" --json); t1=$(now)
-REMOTE_PUSH=$(mbps "$t0" "$t1")
-SENT=$(echo "$PUSHED" | python3 -c "import json,sys; print(json.load(sys.stdin)['transferred_bytes'])")
-t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
-REMOTE_PULL=$(mbps "$t0" "$t1")
-diff -r "$MODEL_DIR" "$WORK/out-remote" >/dev/null && ROUNDTRIP=byte-exact || ROUNDTRIP=MISMATCH
-rm -rf "$WORK/out-remote"
+REMOTE_PUSHES=(); REMOTE_PULLS=()
+ROUNDTRIP=byte-exact
+for i in $(seq 1 "$REPEAT"); do
+    start_server
+    warm "$MODEL_DIR"
+    t0=$(now); PUSHED=$("$CAIRN" push "$MODEL_DIR" --model bench "${R[@]}" --json); t1=$(now)
+    REMOTE_PUSHES+=("$(mbps "$t0" "$t1")")
+    SENT=$(echo "$PUSHED" | python3 -c "import json,sys; print(json.load(sys.stdin)['transferred_bytes'])")
+    rm -rf "$WORK/out-remote" "$WORK/cache"
+    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
+    REMOTE_PULLS+=("$(mbps "$t0" "$t1")")
+    diff -r "$MODEL_DIR" "$WORK/out-remote" >/dev/null || ROUNDTRIP=MISMATCH
+done
+rm -rf "$WORK/out-remote" "$WORK/cache"
+LOCAL_PUSH=$(median "${LOCAL_PUSHES[@]}"); REMOTE_PUSH=$(median "${REMOTE_PUSHES[@]}")
+LOCAL_PULL=$(median "${LOCAL_PULLS[@]}"); REMOTE_PULL=$(median "${REMOTE_PULLS[@]}")
 
 # "What is production": one GET per request, 64 connections.
 "$CAIRN" promote bench@1 --to staging "${R[@]}" >/dev/null
@@ -86,7 +111,7 @@ echo
 echo "| measurement | result |"
 echo "|---|---|"
 echo "| lookups of MODEL@production, $CONNECTIONS connections, ${DURATION}s | $RPS requests/s, p50 $P50, p99 $P99 ${ERRORS:+($ERRORS)} |"
-echo "| push, local store | $LOCAL_PUSH MB/s |"
-echo "| push, remote (loopback) | $REMOTE_PUSH MB/s ($(pct "$REMOTE_PUSH" "$LOCAL_PUSH") of local; $SENT bytes of chunks sent) |"
-echo "| pull, local store | $LOCAL_PULL MB/s |"
-echo "| pull, remote (loopback, empty cache) | $REMOTE_PULL MB/s ($(pct "$REMOTE_PULL" "$LOCAL_PULL") of local; $ROUNDTRIP) |"
+echo "| push, local store | $(stats "${LOCAL_PUSHES[@]}") MB/s |"
+echo "| push, remote (loopback) | $(stats "${REMOTE_PUSHES[@]}") MB/s: $(pct "$REMOTE_PUSH" "$LOCAL_PUSH") of local; $SENT bytes of chunks sent |"
+echo "| pull, local store | $(stats "${LOCAL_PULLS[@]}") MB/s |"
+echo "| pull, remote (loopback, empty cache) | $(stats "${REMOTE_PULLS[@]}") MB/s: $(pct "$REMOTE_PULL" "$LOCAL_PULL") of local; $ROUNDTRIP |"

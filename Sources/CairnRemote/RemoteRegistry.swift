@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CairnRegistry
 import CairnStore
 import Digest
+import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -56,6 +57,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     private let configCache = Mutex<ServerConfig?>(nil)
     /// Raw bytes per upload or fetch batch.
     let batchRawBytes: Int
+    /// Whether uploads travel zstd-compressed (for slow links: `CAIRN_COMPRESS_UPLOADS=1`). By
+    /// default chunks travel raw with codec hints, and the server encodes them as a local push
+    /// would (byte planes for float tensors, deltas against the parent's slices).
+    public let compressUploads: Bool
 
     /// - Parameters:
     ///   - url: the server, e.g. `http://127.0.0.1:8080`.
@@ -74,6 +79,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
         client = HTTPClient.shared
         batchRawBytes = batchBytes
+        compressUploads = ProcessInfo.processInfo.environment["CAIRN_COMPRESS_UPLOADS"].map { $0 == "1" || $0 == "true" } ?? false
     }
 
     /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
@@ -332,6 +338,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 batch,
                 compressionLevel: config.compressionLevel,
                 maxChunk: config.chunker.max,
+                compress: compressUploads,
                 verify: false
             )
             sent += Int64(bundle.count)
@@ -377,7 +384,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     {
         try ModelName.validate(request.model)
         let config = try serverConfig()
-        let planner = Registry.chunkingPlanner(sliceSize: config.chunker.slice)
+        let planner = try pushPlanner(request, config: config)
         let tree = try Store.scan(
             directory: directory,
             parameters: config.chunker,
@@ -415,6 +422,25 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             }
         }
         throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
+    }
+
+    /// The chunking plans of a push, with delta references against the parent a local push would
+    /// use (the first parent, else the model's latest version), whose headers are read through the
+    /// chunk cache.
+    func pushPlanner(_ request: PushRequest, config: ServerConfig) throws -> ChunkingPlanner {
+        let slice = config.chunker.slice
+        var parent: VersionRecord?
+        if let first = request.parents.first {
+            parent = try resolve(try Reference(parsing: first))
+        } else {
+            parent = try? resolve(Reference(model: request.model, selector: .latest))
+        }
+        guard let parent, let manifest = try? manifest(of: parent) else { return Registry.chunkingPlanner(sliceSize: slice) }
+        return Registry.chunkingPlanner(sliceSize: slice, parent: manifest) { file, range in
+            var bytes: [UInt8] = []
+            try self.readRange(parent, file: file, range: range) { piece, _ in bytes.append(contentsOf: piece) }
+            return bytes
+        }
     }
 
     // MARK: Lookup
@@ -700,13 +726,26 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         var rawDone: Int64 = 0
         var received: Int64 = 0
         var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
+        // Each bundle is verified (in parallel) on this thread, then written to the cache's packs
+        // on a serial queue while the next one is verified.
+        let writing = DispatchQueue(label: "cairn.cache.stage")
+        let writeError = ErrorBox()
         func store(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
             let reply = try finish(pending.future)
             received += Int64(reply.body.readableBytes)
+            let body = reply.body
             // The server sent chunks raw only where compression did not help: keep them so.
-            try reply.body.readableBytesView.withUnsafeBytes {
-                _ = try staging.add(bundle: $0, compressRaw: false, onVerified: onVerified)
+            let verified = try body.readableBytesView.withUnsafeBytes {
+                try staging.verify(bundle: $0, compressRaw: false, onVerified: onVerified)
             }
+            writing.async {
+                do {
+                    try body.readableBytesView.withUnsafeBytes { _ = try staging.stage(verified, bundle: $0) }
+                } catch {
+                    writeError.record(error)
+                }
+            }
+            try writeError.rethrow()
             rawDone += pending.raw
             progress?(TransferProgress(done: rawDone, of: rawTotal, new: rawDone))
         }
@@ -722,6 +761,8 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) })
         }
         if let pending = inFlight { try store(pending) }
+        writing.sync {}
+        try writeError.rethrow()
         try staging.commitChunks()
         return received
     }
@@ -836,5 +877,16 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 "\(path) of \(version.reference) from \(baseURL) does not match its SHA-256"
             )
         }
+    }
+}
+
+/// The first error of work done on another queue.
+final class ErrorBox: Sendable {
+    private let error = Mutex<(any Error)?>(nil)
+
+    func record(_ e: any Error) { error.withLock { if $0 == nil { $0 = e } } }
+
+    func rethrow() throws {
+        if let e = error.withLock({ $0 }) { throw e }
     }
 }

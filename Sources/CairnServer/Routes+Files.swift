@@ -144,7 +144,12 @@ private func stream(
             let buffer = try await current.value
             pending = i + 1 < frozen.count ? Task { [next = frozen[i + 1].range] in try await read(next) } : nil
             if let header = window.header { try await writer.write(ByteBuffer(string: header)) }
-            try await writer.write(buffer)
+            // In 256 KiB slices (no copies): backpressure applies per slice, so little sits
+            // unsent in the channel when a connection closes right after the response.
+            var rest = buffer
+            while rest.readableBytes > 0, let slice = rest.readSlice(length: min(rest.readableBytes, 256 << 10)) {
+                try await writer.write(slice)
+            }
         }
         if let trailer { try await writer.write(ByteBuffer(string: trailer)) }
         try await writer.finish(nil)

@@ -13,21 +13,26 @@ import Zstd
 ///
 /// ```
 /// header   16 B   "CAIRNCB1" · chunk count u32 · reserved u32 (0)
-/// entry    44 B   chunk id [32] · codec u8 · 3 × 0 · raw length u32 · stored length u32
-///          stored length bytes: the raw bytes (codec 0) or one zstd frame of them (codec 1); the
-///          store's other codecs (byte planes, deltas against a parent chunk) never travel
-///          (``Store/exportChunks(_:maxBytes:)`` decodes such chunks and sends them as zstd)
+/// entry    44 B   chunk id [32] · codec u8 · element size u8 · flags u8 · 0 · raw length u32 · stored length u32
+///          with flags bit 0: the id of a reference chunk [32]
+///          stored length bytes: the raw bytes (codec 0) or one zstd frame of them (codec 1)
 /// …        more entries
 /// ```
 ///
-/// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:)``
+/// The element size (2 or 4 for float tensors, else 0) and the reference (the same slice of a
+/// parent version) are hints for the receiving store's codecs: it stores float data as byte
+/// planes, and slices of a fine-tune as deltas against their reference, as a local push would.
+/// The store's own codecs (byte planes, deltas) never travel: ``Store/exportChunks(_:maxBytes:)``
+/// decodes such chunks and sends them as zstd.
+///
+/// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:compressRaw:onVerified:)``
 /// decodes and re-hashes every chunk before anything is written.
 public enum ChunkBundle {
     public static let magic: [UInt8] = Array("CAIRNCB1".utf8)
     public static let headerSize = 16
     public static let entryHeaderSize = 44
 
-    /// One chunk of a bundle: where its stored bytes sit in the bundle.
+    /// One chunk of a bundle: where its stored bytes sit in the bundle, and its hints.
     public struct Entry: Sendable, Equatable {
         public var id: SHA256Digest
         public var codecRaw: UInt8
@@ -35,12 +40,19 @@ public enum ChunkBundle {
         /// Offset of the stored bytes in the bundle.
         public var dataOffset: Int
         public var storedLength: Int
+        /// Bytes per float element (2, 4), or 0.
+        public var elementSize: Int
+        /// The chunk to store this one as a delta against, if any.
+        public var reference: SHA256Digest?
     }
 
-    /// Bytes a bundle of chunks with these stored lengths takes.
+    /// Bytes a bundle of chunks with these stored lengths (and no references) takes.
     public static func size(storedLengths: some Sequence<Int>) -> Int {
         storedLengths.reduce(headerSize) { $0 + entryHeaderSize + $1 }
     }
+
+    /// Bytes of an entry's header (with its reference, if any).
+    public static func entryHeaderSize(hasReference: Bool) -> Int { entryHeaderSize + (hasReference ? 32 : 0) }
 
     /// Writes the bundle header at `p`.
     public static func writeHeader(count: Int, to p: UnsafeMutableRawPointer) {
@@ -49,18 +61,27 @@ public enum ChunkBundle {
         p.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
     }
 
-    /// Writes an entry header at `p`; the stored bytes follow it.
+    /// Writes an entry header at `p` (and the reference after it); the stored bytes follow.
+    /// Returns the header's size.
+    @discardableResult
     public static func writeEntryHeader(
         id: SHA256Digest,
         codec: Codec,
         rawLength: Int,
         storedLength: Int,
+        elementSize: Int = 0,
+        reference: SHA256Digest? = nil,
         to p: UnsafeMutableRawPointer
-    ) {
+    ) -> Int {
         id.store(to: p)
-        p.storeBytes(of: UInt32(codec.rawValue).littleEndian, toByteOffset: 32, as: UInt32.self)
+        p.storeBytes(of: codec.rawValue, toByteOffset: 32, as: UInt8.self)
+        p.storeBytes(of: UInt8(elementSize), toByteOffset: 33, as: UInt8.self)
+        p.storeBytes(of: UInt8(reference == nil ? 0 : 1), toByteOffset: 34, as: UInt8.self)
+        p.storeBytes(of: UInt8(0), toByteOffset: 35, as: UInt8.self)
         p.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 36, as: UInt32.self)
         p.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 40, as: UInt32.self)
+        if let reference { reference.store(to: p + entryHeaderSize) }
+        return entryHeaderSize(hasReference: reference != nil)
     }
 
     /// Parses a bundle's structure (not its contents: nothing is decoded or hashed here).
@@ -69,9 +90,7 @@ public enum ChunkBundle {
     /// - Throws: ``CairnStoreError`` with `.invalidArgument` for a malformed bundle, a chunk larger
     ///   than `maxChunk`, or an unknown codec.
     public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int) throws -> [Entry] {
-        func bad(_ what: String) -> CairnStoreError {
-            CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)")
-        }
+        func bad(_ what: String) -> CairnStoreError { CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)") }
         guard b.count >= headerSize, Array(b[0..<8]) == magic else { throw bad("bad magic") }
         let count = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         guard count <= (b.count - headerSize) / entryHeaderSize else { throw bad("truncated") }
@@ -82,17 +101,31 @@ public enum ChunkBundle {
             guard at + entryHeaderSize <= b.count else { throw bad("truncated") }
             let id = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[at..<at + 32]))
             let codec = b[at + 32]
+            let elementSize = Int(b[at + 33])
+            let flags = b[at + 34]
             let raw = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 36, as: UInt32.self)))
             let stored = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 40, as: UInt32.self)))
             at += entryHeaderSize
             guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue else {
                 throw bad("chunk \(id.shortHex)… uses codec \(codec); bundles carry raw or zstd chunks only")
             }
+            guard elementSize == 0 || elementSize == 2 || elementSize == 4, flags & ~1 == 0 else {
+                throw bad("chunk \(id.shortHex)… has an unknown element size or flag")
+            }
+            var reference: SHA256Digest?
+            if flags & 1 != 0 {
+                guard at + 32 <= b.count else { throw bad("truncated") }
+                reference = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[at..<at + 32]))
+                at += 32
+            }
             guard raw <= maxChunk else {
                 throw bad("chunk \(id.shortHex)… is \(raw) bytes, more than the maximum chunk size \(maxChunk)")
             }
             guard stored <= b.count - at else { throw bad("truncated data of chunk \(id.shortHex)…") }
-            entries.append(Entry(id: id, codecRaw: codec, rawLength: raw, dataOffset: at, storedLength: stored))
+            entries.append(
+                Entry(
+                    id: id, codecRaw: codec, rawLength: raw, dataOffset: at, storedLength: stored, elementSize: elementSize,
+                    reference: reference))
             at += stored
         }
         guard at == b.count else { throw bad("trailing bytes") }
@@ -105,11 +138,16 @@ public struct ChunkSource: Sendable, Equatable {
     public var path: String
     public var offset: Int64
     public var chunk: ChunkRef
+    /// Hints for the receiver's codecs (see ``ChunkBundle``).
+    public var elementSize: Int
+    public var reference: SHA256Digest?
 
-    public init(path: String, offset: Int64, chunk: ChunkRef) {
+    public init(path: String, offset: Int64, chunk: ChunkRef, elementSize: Int = 0, reference: SHA256Digest? = nil) {
         self.path = path
         self.offset = offset
         self.chunk = chunk
+        self.elementSize = elementSize
+        self.reference = reference
     }
 }
 
@@ -119,6 +157,8 @@ public struct ScannedTree: Sendable {
     public let manifest: Manifest
     /// Relative path → absolute path of each file.
     public let sources: [String: String]
+    /// Codec hints of the plans' chunks: element size (float tensors) and delta reference.
+    let hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)]
 
     /// Where each chunk of `ids` can be read (the first occurrence of each id).
     public func chunkSources(_ ids: Set<SHA256Digest>) -> [ChunkSource] {
@@ -129,7 +169,11 @@ public struct ScannedTree: Sendable {
             var offset: Int64 = 0
             for chunk in file.chunks {
                 if ids.contains(chunk.id), seen.insert(chunk.id).inserted {
-                    out.append(ChunkSource(path: path, offset: offset, chunk: chunk))
+                    let hint = hints[chunk.id]
+                    out.append(
+                        ChunkSource(
+                            path: path, offset: offset, chunk: chunk, elementSize: hint?.elementSize ?? 0,
+                            reference: hint?.reference))
                 }
                 offset += Int64(chunk.length)
             }
@@ -230,7 +274,7 @@ extension Store {
             let absent = Set(try missingChunks(verified.entries.map(\.id)))
             let writer = PackWriter(root: root, targetSize: config.packSize)
             do {
-                _ = try verified.append(to: writer, where: { absent.contains($0) })
+                _ = try verified.append(to: writer, bundle: bundle, where: { absent.contains($0) })
                 try writer.finish()
             } catch {
                 writer.abandon()
@@ -259,9 +303,9 @@ extension Store {
         for (i, e) in entries.enumerated()
         where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw == Codec.zstd.rawValue && e.storedLength >= e.rawLength) {
             slots[i] = outputSize
-            outputSize += Swift.max(zstdCompressBound(e.rawLength), e.rawLength)
+            outputSize += Self.encodingRoom(e.rawLength)
         }
-        let verified = VerifiedBundle(bundle: bundle, entries: entries, slots: slots, outputSize: outputSize)
+        let verified = VerifiedBundle(entries: entries, slots: slots, outputSize: outputSize)
         let errors = FirstError()
         parallelFor(entries.count) { i in
             if errors.isSet { return }
@@ -284,7 +328,7 @@ extension Store {
         slot: Int,
         output: AlignedBuffer,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
-    ) throws -> (codec: Codec, length: Int) {
+    ) throws -> (codec: Codec, length: Int, reference: SHA256Digest?) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
         func mismatch(_ what: String) -> CairnStoreError {
             CairnStoreError(
@@ -318,15 +362,66 @@ extension Store {
             guard digest == e.id else { throw mismatch("does not match its content (SHA-256 \(digest.shortHex)…)") }
             try onVerified?(e.id, raw)
             // Kept as received: zstd smaller than raw, or raw when not asked to compress.
-            if slot < 0 { return (Codec(rawValue: e.codecRaw)!, data.count) }
-            let room = UnsafeMutableRawBufferPointer(
-                rebasing: output.memory[slot..<slot + Swift.max(zstdCompressBound(e.rawLength), e.rawLength)]
-            )
-            let n = try ctx.compressor.compress(raw, into: room)
-            if n < raw.count { return (.zstd, n) }
-            if raw.count > 0 { room.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
-            return (.raw, raw.count)
+            if slot < 0 { return (Codec(rawValue: e.codecRaw)!, data.count, nil) }
+            let room = UnsafeMutableRawBufferPointer(rebasing: output.memory[slot..<slot + Self.encodingRoom(e.rawLength)])
+            return try encodeForStore(raw, elementSize: e.elementSize, reference: e.reference, into: room, ctx)
         }
+    }
+
+    /// Room to reserve for ``encodeForStore(_:elementSize:reference:into:_:)`` of `count` bytes.
+    static func encodingRoom(_ count: Int) -> Int {
+        Swift.max(ByteGrouping.bound(count, elementSize: 4) + 32, zstdCompressBound(count), count)
+    }
+
+    /// Encodes verified raw bytes the way the ingest pipeline's `encode` does (same codecs, same
+    /// rule): a delta against `reference` when that is much smaller, else byte planes for float data
+    /// (`elementSize` 2 or 4) or zstd, else raw. A reference that is not stored is ignored.
+    func encodeForStore(
+        _ bytes: UnsafeRawBufferPointer, elementSize: Int, reference: SHA256Digest?,
+        into slot: UnsafeMutableRawBufferPointer, _ ctx: WorkerContext
+    ) throws -> (codec: Codec, length: Int, reference: SHA256Digest?) {
+        var best = bytes.count
+        var form: (codec: Codec, length: Int, reference: SHA256Digest?) = (.raw, bytes.count, nil)
+        if elementSize != 0, let reference, let location = try lmdb({ try environment.read { try self.location(of: reference, in: $0) } }) {
+            let base = location.reference ?? reference  // chains stay one deep
+            if let baseBytes = try? loadReference(base, length: bytes.count, context: ctx) {
+                let input = UnsafeMutableRawBufferPointer(rebasing: ctx.deltaInput.memory[0..<bytes.count])
+                input.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                ByteGrouping.subtract(input, reference: baseBytes, elementSize: elementSize)
+                let n = try ByteGrouping.encode(
+                    UnsafeRawBufferPointer(input), elementSize: elementSize, rotate: false,
+                    into: UnsafeMutableRawBufferPointer(rebasing: slot[32...]), planes: ctx.planes.memory,
+                    compressor: ctx.planeCompressor)
+                if 32 + n < best {
+                    base.store(to: slot.baseAddress!)
+                    best = 32 + n
+                    form = (.delta, best, base)
+                }
+                // As in ingest: a delta well below the size byte planes reach is kept without trying them.
+                if best < bytes.count * 6 / 10 { return form }
+            }
+        }
+        if elementSize != 0 {
+            let out = UnsafeMutableRawBufferPointer(
+                rebasing: ctx.deltaOutput.memory[0..<ByteGrouping.bound(bytes.count, elementSize: elementSize)])
+            let n = try ByteGrouping.encode(
+                bytes, elementSize: elementSize, into: out, planes: ctx.planes.memory, compressor: ctx.planeCompressor)
+            if n < best {
+                slot.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
+                best = n
+                form = (.byteGrouped, n, nil)
+            }
+        } else {
+            let n = try ctx.compressor.compress(bytes, into: slot)
+            if n < best {
+                best = n
+                form = (.zstd, n, nil)
+            }
+        }
+        if form.codec == .raw, bytes.count > 0 {
+            slot.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+        return form
     }
 
     /// Indexes what `writer` wrote, in one transaction (entries in key order; chunks another writer
@@ -581,7 +676,8 @@ extension Store {
         let manifest = try scanner.run()
         return ScannedTree(
             manifest: manifest,
-            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a })
+            sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }),
+            hints: scanner.hints
         )
     }
 
@@ -608,83 +704,110 @@ extension Store {
         return plan
     }
 
-    /// Reads the chunks `sources` from local files, compresses them in parallel and frames them as
-    /// one bundle (``ChunkBundle``); a chunk is sent raw when compression does not make it smaller.
-    /// With `verify`, each chunk is checked against its id first (a file changed since it was
-    /// scanned fails with `.conflict`); without, the receiver's check catches it.
+    /// Reads the chunks `sources` from local files in parallel and frames them as one bundle
+    /// (``ChunkBundle``) with their codec hints. With `compress`, chunks travel as zstd where that is
+    /// smaller (slow links); without, raw, read straight into the bundle, and the receiving store
+    /// encodes them with its own codecs as a local push would (byte planes, deltas). With `verify`,
+    /// each chunk is checked against its id first (a file changed since it was scanned fails with
+    /// `.conflict`); without, the receiver's check catches it.
     public static func bundle(
         _ sources: [ChunkSource],
         compressionLevel: Int,
         maxChunk: Int,
+        compress: Bool = true,
         verify: Bool = true
     ) throws -> [UInt8] {
         let pool = WorkerPool(level: Int32(compressionLevel), maxChunk: maxChunk)
-        var slots: [Int] = []
-        slots.reserveCapacity(sources.count + 1)
+        // Where each chunk's data goes: raw, straight into the bundle; compressed, into scratch first.
+        var offsets: [Int] = []
+        offsets.reserveCapacity(sources.count)
         var room = 0
         for s in sources {
-            slots.append(room)
-            room += Swift.max(zstdCompressBound(Int(s.chunk.length)), Int(s.chunk.length))
+            offsets.append(room)
+            room +=
+                compress
+                ? Swift.max(zstdCompressBound(Int(s.chunk.length)), Int(s.chunk.length))
+                : ChunkBundle.entryHeaderSize(hasReference: s.reference != nil) + Int(s.chunk.length)
         }
-        let scratch = AlignedBuffer(capacity: room)
-        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(
-            capacity: Swift.max(sources.count, 1)
-        )
+        var out = [UInt8](repeating: 0, count: compress ? 0 : ChunkBundle.headerSize + room)
+        let scratch = AlignedBuffer(capacity: compress ? room : 1)
+        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(capacity: Swift.max(sources.count, 1))
         defer { forms.deallocate() }
         let errors = FirstError()
-        parallelFor(sources.count) { i in
-            if errors.isSet { return }
-            let s = sources[i]
-            let length = Int(s.chunk.length)
-            do {
-                try pool.withContext { ctx in
-                    let fd = try FileIO.open(s.path, O_RDONLY | O_NOFOLLOW)
-                    defer { close(fd) }
-                    let raw = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
-                    let got = try FileIO.pread(fd, raw, at: s.offset, path: s.path)
-                    guard got == length else {
-                        throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
-                    }
-                    if verify {
-                        ctx.hasher.update(UnsafeRawBufferPointer(raw))
-                        guard ctx.hasher.finalize() == s.chunk.id else {
+        try out.withUnsafeMutableBytes { whole in
+            let outBase = whole.baseAddress
+            parallelFor(sources.count) { i in
+                if errors.isSet { return }
+                let s = sources[i]
+                let length = Int(s.chunk.length)
+                do {
+                    try pool.withContext { ctx in
+                        let target: UnsafeMutableRawBufferPointer
+                        if compress {
+                            target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
+                        } else {
+                            let at = ChunkBundle.headerSize + offsets[i] + ChunkBundle.entryHeaderSize(hasReference: s.reference != nil)
+                            target = UnsafeMutableRawBufferPointer(start: outBase! + at, count: length)
+                        }
+                        let fd = try FileIO.open(s.path, O_RDONLY | O_NOFOLLOW)
+                        defer { close(fd) }
+                        let got = try FileIO.pread(fd, target, at: s.offset, path: s.path)
+                        guard got == length else {
                             throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
                         }
+                        if verify {
+                            ctx.hasher.update(UnsafeRawBufferPointer(target))
+                            guard ctx.hasher.finalize() == s.chunk.id else {
+                                throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
+                            }
+                        }
+                        guard compress else {
+                            forms[i] = (.raw, length)
+                            return
+                        }
+                        let slot = UnsafeMutableRawBufferPointer(
+                            rebasing: scratch.memory[offsets[i]..<offsets[i] + Swift.max(zstdCompressBound(length), length)])
+                        let n = try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: slot)
+                        if n < length {
+                            forms[i] = (.zstd, n)
+                        } else {
+                            if length > 0 { slot.baseAddress!.copyMemory(from: target.baseAddress!, byteCount: length) }
+                            forms[i] = (.raw, length)
+                        }
                     }
-                    let slot = UnsafeMutableRawBufferPointer(
-                        rebasing: scratch.memory[slots[i]..<slots[i] + Swift.max(zstdCompressBound(length), length)]
-                    )
-                    let n = try ctx.compressor.compress(UnsafeRawBufferPointer(raw), into: slot)
-                    if n < length {
-                        forms[i] = (.zstd, n)
-                    } else {
-                        if length > 0 { slot.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: length) }
-                        forms[i] = (.raw, length)
-                    }
+                } catch {
+                    errors.record(error)
                 }
-            } catch {
-                errors.record(error)
             }
+            try errors.rethrow()
         }
-        try errors.rethrow()
-        let total = ChunkBundle.size(storedLengths: (0..<sources.count).map { forms[$0].length })
-        var out = [UInt8](repeating: 0, count: total)
+        if !compress {
+            out.withUnsafeMutableBytes { raw in
+                let p = raw.baseAddress!
+                ChunkBundle.writeHeader(count: sources.count, to: p)
+                for (i, s) in sources.enumerated() {
+                    ChunkBundle.writeEntryHeader(
+                        id: s.chunk.id, codec: .raw, rawLength: Int(s.chunk.length), storedLength: Int(s.chunk.length),
+                        elementSize: s.elementSize, reference: s.reference, to: p + ChunkBundle.headerSize + offsets[i])
+                }
+            }
+            return out
+        }
+        let total =
+            ChunkBundle.headerSize
+            + sources.indices.reduce(0) { $0 + ChunkBundle.entryHeaderSize(hasReference: sources[$1].reference != nil) + forms[$1].length }
+        out = [UInt8](repeating: 0, count: total)
         out.withUnsafeMutableBytes { raw in
             let p = raw.baseAddress!
             ChunkBundle.writeHeader(count: sources.count, to: p)
             var at = ChunkBundle.headerSize
             for (i, s) in sources.enumerated() {
                 let form = forms[i]
-                ChunkBundle.writeEntryHeader(
-                    id: s.chunk.id,
-                    codec: form.codec,
-                    rawLength: Int(s.chunk.length),
-                    storedLength: form.length,
-                    to: p + at
-                )
-                at += ChunkBundle.entryHeaderSize
+                at += ChunkBundle.writeEntryHeader(
+                    id: s.chunk.id, codec: form.codec, rawLength: Int(s.chunk.length), storedLength: form.length,
+                    elementSize: s.elementSize, reference: s.reference, to: p + at)
                 if form.length > 0 {
-                    (p + at).copyMemory(from: scratch.memory.baseAddress! + slots[i], byteCount: form.length)
+                    (p + at).copyMemory(from: scratch.memory.baseAddress! + offsets[i], byteCount: form.length)
                 }
                 at += form.length
             }
@@ -712,11 +835,15 @@ private final class TreeScanner {
 
     var fileChunks: [[ChunkRef]]
     var fileDigests: [SHA256Digest]
+    /// Codec hints of chunks that have any (first occurrence).
+    var hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)] = [:]
 
     final class Batch {
         let input: AlignedBuffer
         var cuts: [Int] = []
         var ids: [SHA256Digest] = []
+        var elementSizes: [Int] = []
+        var references: [SHA256Digest?] = []
         var fileIndex = 0
         var isFileEnd = false
         var chunkCount: Int { cuts.count - 1 }
@@ -779,6 +906,9 @@ private final class TreeScanner {
             }
             try errors.rethrow()
             for c in 0..<current.chunkCount {
+                if current.elementSizes[c] != 0 || current.references[c] != nil, hints[current.ids[c]] == nil {
+                    hints[current.ids[c]] = (current.elementSizes[c], current.references[c])
+                }
                 fileChunks[current.fileIndex].append(
                     ChunkRef(id: current.ids[c], length: UInt32(current.cuts[c + 1] - current.cuts[c]))
                 )
@@ -827,6 +957,8 @@ private final class TreeScanner {
         }
         batch.cuts.removeAll(keepingCapacity: true)
         batch.cuts.append(0)
+        batch.elementSizes.removeAll(keepingCapacity: true)
+        batch.references.removeAll(keepingCapacity: true)
         var position = 0
         let segments = plans[nextFile].segments
         var segment = nextSegment
@@ -836,9 +968,14 @@ private final class TreeScanner {
             let current = segments[segment]
             let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
             let length: Int
+            var reference: SHA256Digest? = nil
             switch current.method {
             case .fixed(let slice):
                 let into = at - current.range.lowerBound
+                if let references = current.references {
+                    let index = Int(into / Int64(slice))
+                    if index < references.count { reference = references[index] }
+                }
                 let sliceEnd = min(
                     current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice),
                     current.range.upperBound
@@ -853,6 +990,8 @@ private final class TreeScanner {
             }
             position += length
             batch.cuts.append(position)
+            batch.elementSizes.append(current.elementSize)
+            batch.references.append(reference)
         }
         nextSegment = segment
         batch.fileIndex = nextFile
@@ -983,16 +1122,15 @@ public final class RestoreSession: @unchecked Sendable {
 }
 
 /// A bundle whose chunks were all verified, with each chunk's stored form (in the bundle, or
-/// re-encoded in `output`). Valid while the bundle's memory is.
-final class VerifiedBundle {
-    let bundle: UnsafeRawBufferPointer
+/// re-encoded in `output`). The bundle's bytes are passed again when the chunks are written.
+public final class VerifiedBundle: @unchecked Sendable {
+    // @unchecked Sendable: immutable once verification has filled `forms` and `output`.
     let entries: [ChunkBundle.Entry]
     let slots: [Int]
     let output: AlignedBuffer
-    let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int)>
+    let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
 
-    init(bundle: UnsafeRawBufferPointer, entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
-        self.bundle = bundle
+    init(entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
         self.entries = entries
         self.slots = slots
         output = AlignedBuffer(capacity: outputSize)
@@ -1001,8 +1139,15 @@ final class VerifiedBundle {
 
     deinit { forms.deallocate() }
 
+    /// Chunks in the bundle.
+    public var count: Int { entries.count }
+
     /// Appends to `writer` the chunks `include` accepts, each once; returns their count and raw bytes.
-    func append(to writer: PackWriter, where include: (SHA256Digest) -> Bool) throws -> (chunks: Int, rawBytes: Int64) {
+    func append(
+        to writer: PackWriter,
+        bundle: UnsafeRawBufferPointer,
+        where include: (SHA256Digest) -> Bool
+    ) throws -> (chunks: Int, rawBytes: Int64) {
         var chosen = Set<SHA256Digest>()
         var count = 0
         var raw: Int64 = 0
@@ -1012,7 +1157,7 @@ final class VerifiedBundle {
                 slots[i] >= 0
                 ? UnsafeRawBufferPointer(rebasing: output.memory[slots[i]..<slots[i] + form.length])
                 : UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
-            try writer.append(id: e.id, codec: form.codec, rawLength: e.rawLength, data: data)
+            try writer.append(id: e.id, codec: form.codec, rawLength: e.rawLength, data: data, reference: form.reference)
             count += 1
             raw += Int64(e.rawLength)
         }
@@ -1072,11 +1217,28 @@ public final class ChunkUpload: @unchecked Sendable {
         compressRaw: Bool = true,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws -> ChunkStoreResult {
-        let verified = try store.verifyBundle(bundle, compressRaw: compressRaw, onVerified: onVerified)
+        try stage(try verify(bundle: bundle, compressRaw: compressRaw, onVerified: onVerified), bundle: bundle)
+    }
+
+    /// The first half of ``add(bundle:compressRaw:onVerified:)``: verifies every chunk (in
+    /// parallel, outside the upload's lock), so one bundle can be verified while the previous one
+    /// is written by ``stage(_:bundle:)``.
+    public func verify(
+        bundle: UnsafeRawBufferPointer,
+        compressRaw: Bool = true,
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) throws -> VerifiedBundle {
+        try store.verifyBundle(bundle, compressRaw: compressRaw, onVerified: onVerified)
+    }
+
+    /// The second half of ``add(bundle:compressRaw:onVerified:)``: stages the verified chunks that
+    /// are neither indexed nor staged yet. `bundle` must be the same bytes `verify` saw.
+    @discardableResult
+    public func stage(_ verified: VerifiedBundle, bundle: UnsafeRawBufferPointer) throws -> ChunkStoreResult {
         let absent = Set(try store.missingChunks(verified.entries.map(\.id)))
         return try locked {
             guard !closed else { throw CairnStoreError(.conflict, "this upload was already committed or abandoned") }
-            let (count, raw) = try verified.append(to: writer) { absent.contains($0) && !staged.contains($0) }
+            let (count, raw) = try verified.append(to: writer, bundle: bundle) { absent.contains($0) && !staged.contains($0) }
             for e in verified.entries where absent.contains(e.id) { staged.insert(e.id) }
             stagedRawBytes += raw
             return ChunkStoreResult(received: verified.entries.count, newChunks: count, newBytes: raw, storedBytes: 0)

@@ -159,6 +159,42 @@ import Testing
         }
     }
 
+    @Test func remotePushesStoreAsCompactlyAsLocalOnes() async throws {
+        let f = try ServerFixture()
+        let shape = FixtureModels.Shape.small
+        let base = f.dir.sub("base")
+        let variant = f.dir.sub("variant")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: shape, seed: 8)
+        try FixtureModels.writeVariant(
+            to: URL(fileURLWithPath: variant), shape: shape, seed: 8, changedLayers: [1, 2], variantSeed: 3)
+        // The same two pushes into a local store.
+        let local = try Registry(store: try Store.create(at: f.dir.sub("local")))
+        _ = try local.push(directory: base, request: PushRequest(model: "m", actor: "x"))
+        var child = PushRequest(model: "m", actor: "x")
+        child.parents = ["m@1"]
+        _ = try local.push(directory: variant, request: child)
+        let localStats = try local.store.statistics()
+        let childRequest = child
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache"))
+                _ = try remote.pushReport(directory: base, request: PushRequest(model: "m", actor: "x"), progress: nil)
+                _ = try remote.pushReport(directory: variant, request: childRequest, progress: nil)
+                let v2 = try remote.resolve(try Reference(parsing: "m@2"))
+                _ = try remote.pull(v2, to: f.dir.sub("out"), paths: nil, selection: nil, progress: nil)
+            }
+        }
+        #expect(try readTree(f.dir.sub("out")) == readTree(variant))
+        let remoteStats = try f.registry.store.statistics()
+        // Same codecs (byte planes for the bf16 tensors, deltas against the parent's slices).
+        #expect(remoteStats.uniqueBytes == localStats.uniqueBytes)
+        #expect(
+            Double(remoteStats.compressedBytes) <= 1.02 * Double(localStats.compressedBytes),
+            "remote \(remoteStats.compressedBytes) vs local \(localStats.compressedBytes) bytes")
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
     @Test func eightConcurrentClientsPushAndPullVariantsOfOneBase() async throws {
         let f = try ServerFixture()
         let shape = FixtureModels.Shape.tiny
