@@ -57,10 +57,6 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     private let configCache = Mutex<ServerConfig?>(nil)
     /// Raw bytes per upload or fetch batch.
     let batchRawBytes: Int
-    /// Whether uploads travel zstd-compressed (for slow links: `CAIRN_COMPRESS_UPLOADS=1`). By
-    /// default chunks travel raw with codec hints, and the server encodes them as a local push
-    /// would (byte planes for float tensors, deltas against the parent's slices).
-    public let compressUploads: Bool
 
     /// - Parameters:
     ///   - url: the server, e.g. `http://127.0.0.1:8080`.
@@ -79,7 +75,6 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
         client = HTTPClient.shared
         batchRawBytes = batchBytes
-        compressUploads = ProcessInfo.processInfo.environment["CAIRN_COMPRESS_UPLOADS"].map { $0 == "1" || $0 == "true" } ?? false
     }
 
     /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
@@ -338,7 +333,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 batch,
                 compressionLevel: config.compressionLevel,
                 maxChunk: config.chunker.max,
-                compress: compressUploads,
+                compress: false,
                 verify: false
             )
             sent += Int64(bundle.count)
@@ -385,25 +380,53 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         try ModelName.validate(request.model)
         let config = try serverConfig()
         let planner = try pushPlanner(request, config: config)
-        let tree = try Store.scan(
-            directory: directory,
-            parameters: config.chunker,
-            planner: planner,
-            progress: progress
-        )
-        var seen = Set<SHA256Digest>()
-        var ids: [SHA256Digest] = []
-        for file in tree.manifest.files {
-            for chunk in file.chunks where seen.insert(chunk.id).inserted { ids.append(chunk.id) }
-        }
-        let missing = try missingChunks(ids)
         // The chunks are staged in an upload and committed with the version in one transaction.
         let uploadID = try json(.POST, "/v1/uploads", body: Empty(), as: UploadCreated.self).upload
         var committed = false
         defer {
             if !committed { _ = try? call(.DELETE, "/v1/uploads/" + uploadID) }
         }
-        var (sent, _) = try upload(tree.chunkSources(Set(missing)), config: config, into: uploadID, progress: progress)
+        // Uploads overlap the scan: after each round of chunking and hashing, the server is asked
+        // which of its new chunks it lacks, those are copied into the current bundle straight from
+        // the round's buffer, and a full bundle is sent (two in flight) while scanning goes on.
+        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
+        var seen = Set<SHA256Digest>()
+        var builder = ChunkBundleBuilder(capacity: limit)
+        var inFlight: [EventLoopFuture<HTTPClient.Response>] = []
+        var sent: Int64 = 0
+        func collect(_ future: EventLoopFuture<HTTPClient.Response>) throws {
+            do {
+                _ = try finish(future)
+            } catch let error as RemoteError where error.code == "chunk_mismatch" {
+                throw RemoteError(
+                    status: error.status, code: error.code,
+                    message: "\(error.message) (did a file change while it was being pushed? push again)")
+            }
+        }
+        func send() throws {
+            guard builder.count > 0 else { return }
+            let bundle = builder.take()
+            sent += Int64(bundle.count)
+            inFlight.append(
+                try start(
+                    .POST, "/v1/chunks", query: [("upload", uploadID)], body: .bytes(bundle),
+                    contentType: "application/octet-stream"))
+            if inFlight.count > 2 { try collect(inFlight.removeFirst()) }
+        }
+        let tree = try Store.scan(directory: directory, parameters: config.chunker, planner: planner, progress: progress) {
+            round in
+            var fresh: [SHA256Digest] = []
+            for chunk in round.chunks where seen.insert(chunk.chunk.id).inserted { fresh.append(chunk.chunk.id) }
+            guard !fresh.isEmpty else { return }
+            var missing = Set(try self.missingChunks(fresh))
+            for (i, chunk) in round.chunks.enumerated() where missing.remove(chunk.chunk.id) != nil {
+                builder.append(chunk, bytes: round.bytes(of: i))
+                if builder.rawBytes >= limit || builder.count >= config.maxBatchIDs { try send() }
+            }
+        }
+        try send()
+        for future in inFlight { try collect(future) }
+        inFlight = []
         for attempt in 0..<4 {
             do {
                 var body = CreateVersionBody(request: request, manifest: tree.manifest, newBytes: 0, storedBytes: 0)

@@ -15,15 +15,16 @@ import Zstd
 /// header   16 B   "CAIRNCB1" · chunk count u32 · reserved u32 (0)
 /// entry    44 B   chunk id [32] · codec u8 · element size u8 · flags u8 · 0 · raw length u32 · stored length u32
 ///          with flags bit 0: the id of a reference chunk [32]
-///          stored length bytes: the raw bytes (codec 0) or one zstd frame of them (codec 1)
+///          stored length bytes: the raw bytes (codec 0), one zstd frame of them (codec 1), or
+///          their byte planes (codec 2, ``ByteGrouping``)
 /// …        more entries
 /// ```
 ///
 /// The element size (2 or 4 for float tensors, else 0) and the reference (the same slice of a
 /// parent version) are hints for the receiving store's codecs: it stores float data as byte
 /// planes, and slices of a fine-tune as deltas against their reference, as a local push would.
-/// The store's own codecs (byte planes, deltas) never travel: ``Store/exportChunks(_:maxBytes:)``
-/// decodes such chunks and sends them as zstd.
+/// Deltas never travel (they depend on their reference): ``Store/exportChunks(_:maxBytes:)``
+/// decodes them and sends their byte planes.
 ///
 /// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:compressRaw:onVerified:)``
 /// decodes and re-hashes every chunk before anything is written.
@@ -106,8 +107,8 @@ public enum ChunkBundle {
             let raw = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 36, as: UInt32.self)))
             let stored = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 40, as: UInt32.self)))
             at += entryHeaderSize
-            guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue else {
-                throw bad("chunk \(id.shortHex)… uses codec \(codec); bundles carry raw or zstd chunks only")
+            guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue || codec == Codec.byteGrouped.rawValue else {
+                throw bad("chunk \(id.shortHex)… uses codec \(codec); bundles carry raw, zstd or byte-plane chunks only")
             }
             guard elementSize == 0 || elementSize == 2 || elementSize == 4, flags & ~1 == 0 else {
                 throw bad("chunk \(id.shortHex)… has an unknown element size or flag")
@@ -301,7 +302,7 @@ extension Store {
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
         for (i, e) in entries.enumerated()
-        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw == Codec.zstd.rawValue && e.storedLength >= e.rawLength) {
+        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw != Codec.raw.rawValue && e.storedLength >= e.rawLength) {
             slots[i] = outputSize
             outputSize += Self.encodingRoom(e.rawLength)
         }
@@ -353,6 +354,14 @@ extension Store {
                     throw mismatch("cannot be decompressed (\(error))")
                 }
                 guard n == e.rawLength else { throw mismatch("decompresses to \(n) bytes, expected \(e.rawLength)") }
+                raw = UnsafeRawBufferPointer(target)
+            case .byteGrouped:
+                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
+                do {
+                    try ByteGrouping.decode(data, into: target, planes: ctx.planes.memory, decompressor: ctx.decompressor)
+                } catch {
+                    throw mismatch("cannot be decoded (\(error))")
+                }
                 raw = UnsafeRawBufferPointer(target)
             default:
                 throw mismatch("uses codec \(e.codecRaw), which bundles do not carry")
@@ -483,7 +492,7 @@ extension Store {
             }
         }
         func isPassedThrough(_ l: ChunkLocation) -> Bool {
-            l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue
+            l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue || l.codecRaw == Codec.byteGrouped.rawValue
         }
         // At most: stored bytes as they are, decoded chunks no larger than raw (zstd or raw).
         let bound = ChunkBundle.size(
@@ -588,7 +597,9 @@ extension Store {
                     header.rawLength == Int(loc.rawLength),
                     header.storedLength == Int(loc.storedLength), header.codecRaw == loc.codecRaw
                 else { throw damaged("does not match its record") }
-                if loc.codecRaw == Codec.raw.rawValue || loc.codecRaw == Codec.zstd.rawValue {
+                if loc.codecRaw == Codec.raw.rawValue || loc.codecRaw == Codec.zstd.rawValue
+                    || loc.codecRaw == Codec.byteGrouped.rawValue
+                {
                     entries[i] = (Codec(rawValue: loc.codecRaw)!, Array(record[PackFormat.recordHeaderSize...]))
                     continue
                 }
@@ -603,12 +614,22 @@ extension Store {
                 ) {
                     CairnStoreError(.corruption, "chunk \(id.hex) \($0)")
                 }
-                var compressed = [UInt8](repeating: 0, count: zstdCompressBound(rawLength))
-                let n = try compressed.withUnsafeMutableBytes {
-                    try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: $0)
+                // A delta (the only codec left) needs its reference: it travels as byte planes of
+                // the decoded bytes, with the element size its encoding records.
+                let elementSize = Int(record[PackFormat.recordHeaderSize + 32])
+                guard elementSize == 2 || elementSize == 4 else {
+                    entries[i] = (.raw, Array(UnsafeRawBufferPointer(target)))
+                    continue
                 }
+                let out = UnsafeMutableRawBufferPointer(
+                    rebasing: ctx.deltaOutput.memory[0..<ByteGrouping.bound(rawLength, elementSize: elementSize)])
+                let n = try ByteGrouping.encode(
+                    UnsafeRawBufferPointer(target), elementSize: elementSize, into: out, planes: ctx.planes.memory,
+                    compressor: ctx.planeCompressor)
                 entries[i] =
-                    n < rawLength ? (.zstd, Array(compressed[0..<n])) : (.raw, Array(UnsafeRawBufferPointer(target)))
+                    n < rawLength
+                    ? (.byteGrouped, Array(UnsafeRawBufferPointer(rebasing: out[0..<n])))
+                    : (.raw, Array(UnsafeRawBufferPointer(target)))
             }
         }
     }
@@ -660,7 +681,8 @@ extension Store {
         directory: String,
         parameters: ChunkerParameters,
         planner: ChunkingPlanner? = nil,
-        progress: ((TransferProgress) -> Void)? = nil
+        progress: ((TransferProgress) -> Void)? = nil,
+        onRound: ((ScanRound) throws -> Void)? = nil
     ) throws -> ScannedTree {
         try parameters.validate()
         let files = try FileTree.scan(directory)
@@ -673,6 +695,7 @@ extension Store {
         }
         let plans = files.map { file in Self.plan(for: file, planner: planner, maxChunk: parameters.max) }
         let scanner = TreeScanner(files: files, plans: plans, parameters: parameters, progress: progress)
+        scanner.onRound = onRound
         let manifest = try scanner.run()
         return ScannedTree(
             manifest: manifest,
@@ -837,6 +860,8 @@ private final class TreeScanner {
     var fileDigests: [SHA256Digest]
     /// Codec hints of chunks that have any (first occurrence).
     var hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)] = [:]
+    /// Called after each round with its chunks and their bytes.
+    var onRound: ((ScanRound) throws -> Void)?
 
     final class Batch {
         let input: AlignedBuffer
@@ -845,6 +870,8 @@ private final class TreeScanner {
         var elementSizes: [Int] = []
         var references: [SHA256Digest?] = []
         var fileIndex = 0
+        /// Where the batch starts in its file.
+        var fileOffset: Int64 = 0
         var isFileEnd = false
         var chunkCount: Int { cuts.count - 1 }
         var consumed: Int { cuts.last ?? 0 }
@@ -914,6 +941,19 @@ private final class TreeScanner {
                 )
             }
             done += Int64(current.consumed)
+            if let onRound {
+                let path = files[current.fileIndex].absolutePath
+                let chunks = (0..<current.chunkCount).map { c in
+                    ChunkSource(
+                        path: path, offset: current.fileOffset + Int64(current.cuts[c]),
+                        chunk: ChunkRef(id: current.ids[c], length: UInt32(current.cuts[c + 1] - current.cuts[c])),
+                        elementSize: current.elementSizes[c], reference: current.references[c])
+                }
+                try onRound(
+                    ScanRound(
+                        chunks: chunks, starts: Array(current.cuts.dropLast()),
+                        bytes: UnsafeRawBufferPointer(rebasing: current.input.memory[0..<current.consumed])))
+            }
             progress?(TransferProgress(doneBytes: done, totalBytes: total, newBytes: 0))
             hasCurrent = hasNext
             round += 1
@@ -995,6 +1035,7 @@ private final class TreeScanner {
         }
         nextSegment = segment
         batch.fileIndex = nextFile
+        batch.fileOffset = nextOffset
         batch.isFileEnd = isEnd
         if isEnd {
             close(fd)
@@ -1312,5 +1353,55 @@ public final class ChunkUpload: @unchecked Sendable {
                 writer.abandon()
             }
         }
+    }
+}
+
+/// One round of ``Store/scan(directory:parameters:planner:progress:onRound:)``: chunks just cut and
+/// hashed, with their bytes (valid only during the callback).
+public struct ScanRound {
+    public let chunks: [ChunkSource]
+    let starts: [Int]
+    let bytes: UnsafeRawBufferPointer
+
+    /// The bytes of chunk `i`. Do not keep the pointer past the callback.
+    public func bytes(of i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i] + Int(chunks[i].chunk.length)])
+    }
+}
+
+/// Builds a chunk bundle (``ChunkBundle``) of raw chunks, one at a time.
+public struct ChunkBundleBuilder {
+    private var buffer: [UInt8]
+    public private(set) var count = 0
+    /// Raw bytes of the chunks added.
+    public private(set) var rawBytes = 0
+
+    public init(capacity: Int = 16 << 20) {
+        buffer = [UInt8](repeating: 0, count: ChunkBundle.headerSize)
+        buffer.reserveCapacity(capacity + (capacity >> 4))
+    }
+
+    /// Adds a chunk's raw bytes with its codec hints.
+    public mutating func append(_ source: ChunkSource, bytes: UnsafeRawBufferPointer) {
+        let header = ChunkBundle.entryHeaderSize(hasReference: source.reference != nil)
+        let at = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: header))
+        buffer.withUnsafeMutableBytes { raw in
+            ChunkBundle.writeEntryHeader(
+                id: source.chunk.id, codec: .raw, rawLength: bytes.count, storedLength: bytes.count,
+                elementSize: source.elementSize, reference: source.reference, to: raw.baseAddress! + at)
+        }
+        buffer.append(contentsOf: bytes)
+        count += 1
+        rawBytes += bytes.count
+    }
+
+    /// The bundle, and a fresh builder in its place.
+    public mutating func take() -> [UInt8] {
+        var out: [UInt8] = []
+        swap(&out, &buffer)
+        out.withUnsafeMutableBytes { ChunkBundle.writeHeader(count: count, to: $0.baseAddress!) }
+        self = ChunkBundleBuilder(capacity: out.count)
+        return out
     }
 }
