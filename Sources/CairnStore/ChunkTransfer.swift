@@ -1174,11 +1174,14 @@ public final class VerifiedBundle: @unchecked Sendable {
     init(entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
         self.entries = entries
         self.slots = slots
-        output = AlignedBuffer(capacity: outputSize)
+        output = OutputBuffers.take(capacity: outputSize)
         forms = .allocate(capacity: Swift.max(entries.count, 1))
     }
 
-    deinit { forms.deallocate() }
+    deinit {
+        forms.deallocate()
+        OutputBuffers.give(output)
+    }
 
     /// Chunks in the bundle.
     public var count: Int { entries.count }
@@ -1403,5 +1406,27 @@ public struct ChunkBundleBuilder {
         out.withUnsafeMutableBytes { ChunkBundle.writeHeader(count: count, to: $0.baseAddress!) }
         self = ChunkBundleBuilder(capacity: out.count)
         return out
+    }
+}
+
+/// Re-encoding buffers of verified bundles, reused: a fresh multi-megabyte buffer per bundle costs
+/// page faults and zeroing on every touch. At most two are kept.
+enum OutputBuffers {
+    private static let free = Mutex<[AlignedBuffer]>([])
+
+    static func take(capacity: Int) -> AlignedBuffer {
+        let buffer = free.withLock { list -> AlignedBuffer? in
+            guard let i = list.firstIndex(where: { $0.capacity >= capacity }) else { return list.popLast() }
+            return list.remove(at: i)
+        }
+        guard let buffer else { return AlignedBuffer(capacity: capacity) }
+        buffer.reserve(capacity)
+        return buffer
+    }
+
+    static func give(_ buffer: AlignedBuffer) {
+        free.withLock { list in
+            if list.count < 2 { list.append(buffer) }
+        }
     }
 }
