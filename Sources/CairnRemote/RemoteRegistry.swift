@@ -391,7 +391,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         // the round's buffer, and a full bundle is sent (two in flight) while scanning goes on.
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         var seen = Set<SHA256Digest>()
-        var builder = ChunkBundleBuilder(capacity: limit)
+        var builder = BundleBuffer(capacity: limit)
         var inFlight: [EventLoopFuture<HTTPClient.Response>] = []
         var sent: Int64 = 0
         func collect(_ future: EventLoopFuture<HTTPClient.Response>) throws {
@@ -406,10 +406,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         func send() throws {
             guard builder.count > 0 else { return }
             let bundle = builder.take()
-            sent += Int64(bundle.count)
+            sent += Int64(bundle.readableBytes)
             inFlight.append(
                 try start(
-                    .POST, "/v1/chunks", query: [("upload", uploadID)], body: .bytes(bundle),
+                    .POST, "/v1/chunks", query: [("upload", uploadID)], body: .byteBuffer(bundle),
                     contentType: "application/octet-stream"))
             if inFlight.count > 2 { try collect(inFlight.removeFirst()) }
         }
@@ -911,5 +911,42 @@ final class ErrorBox: Sendable {
 
     func rethrow() throws {
         if let e = error.withLock({ $0 }) { throw e }
+    }
+}
+
+/// A chunk bundle (``ChunkBundle``) of raw chunks built straight into a ByteBuffer, so the bytes
+/// are copied once on their way from the scan's buffer to the socket.
+struct BundleBuffer {
+    private var buffer: ByteBuffer
+    private let capacity: Int
+    private(set) var count = 0
+    private(set) var rawBytes = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        buffer = ByteBufferAllocator().buffer(capacity: capacity + (capacity >> 4))
+        buffer.writeRepeatingByte(0, count: ChunkBundle.headerSize)
+    }
+
+    mutating func append(_ source: ChunkSource, bytes: UnsafeRawBufferPointer) {
+        var header = [UInt8](repeating: 0, count: ChunkBundle.entryHeaderSize(hasReference: source.reference != nil))
+        header.withUnsafeMutableBytes { raw in
+            ChunkBundle.writeEntryHeader(
+                id: source.chunk.id, codec: .raw, rawLength: bytes.count, storedLength: bytes.count,
+                elementSize: source.elementSize, reference: source.reference, to: raw.baseAddress!)
+        }
+        buffer.writeBytes(header)
+        buffer.writeBytes(bytes)
+        count += 1
+        rawBytes += bytes.count
+    }
+
+    /// The bundle, and an empty builder in its place.
+    mutating func take() -> ByteBuffer {
+        let count = self.count
+        buffer.withUnsafeMutableReadableBytes { ChunkBundle.writeHeader(count: count, to: $0.baseAddress!) }
+        let out = buffer
+        self = BundleBuffer(capacity: capacity)
+        return out
     }
 }

@@ -1372,43 +1372,6 @@ public struct ScanRound {
     }
 }
 
-/// Builds a chunk bundle (``ChunkBundle``) of raw chunks, one at a time.
-public struct ChunkBundleBuilder {
-    private var buffer: [UInt8]
-    public private(set) var count = 0
-    /// Raw bytes of the chunks added.
-    public private(set) var rawBytes = 0
-
-    public init(capacity: Int = 16 << 20) {
-        buffer = [UInt8](repeating: 0, count: ChunkBundle.headerSize)
-        buffer.reserveCapacity(capacity + (capacity >> 4))
-    }
-
-    /// Adds a chunk's raw bytes with its codec hints.
-    public mutating func append(_ source: ChunkSource, bytes: UnsafeRawBufferPointer) {
-        let header = ChunkBundle.entryHeaderSize(hasReference: source.reference != nil)
-        let at = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: header))
-        buffer.withUnsafeMutableBytes { raw in
-            ChunkBundle.writeEntryHeader(
-                id: source.chunk.id, codec: .raw, rawLength: bytes.count, storedLength: bytes.count,
-                elementSize: source.elementSize, reference: source.reference, to: raw.baseAddress! + at)
-        }
-        buffer.append(contentsOf: bytes)
-        count += 1
-        rawBytes += bytes.count
-    }
-
-    /// The bundle, and a fresh builder in its place.
-    public mutating func take() -> [UInt8] {
-        var out: [UInt8] = []
-        swap(&out, &buffer)
-        out.withUnsafeMutableBytes { ChunkBundle.writeHeader(count: count, to: $0.baseAddress!) }
-        self = ChunkBundleBuilder(capacity: out.count)
-        return out
-    }
-}
-
 /// Re-encoding buffers of verified bundles, reused: a fresh multi-megabyte buffer per bundle costs
 /// page faults and zeroing on every touch. At most two are kept.
 enum OutputBuffers {
