@@ -693,7 +693,7 @@ extension Store {
                 throw CairnStoreError(.invalidArgument, "the path \(f.relativePath) appears twice")
             }
         }
-        let plans = files.map { file in Self.plan(for: file, planner: planner, maxChunk: parameters.max) }
+        let plans = files.map { ChunkingPlan.make(for: $0, planner: planner, maxChunk: parameters.max) }
         let scanner = TreeScanner(files: files, plans: plans, parameters: parameters, progress: progress)
         scanner.onRound = onRound
         let manifest = try scanner.run()
@@ -702,29 +702,6 @@ extension Store {
             sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }),
             hints: scanner.hints
         )
-    }
-
-    /// The plan of one file (the same rule as ``plans(for:planner:)``, without a store).
-    private static func plan(for file: SourceFile, planner: ChunkingPlanner?, maxChunk: Int) -> ChunkingPlan {
-        let whole = ChunkingPlan(segments: [.init(range: 0..<file.size, method: .contentDefined)])
-        guard let planner, file.size > 0 else { return whole }
-        let fd = Glibc.open(file.absolutePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return whole }
-        defer { close(fd) }
-        let read = { (range: Range<Int64>) throws -> [UInt8] in
-            guard range.lowerBound >= 0, range.upperBound <= file.size, range.count <= 128 << 20 else {
-                throw CairnStoreError(.invalidArgument, "read outside the file")
-            }
-            var bytes = [UInt8](repeating: 0, count: Int(range.count))
-            let n = try bytes.withUnsafeMutableBytes {
-                try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath)
-            }
-            return Array(bytes[0..<n])
-        }
-        guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: maxChunk) else {
-            return whole
-        }
-        return plan
     }
 
     /// Reads the chunks `sources` from local files in parallel and frames them as one bundle
@@ -843,18 +820,11 @@ extension Store {
 /// (same plans, same FastCDC calls, same batch rule), with chunk and file hashing in parallel.
 private final class TreeScanner {
     let files: [SourceFile]
-    let plans: [ChunkingPlan]
-    let chunker: Chunker
+    let reader: ChunkedReader
     let progress: ((TransferProgress) -> Void)?
-    let batchCapacity: Int
     let pool: WorkerPool
     let fileHasher = SHA256Hasher()
     let errors = FirstError()
-
-    var nextFile = 0
-    var nextOffset: Int64 = 0
-    var nextSegment = 0
-    var fd: Int32 = -1
 
     var fileChunks: [[ChunkRef]]
     var fileDigests: [SHA256Digest]
@@ -863,19 +833,8 @@ private final class TreeScanner {
     /// Called after each round with its chunks and their bytes.
     var onRound: ((ScanRound) throws -> Void)?
 
-    final class Batch {
-        let input: AlignedBuffer
-        var cuts: [Int] = []
+    final class Batch: ChunkBatch {
         var ids: [SHA256Digest] = []
-        var elementSizes: [Int] = []
-        var references: [SHA256Digest?] = []
-        var fileIndex = 0
-        /// Where the batch starts in its file.
-        var fileOffset: Int64 = 0
-        var isFileEnd = false
-        var chunkCount: Int { cuts.count - 1 }
-        var consumed: Int { cuts.last ?? 0 }
-        init(capacity: Int) { input = AlignedBuffer(capacity: capacity) }
     }
 
     init(
@@ -885,25 +844,19 @@ private final class TreeScanner {
         progress: ((TransferProgress) -> Void)?
     ) {
         self.files = files
-        self.plans = plans
-        self.chunker = Chunker(parameters)
+        reader = ChunkedReader(files: files, plans: plans, parameters: parameters)
         self.progress = progress
-        batchCapacity = max(8 << 20, 4 * parameters.max)
         pool = WorkerPool(level: 1, maxChunk: parameters.max)
         fileChunks = Array(repeating: [], count: files.count)
         fileDigests = Array(repeating: .zero, count: files.count)
     }
 
-    deinit {
-        if fd >= 0 { close(fd) }
-    }
-
     func run() throws -> Manifest {
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         var done: Int64 = 0
-        let batches = [Batch(capacity: batchCapacity), Batch(capacity: batchCapacity)]
+        let batches = [Batch(capacity: reader.batchCapacity), Batch(capacity: reader.batchCapacity)]
         var round = 0
-        var hasCurrent = try fill(batches[0])
+        var hasCurrent = try reader.fill(batches[0])
         while hasCurrent {
             let current = batches[round % 2]
             let next = batches[(round + 1) % 2]
@@ -913,16 +866,13 @@ private final class TreeScanner {
                 if errors.isSet { return }
                 do {
                     switch i {
-                    case 0: hasNext = try fill(next)
+                    case 0: hasNext = try reader.fill(next)
                     case 1:
                         fileHasher.update(UnsafeRawBufferPointer(rebasing: current.input.memory[0..<current.consumed]))
                         if current.isFileEnd { fileDigests[current.fileIndex] = fileHasher.finalize() }
                     default:
-                        let c = i - 2
-                        let bytes = UnsafeRawBufferPointer(
-                            rebasing: current.input.memory[current.cuts[c]..<current.cuts[c + 1]]
-                        )
-                        current.ids[c] = pool.withContext { ctx in
+                        let bytes = current.chunk(i - 2)
+                        current.ids[i - 2] = pool.withContext { ctx in
                             ctx.hasher.update(bytes)
                             return ctx.hasher.finalize()
                         }
@@ -958,8 +908,6 @@ private final class TreeScanner {
             hasCurrent = hasNext
             round += 1
         }
-        // Empty files have no batch; their digest is that of no bytes.
-        for (i, f) in files.enumerated() where f.size == 0 { fileDigests[i] = SHA256Digest.hash([]) }
         return Manifest(
             files: files.indices.map { i in
                 FileEntry(
@@ -970,83 +918,6 @@ private final class TreeScanner {
                 )
             }
         )
-    }
-
-    /// Fills `batch` with the next bytes and cuts them (the rule of the ingest pipeline's `fill`).
-    func fill(_ batch: Batch) throws -> Bool {
-        while nextFile < files.count && files[nextFile].size == 0 { nextFile += 1 }
-        guard nextFile < files.count else { return false }
-        let file = files[nextFile]
-        if fd < 0 {
-            fd = try FileIO.open(file.absolutePath, O_RDONLY | O_NOFOLLOW)
-            posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        }
-        let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
-        let got = try FileIO.pread(
-            fd,
-            UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]),
-            at: nextOffset,
-            path: file.absolutePath
-        )
-        guard got == want else {
-            throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being read; push again")
-        }
-        let isEnd = nextOffset + Int64(want) == file.size
-        if isEnd, try FileIO.fileSize(fd, path: file.absolutePath) != file.size {
-            throw CairnStoreError(.conflict, "\(file.relativePath) changed size while it was being read; push again")
-        }
-        batch.cuts.removeAll(keepingCapacity: true)
-        batch.cuts.append(0)
-        batch.elementSizes.removeAll(keepingCapacity: true)
-        batch.references.removeAll(keepingCapacity: true)
-        var position = 0
-        let segments = plans[nextFile].segments
-        var segment = nextSegment
-        cutting: while position < want {
-            let at = nextOffset + Int64(position)
-            while segments[segment].range.upperBound <= at { segment += 1 }
-            let current = segments[segment]
-            let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
-            let length: Int
-            var reference: SHA256Digest? = nil
-            switch current.method {
-            case .fixed(let slice):
-                let into = at - current.range.lowerBound
-                if let references = current.references {
-                    let index = Int(into / Int64(slice))
-                    if index < references.count { reference = references[index] }
-                }
-                let sliceEnd = min(
-                    current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice),
-                    current.range.upperBound
-                )
-                length = Int(sliceEnd - at)
-                guard position + length <= want else { break cutting }
-            case .contentDefined:
-                let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<segmentEnd])
-                let segmentEndsHere = current.range.upperBound <= nextOffset + Int64(want)
-                guard let n = chunker.nextChunkLength(rest, isEnd: segmentEndsHere) else { break cutting }
-                length = n
-            }
-            position += length
-            batch.cuts.append(position)
-            batch.elementSizes.append(current.elementSize)
-            batch.references.append(reference)
-        }
-        nextSegment = segment
-        batch.fileIndex = nextFile
-        batch.fileOffset = nextOffset
-        batch.isFileEnd = isEnd
-        if isEnd {
-            close(fd)
-            fd = -1
-            nextFile += 1
-            nextOffset = 0
-            nextSegment = 0
-        } else {
-            nextOffset += Int64(position)
-        }
-        return true
     }
 }
 

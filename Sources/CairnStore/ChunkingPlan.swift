@@ -57,29 +57,34 @@ public struct ChunkingPlan: Sendable, Equatable {
 /// the bytes of a range of the file (for reading a header). Throwing means "no plan" too.
 public typealias ChunkingPlanner = @Sendable (_ file: SourceFile, _ read: (Range<Int64>) throws -> [UInt8]) throws -> ChunkingPlan?
 
-extension Store {
-    /// The plan for each file: the planner's if it gives a valid one, else one content-defined segment.
-    func plans(for files: [SourceFile], planner: ChunkingPlanner?) -> [ChunkingPlan] {
-        files.map { file in
-            let whole = ChunkingPlan(segments: [.init(range: 0..<file.size, method: .contentDefined)])
-            guard let planner, file.size > 0 else { return whole }
-            let fd = Glibc.open(file.absolutePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { return whole }
-            defer { close(fd) }
-            let read = { (range: Range<Int64>) throws -> [UInt8] in
-                guard range.lowerBound >= 0, range.upperBound <= file.size, range.count <= 128 << 20 else {
-                    throw CairnStoreError(.invalidArgument, "read outside the file")
-                }
-                var bytes = [UInt8](repeating: 0, count: Int(range.count))
-                let n = try bytes.withUnsafeMutableBytes {
-                    try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath)
-                }
-                return Array(bytes[0..<n])
+extension ChunkingPlan {
+    /// The plan of a file: the planner's if it gives a valid one, else one content-defined segment.
+    static func make(for file: SourceFile, planner: ChunkingPlanner?, maxChunk: Int) -> ChunkingPlan {
+        let whole = ChunkingPlan(segments: [.init(range: 0..<file.size, method: .contentDefined)])
+        guard let planner, file.size > 0 else { return whole }
+        let fd = Glibc.open(file.absolutePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return whole }
+        defer { close(fd) }
+        let read = { (range: Range<Int64>) throws -> [UInt8] in
+            guard range.lowerBound >= 0, range.upperBound <= file.size, range.count <= 128 << 20 else {
+                throw CairnStoreError(.invalidArgument, "read outside the file")
             }
-            guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: config.chunker.max) else {
-                return whole
+            var bytes = [UInt8](repeating: 0, count: Int(range.count))
+            let n = try bytes.withUnsafeMutableBytes {
+                try FileIO.pread(fd, $0, at: range.lowerBound, path: file.absolutePath)
             }
-            return plan
+            return Array(bytes[0..<n])
         }
+        guard let plan = try? planner(file, read), plan.isValid(size: file.size, maxChunk: maxChunk) else {
+            return whole
+        }
+        return plan
+    }
+}
+
+extension Store {
+    /// The plan for each file (see ``ChunkingPlan/make(for:planner:maxChunk:)``).
+    func plans(for files: [SourceFile], planner: ChunkingPlanner?) -> [ChunkingPlan] {
+        files.map { ChunkingPlan.make(for: $0, planner: planner, maxChunk: config.chunker.max) }
     }
 }

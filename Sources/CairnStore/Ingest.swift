@@ -222,18 +222,10 @@ extension Store {
 
 /// One round's worth of input: up to `capacity` bytes of one file, cut into chunks, with room for
 /// the chunks' compressed forms. Three batches rotate through the pipeline's stages.
-private final class IngestBatch {
-    let input: AlignedBuffer
+private final class IngestBatch: ChunkBatch {
     let output = AlignedBuffer(capacity: 1 << 20)
-    var fileIndex = 0
-    var isFileEnd = false
-    /// Chunk i spans input[cuts[i] ..< cuts[i + 1]].
-    var cuts: [Int] = []
     /// Chunk i may write its compressed form to output[slots[i] ..< slots[i + 1]].
     var slots: [Int] = []
-    /// Per chunk: bytes per float element (0 when not float data) and the delta reference, if any.
-    var elementSizes: [Int] = []
-    var references: [SHA256Digest?] = []
     let results: UnsafeMutableBufferPointer<ChunkResult>
 
     struct ChunkResult {
@@ -244,19 +236,12 @@ private final class IngestBatch {
         var reference: SHA256Digest? = nil
     }
 
-    var chunkCount: Int { cuts.count - 1 }
-    var consumed: Int { cuts.last ?? 0 }
-
     init(capacity: Int, minChunk: Int) {
-        input = AlignedBuffer(capacity: capacity)
         results = .allocate(capacity: capacity / minChunk + 2)
+        super.init(capacity: capacity)
     }
 
     deinit { results.deallocate() }
-
-    func chunk(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: input.memory[cuts[i]..<cuts[i + 1]])
-    }
 }
 
 /// The ingest pipeline. Each round runs, in one parallel loop: reading and cutting the next batch;
@@ -265,20 +250,13 @@ private final class IngestBatch {
 private final class IngestPipeline {
     let store: Store
     let files: [SourceFile]
-    let plans: [ChunkingPlan]
     let progress: ((TransferProgress) -> Void)?
-    /// Bytes read per round: at least four maximum-size chunks, so every batch cuts at least one.
-    let batchCapacity: Int
+    /// The read stage's state: which file and offset come next.
+    let reader: ChunkedReader
     let writer: PackWriter
     let seen = Mutex<Set<SHA256Digest>>([])
     let fileHasher = SHA256Hasher()
     let errors = FirstError()
-
-    // Reader state (used by the read stage only).
-    var nextFile = 0
-    var nextOffset: Int64 = 0
-    var nextSegment = 0
-    var fd: Int32 = -1
 
     // Results.
     var fileChunks: [[ChunkRef]]
@@ -289,23 +267,18 @@ private final class IngestPipeline {
     init(store: Store, files: [SourceFile], plans: [ChunkingPlan], progress: ((TransferProgress) -> Void)?) {
         self.store = store
         self.files = files
-        self.plans = plans
-        batchCapacity = max(8 << 20, 4 * store.config.chunker.max)
+        reader = ChunkedReader(files: files, plans: plans, parameters: store.config.chunker)
         self.progress = progress
         writer = PackWriter(root: store.root, targetSize: store.config.packSize)
         fileChunks = Array(repeating: [], count: files.count)
         fileDigests = Array(repeating: .zero, count: files.count)
     }
 
-    deinit {
-        if fd >= 0 { close(fd) }
-    }
-
     func run() throws -> StagedIngest {
         let lease = try StoreLock.sharedPushLease(root: store.root)
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         let minChunk = store.config.chunker.min
-        let batches = (0..<3).map { _ in IngestBatch(capacity: batchCapacity, minChunk: minChunk) }
+        let batches = (0..<3).map { _ in IngestBatch(capacity: reader.batchCapacity, minChunk: minChunk) }
         do {
             var round = 0
             var hasCurrent = try fill(batches[0])
@@ -352,70 +325,10 @@ private final class IngestPipeline {
             lease: lease)
     }
 
-    /// Read stage: fills `batch` with the next bytes to ingest and cuts them into chunks.
-    /// Returns false when every file has been read.
+    /// Read stage: fills `batch` with the next bytes to ingest, cut into chunks, and makes room
+    /// for each chunk's encoded form. Returns false when every file has been read.
     func fill(_ batch: IngestBatch) throws -> Bool {
-        guard nextFile < files.count else { return false }
-        let file = files[nextFile]
-        if fd < 0 {
-            fd = try FileIO.open(file.absolutePath, O_RDONLY | O_NOFOLLOW)
-            posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        }
-        let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
-        let got = try FileIO.pread(
-            fd, UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]), at: nextOffset,
-            path: file.absolutePath)
-        guard got == want else {
-            throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being pushed; push again")
-        }
-        let isEnd = nextOffset + Int64(want) == file.size
-        if isEnd {
-            // A file that grew while it was read would be stored truncated: refuse it.
-            if try FileIO.fileSize(fd, path: file.absolutePath) != file.size {
-                throw CairnStoreError(.conflict, "\(file.relativePath) changed size while it was being pushed; push again")
-            }
-        }
-        // Cut chunks, following the file's plan: content-defined within some segments, fixed slices
-        // in others. A chunk never crosses a segment end; one that would run past the batch (and
-        // the file goes on) is left for the next batch, which starts where the last chunk ended.
-        batch.cuts.removeAll(keepingCapacity: true)
-        batch.cuts.append(0)
-        batch.elementSizes.removeAll(keepingCapacity: true)
-        batch.references.removeAll(keepingCapacity: true)
-        var position = 0
-        let chunker = store.chunker
-        let segments = plans[nextFile].segments
-        var segment = nextSegment
-        cutting: while position < want {
-            let at = nextOffset + Int64(position)
-            while segments[segment].range.upperBound <= at { segment += 1 }
-            let current = segments[segment]
-            let segmentEnd = Int(min(current.range.upperBound - nextOffset, Int64(want)))
-            let length: Int
-            var reference: SHA256Digest? = nil
-            switch current.method {
-            case .fixed(let slice):
-                let into = at - current.range.lowerBound
-                if let references = current.references {
-                    let index = Int(into / Int64(slice))
-                    if index < references.count { reference = references[index] }
-                }
-                let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
-                length = Int(sliceEnd - at)
-                guard position + length <= want else { break cutting }
-            case .contentDefined:
-                let rest = UnsafeRawBufferPointer(rebasing: batch.input.memory[position..<segmentEnd])
-                let segmentEndsHere = current.range.upperBound <= nextOffset + Int64(want)
-                guard let n = chunker.nextChunkLength(rest, isEnd: segmentEndsHere) else { break cutting }
-                length = n
-            }
-            position += length
-            batch.cuts.append(position)
-            batch.elementSizes.append(current.elementSize)
-            batch.references.append(reference)
-        }
-        nextSegment = segment
-        // Room for each chunk's compressed form.
+        guard try reader.fill(batch) else { return false }
         batch.slots.removeAll(keepingCapacity: true)
         var slot = 0
         batch.slots.append(0)
@@ -424,17 +337,6 @@ private final class IngestPipeline {
             batch.slots.append(slot)
         }
         batch.output.reserve(slot)
-        batch.fileIndex = nextFile
-        batch.isFileEnd = isEnd
-        if isEnd {
-            close(fd)
-            fd = -1
-            nextFile += 1
-            nextOffset = 0
-            nextSegment = 0
-        } else {
-            nextOffset += Int64(position)
-        }
         return true
     }
 
@@ -549,5 +451,4 @@ private final class IngestPipeline {
         doneBytes += Int64(batch.consumed)
     }
 
-    private func zstdBound(_ n: Int) -> Int { zstdCompressBound(n) }
 }
