@@ -36,7 +36,8 @@ echo "model directory: $MODEL_DIR ($BYTES bytes)"
 
 now() { date +%s.%N; }
 mbps() { python3 -c "print(f'{$BYTES / ($2 - $1) / 1e6:.1f}')"; }
-warm() { find "$1" -type f -exec cat {} + >/dev/null; }
+# Source in the page cache, earlier writes flushed: each timed run starts from the same state.
+warm() { find "$1" -type f -exec cat {} + >/dev/null; sync; }
 
 # Each transfer runs REPEAT times (fresh stores and caches, warm page cache for the source);
 # the table gives the median and the best run.
@@ -51,7 +52,7 @@ for i in $(seq 1 "$REPEAT"); do
     warm "$MODEL_DIR"
     t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
     LOCAL_PUSHES+=("$(mbps "$t0" "$t1")")
-    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
+    sync; t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
     LOCAL_PULLS+=("$(mbps "$t0" "$t1")")
 done
 rm -rf "$WORK/out-local"
@@ -87,7 +88,7 @@ for i in $(seq 1 "$REPEAT"); do
     REMOTE_PUSHES+=("$(mbps "$t0" "$t1")")
     SENT=$(echo "$PUSHED" | python3 -c "import json,sys; print(json.load(sys.stdin)['transferred_bytes'])")
     rm -rf "$WORK/out-remote" "$WORK/cache"
-    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
+    sync; t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
     REMOTE_PULLS+=("$(mbps "$t0" "$t1")")
     diff -r "$MODEL_DIR" "$WORK/out-remote" >/dev/null || ROUNDTRIP=MISMATCH
 done
