@@ -30,6 +30,7 @@ extension Cairn {
         func run() async throws {
             var server: CairnServer?
             var banner: [String] = []
+            var example = "MODEL"
             try reportingErrors {
                 guard let level = Logger.Level(rawValue: logLevel) else {
                     throw ValidationError("--log-level must be trace, debug, info, notice, warning or error")
@@ -54,6 +55,7 @@ extension Cairn {
                     try Self.createDemo(registry, actor: global.actor)
                     banner.append("created demo model demo-llama (v1 in production, v2 in staging)")
                 }
+                if let first = try registry.listModels().first { example = PathSegment.encode(first.model) }
                 if try registry.listTokens().isEmpty {
                     let token = try registry.createToken(user: global.actor, role: .admin, actor: global.actor)
                     banner.append(
@@ -76,6 +78,7 @@ extension Cairn {
             }
             guard let server else { return }
             let lines = banner
+            let model = example
             let publicReads = server.options.publicRead
             let storePath = server.registry.store.root
             let app = buildApplication(server: server) { channel in
@@ -87,9 +90,9 @@ extension Cairn {
                     "cairn serve: listening on \(url) (store \(storePath)\(publicReads ? ", public reads" : ""))"
                 )
                 let auth = publicReads ? "" : " -H \"Authorization: Bearer $CAIRN_TOKEN\""
-                out.append("  what is production:  curl\(auth) \(url)/v1/models/MODEL/versions/production")
+                out.append("  what is production:  curl\(auth) \(url)/v1/models/\(model)/versions/production")
                 out.append(
-                    "  a file, resumable:   curl\(auth) -C - -O \(url)/v1/models/MODEL/versions/production/files/config.json"
+                    "  a file, resumable:   curl\(auth) -C - -O \(url)/v1/models/\(model)/versions/production/files/config.json"
                 )
                 out.append("  the CLI, remotely:   cairn ls --remote \(url) --token $CAIRN_TOKEN")
                 out.append("  health, metrics:     curl \(url)/healthz · curl \(url)/metrics")
