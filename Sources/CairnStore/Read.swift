@@ -210,7 +210,7 @@ extension Store {
     /// length) and verifies the SHA-256. `fail` builds the error for a problem description.
     func decodeRecord(
         _ record: UnsafeRawBufferPointer, expected: ChunkRef, location: ChunkLocation,
-        into target: UnsafeMutableRawBufferPointer, context ctx: WorkerContext,
+        into target: UnsafeMutableRawBufferPointer, context ctx: WorkerContext, verify: Bool = true,
         fail: (String) -> CairnStoreError
     ) throws {
         guard let header = PackFormat.readRecordHeader(record) else {
@@ -248,7 +248,9 @@ extension Store {
             }
             let base: UnsafeRawBufferPointer
             do {
-                base = try loadReference(reference, length: target.count, context: ctx)
+                // Not re-hashed here: the delta chunk rebuilt from it is verified against its own id
+                // below, which a damaged reference cannot pass.
+                base = try loadReference(reference, length: target.count, context: ctx, verify: false)
             } catch let error as CairnStoreError {
                 throw fail("is stored as a delta against chunk \(reference.hex), which cannot be read: \(error.message)")
             }
@@ -264,6 +266,7 @@ extension Store {
         case nil:
             throw fail("uses unknown codec \(header.codecRaw) (written by a newer cairn?)")
         }
+        guard verify else { return }
         ctx.hasher.update(UnsafeRawBufferPointer(target))
         let digest = ctx.hasher.finalize()
         guard digest == expected.id else {
@@ -273,7 +276,12 @@ extension Store {
 
     /// Reads, decodes and verifies a delta's reference chunk into `ctx.reference`. References are
     /// never deltas themselves, so this does not recurse further.
-    func loadReference(_ id: SHA256Digest, length: Int, context ctx: WorkerContext) throws -> UnsafeRawBufferPointer {
+    ///
+    /// - Parameter verify: re-hash the reference (ingest does, before encoding a delta against it;
+    ///   reads need not, since the rebuilt chunk is verified).
+    func loadReference(
+        _ id: SHA256Digest, length: Int, context ctx: WorkerContext, verify: Bool = true
+    ) throws -> UnsafeRawBufferPointer {
         guard let location = try lmdb({ try environment.read { try self.location(of: id, in: $0) } }) else {
             throw CairnStoreError(.notFound, "chunk \(id.hex) is not in the index")
         }
@@ -286,7 +294,7 @@ extension Store {
         let target = UnsafeMutableRawBufferPointer(rebasing: ctx.reference.memory[0..<length])
         try decodeRecord(
             UnsafeRawBufferPointer(rebasing: record[0..<got]), expected: ChunkRef(id: id, length: UInt32(length)),
-            location: location, into: target, context: ctx
+            location: location, into: target, context: ctx, verify: verify
         ) { CairnStoreError(.corruption, "chunk \(id.hex) \($0)") }
         return UnsafeRawBufferPointer(target)
     }
