@@ -17,34 +17,28 @@ extension Cairn {
         )
 
         struct Create: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Create a token and print it (once).")
+            static let configuration = CommandConfiguration(
+                abstract: "Create a token for --user NAME with --role and print it (once).",
+                discussion: "Here --user names the user the token identifies (the actor of its changes on the server); the creation itself is recorded as $CAIRN_USER, else the OS user.")
 
             @OptionGroup var global: GlobalOptions
-            @Option(
-                name: .customLong("user"),
-                help: ArgumentHelp(
-                    "The user the token identifies (recorded as the actor of its changes).",
-                    valueName: "NAME"
-                )
-            )
-            var tokenUser: String
             @Option(help: "reader, writer, approver or admin.") var role: Role
+
+            func validate() throws {
+                guard let user = global.user, !user.isEmpty else {
+                    throw ValidationError("give the user the token identifies: --user NAME")
+                }
+            }
 
             func run() throws {
                 try reportingErrors {
-                    let created = try global.openRegistry().createToken(
-                        user: tokenUser,
-                        role: role,
-                        actor: global.actor
-                    )
+                    let env = ProcessInfo.processInfo.environment
+                    let creator = env["CAIRN_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? env["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? NSUserName()
+                    let created = try global.openRegistry().createToken(user: global.user ?? "", role: role, actor: creator)
                     if global.json { return try Output.json(created) }
                     Output.line(created.token)
                     FileHandle.standardError.write(
-                        Data(
-                            "token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n"
-                                .utf8
-                        )
-                    )
+                        Data("token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n".utf8))
                 }
             }
         }

@@ -291,6 +291,27 @@ import Testing
         #expect(try f.registry.store.verify(deep: true).isHealthy)
     }
 
+    @Test func tokenCommandsOnAStore() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("store")
+        func run(_ args: [String]) throws {
+            var command = try Cairn.parseAsRoot(args + ["--store", store])
+            try command.run()
+        }
+        try run(["init"])
+        try run(["token", "create", "--user", "ci", "--role", "approver"])
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["token", "create", "--role", "writer", "--store", store]) }
+        let first = try { () throws -> TokenRecord in
+            let registry = try Registry(store: try Store.open(at: store))
+            return try #require(try registry.listTokens().first)
+        }()
+        #expect(first.user == "ci" && first.role == .approver && !first.isRevoked)
+        try run(["token", "ls"])
+        try run(["token", "revoke", String(first.id.prefix(8))])
+        let registry = try Registry(store: try Store.open(at: store))
+        #expect(try registry.listTokens().first?.isRevoked == true)
+    }
+
     @Test func commandLineAgainstAServer() async throws {
         let f = try ServerFixture()
         let base = f.dir.sub("model")
