@@ -36,7 +36,7 @@ timed() {  # timed STEP LOGICAL cmd... -> appends a row
     read -r wall rss < "$WORK/time"
     printf '%s\t%s\t%s\t%s\t%s\n' "$step" "$logical" "$wall" "$rss" "$(du -sb --apparent-size "$CAIRN_STORE" | cut -f1)" >> "$TSV"
 }
-lbytes() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%d", s}'; }
+lbytes() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.0f", s}'; }
 
 "$CAIRN_BIN" init > /dev/null
 find "$WL" -type f -exec cat {} + > /dev/null   # warm, as peers.sh does

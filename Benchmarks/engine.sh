@@ -18,7 +18,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-engine.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export CAIRN_STORE="$WORK/store"
 mapfile -t ORDER < "$WL/ORDER.txt"
-bytes=$(find "$WL" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%d", s}')
+bytes=$(find "$WL" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.0f", s}')
 find "$WL" -type f -exec cat {} + > /dev/null
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6 / (float(sys.argv[3]) - float(sys.argv[2])):8.0f} MB/s  ({float(sys.argv[3]) - float(sys.argv[2]):.2f} s)')" "$bytes" "$1" "$2"; }
