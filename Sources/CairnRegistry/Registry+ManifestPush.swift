@@ -18,48 +18,8 @@ extension Registry {
     public static func chunkingPlanner(
         sliceSize: Int, parent manifest: Manifest, read: (FileEntry, Range<Int64>) throws -> [UInt8]
     ) -> ChunkingPlanner {
-        var tensors: [String: StructuredChunking.ParentTensor] = [:]
-        for file in manifest.files where file.path.hasSuffix(".safetensors") && file.size >= 8 {
-            guard let prefix = try? read(file, 0..<8),
-                let n = try? SafetensorsHeader.headerLength(prefix, fileSize: file.size),
-                let json = try? read(file, 8..<8 + Int64(n)),
-                let header = try? SafetensorsHeader.parse(headerBytes: json, fileSize: file.size)
-            else { continue }
-            let offsets = file.chunkOffsets()
-            for tensor in header.tensors where !tensor.fileRange.isEmpty {
-                guard let slices = parentSlices(of: tensor.fileRange, in: file, offsets: offsets, sliceSize: sliceSize) else {
-                    continue
-                }
-                tensors[tensor.name] = StructuredChunking.ParentTensor(dtype: tensor.dtype, shape: tensor.shape, slices: slices)
-            }
-        }
-        return StructuredChunking.planner(sliceSize: sliceSize, parent: tensors)
-    }
-
-    /// The chunk ids covering `range` when they are exactly its slices, else nil (the rule of
-    /// `StructuredChunking.parentTensors`).
-    private static func parentSlices(of range: Range<Int64>, in file: FileEntry, offsets: [Int64], sliceSize: Int)
-        -> [SHA256Digest]?
-    {
-        var lo = 0
-        var hi = file.chunks.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if offsets[mid] < range.lowerBound { lo = mid + 1 } else { hi = mid }
-        }
-        guard lo < file.chunks.count, offsets[lo] == range.lowerBound else { return nil }
-        var ids: [SHA256Digest] = []
-        var i = lo
-        var at = range.lowerBound
-        while at < range.upperBound {
-            guard i < file.chunks.count else { return nil }
-            let expected = min(Int64(sliceSize), range.upperBound - at)
-            guard Int64(file.chunks[i].length) == expected else { return nil }
-            ids.append(file.chunks[i].id)
-            at += expected
-            i += 1
-        }
-        return ids
+        StructuredChunking.planner(
+            sliceSize: sliceSize, parent: StructuredChunking.parentTensors(of: manifest, sliceSize: sliceSize, read: read))
     }
 
     /// Registers `manifest` as the next version of `request.model`: the server side of a remote

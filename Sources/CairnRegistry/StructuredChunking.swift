@@ -55,9 +55,24 @@ enum StructuredChunking {
     /// The tensors of every safetensors file of `manifest` whose bytes were cut into slices of
     /// `sliceSize` (only those can serve as delta references), by tensor name. Reads only headers.
     static func parentTensors(of manifest: Manifest, store: Store, sliceSize: Int) -> [String: ParentTensor] {
+        parentTensors(of: manifest, sliceSize: sliceSize) { file, range in
+            var bytes: [UInt8] = []
+            try store.read(file, range: range) { part, _ in bytes.append(contentsOf: part) }
+            return bytes
+        }
+    }
+
+    /// The same, reading the parent's header bytes with `read` (for a parent in another store).
+    static func parentTensors(
+        of manifest: Manifest, sliceSize: Int, read: (FileEntry, Range<Int64>) throws -> [UInt8]
+    ) -> [String: ParentTensor] {
         var tensors: [String: ParentTensor] = [:]
         for file in manifest.files where file.path.hasSuffix(".safetensors") && file.size >= 8 {
-            guard let header = try? readHeader(file, store: store) else { continue }
+            guard let prefix = try? read(file, 0..<8),
+                let n = try? SafetensorsHeader.headerLength(prefix, fileSize: file.size),
+                let json = try? read(file, 8..<8 + Int64(n)),
+                let header = try? SafetensorsHeader.parse(headerBytes: json, fileSize: file.size)
+            else { continue }
             let offsets = file.chunkOffsets()
             for tensor in header.tensors where !tensor.fileRange.isEmpty {
                 guard let slices = slices(of: tensor.fileRange, in: file, offsets: offsets, sliceSize: sliceSize) else { continue }
@@ -88,16 +103,5 @@ enum StructuredChunking {
             i += 1
         }
         return ids
-    }
-
-    /// Reads and parses the header of a stored safetensors file.
-    static func readHeader(_ file: FileEntry, store: Store) throws -> SafetensorsHeader {
-        var prefix: [UInt8] = []
-        try store.read(file, range: 0..<8) { bytes, _ in prefix.append(contentsOf: bytes) }
-        let n = try SafetensorsHeader.headerLength(prefix, fileSize: file.size)
-        var json: [UInt8] = []
-        json.reserveCapacity(n)
-        try store.read(file, range: 8..<8 + Int64(n)) { bytes, _ in json.append(contentsOf: bytes) }
-        return try SafetensorsHeader.parse(headerBytes: json, fileSize: file.size)
     }
 }
