@@ -382,9 +382,11 @@ extension Store {
         Swift.max(ByteGrouping.bound(count, elementSize: 4) + 32, zstdCompressBound(count), count)
     }
 
-    /// Encodes verified raw bytes the way the ingest pipeline's `encode` does (same codecs, same
-    /// rule): a delta against `reference` when that is much smaller, else byte planes for float data
-    /// (`elementSize` 2 or 4) or zstd, else raw. A reference that is not stored is ignored.
+    /// Encodes a new chunk in the smallest form tried — the one rule for pushes and uploads: a delta
+    /// against `reference` (or its own reference, so chains stay one deep) when that is under 0.6 of
+    /// the raw size, else the smaller of that delta and byte planes for float data (`elementSize` 2
+    /// or 4), or zstd for anything else; raw when nothing is smaller. A reference that is not stored
+    /// or cannot be read is ignored. `slot` needs room for ``ByteGrouping/bound(_:elementSize:)`` + 32.
     func encodeForStore(
         _ bytes: UnsafeRawBufferPointer, elementSize: Int, reference: SHA256Digest?,
         into slot: UnsafeMutableRawBufferPointer, _ ctx: WorkerContext

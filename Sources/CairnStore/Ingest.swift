@@ -357,77 +357,14 @@ private final class IngestPipeline {
             if firstInPush, try !store.containsChunk(result.id) {
                 result.isNew = true
                 let slot = UnsafeMutableRawBufferPointer(rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i + 1]])
-                try encode(bytes, elementSize: batch.elementSizes[i], reference: batch.references[i], into: slot, &result, context)
+                let form = try store.encodeForStore(
+                    bytes, elementSize: batch.elementSizes[i], reference: batch.references[i], into: slot, context)
+                result.codec = form.codec
+                result.storedLength = form.length
+                result.reference = form.reference
             }
             batch.results[i] = result
         }
-    }
-
-    /// Encodes a new chunk: as a delta against its reference when that is much smaller, else as
-    /// byte planes (float data) or zstd, else raw.
-    private func encode(
-        _ bytes: UnsafeRawBufferPointer, elementSize: Int, reference: SHA256Digest?, into slot: UnsafeMutableRawBufferPointer,
-        _ result: inout IngestBatch.ChunkResult, _ context: WorkerContext
-    ) throws {
-        var best = bytes.count
-        if elementSize != 0, let base = try deltaBase(reference, length: bytes.count, context) {
-            let input = UnsafeMutableRawBufferPointer(rebasing: context.deltaInput.memory[0..<bytes.count])
-            input.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            ByteGrouping.subtract(input, reference: base.bytes, elementSize: elementSize)
-            let n = try ByteGrouping.encode(
-                UnsafeRawBufferPointer(input), elementSize: elementSize, rotate: false,
-                into: UnsafeMutableRawBufferPointer(rebasing: slot[32...]), planes: context.planes.memory,
-                compressor: context.planeCompressor)
-            if 32 + n < best {
-                base.id.store(to: slot.baseAddress!)
-                best = 32 + n
-                result.codec = .delta
-                result.reference = base.id
-            }
-            // Byte planes alone reach about 2/3 of the raw size on trained weights: a delta well below
-            // that is kept without trying them (a fine-tune's deltas are 0.35–0.55).
-            if best < bytes.count * 6 / 10 {
-                result.storedLength = best
-                return
-            }
-        }
-        if elementSize != 0 {
-            let out = UnsafeMutableRawBufferPointer(rebasing: context.deltaOutput.memory[0..<ByteGrouping.bound(bytes.count, elementSize: elementSize)])
-            let n = try ByteGrouping.encode(
-                bytes, elementSize: elementSize, into: out, planes: context.planes.memory, compressor: context.planeCompressor)
-            if n < best {
-                slot.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
-                best = n
-                result.codec = .byteGrouped
-                result.reference = nil
-            }
-        } else {
-            let n = try context.compressor.compress(bytes, into: slot)
-            if n < best {
-                best = n
-                result.codec = .zstd
-            }
-        }
-        if best == bytes.count {
-            slot.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            result.codec = .raw
-            result.reference = nil
-        }
-        result.storedLength = best
-    }
-
-    /// The raw bytes of the chunk to store a delta against: `reference`, or its own reference if it
-    /// is a delta itself (so chains stay one deep). Nil when there is none or it cannot be read.
-    private func deltaBase(
-        _ reference: SHA256Digest?, length: Int, _ context: WorkerContext
-    ) throws -> (id: SHA256Digest, bytes: UnsafeRawBufferPointer)? {
-        guard let reference else { return nil }
-        guard let location = try store.lmdb({ try store.environment.read { try store.location(of: reference, in: $0) } }) else {
-            return nil
-        }
-        let base = location.reference ?? reference
-        guard let bytes = try? store.loadReference(base, length: length, context: context) else { return nil }
-        return (base, bytes)
     }
 
     /// Write stage: appends a finished batch's new chunks to packs.
