@@ -314,25 +314,31 @@ public final class Registry: @unchecked Sendable {
         return files
     }
 
+    /// The file `path` of a version and the bytes `range` (inclusive bounds, as in HTTP; an end past
+    /// the file is clipped) asks for, or the whole file. The one rule local and remote reads share.
+    ///
+    /// - Throws: ``RegistryError``: `.notFound` for a path not in the version, `.invalidArgument` for a
+    ///   range that starts past the end.
+    public static func fileRange(
+        in manifest: Manifest, of version: VersionRecord, path: String, range: ClosedRange<Int64>?
+    ) throws -> (file: FileEntry, bytes: Range<Int64>) {
+        guard let file = manifest.file(path) else {
+            throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
+        }
+        guard let range else { return (file, 0..<file.size) }
+        guard range.lowerBound < file.size else {
+            throw RegistryError(
+                .invalidArgument, "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)")
+        }
+        return (file, range.lowerBound..<min(range.upperBound + 1, file.size))
+    }
+
     /// Streams `path` of `version` (or the byte range `range`, inclusive bounds as in HTTP) to `sink`.
     public func read(
         _ version: VersionRecord, path: String, range: ClosedRange<Int64>? = nil,
         sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let manifest = try manifest(of: version)
-        guard let file = manifest.file(path) else {
-            throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
-        }
-        let bytes: Range<Int64>
-        if let range {
-            guard range.lowerBound < file.size else {
-                throw RegistryError(
-                    .invalidArgument, "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)")
-            }
-            bytes = range.lowerBound..<min(range.upperBound + 1, file.size)
-        } else {
-            bytes = 0..<file.size
-        }
+        let (file, bytes) = try Self.fileRange(in: try manifest(of: version), of: version, path: path, range: range)
         try storeCall {
             try store.read(file, range: bytes, context: "model \(version.model) version \(version.version)") { chunk, _ in
                 try sink(chunk)

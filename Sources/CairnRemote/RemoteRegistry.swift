@@ -835,22 +835,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         range: ClosedRange<Int64>?,
         sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let manifest = try manifest(of: version)
-        guard let file = manifest.file(path) else {
-            throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
-        }
-        let bytes: Range<Int64>
-        if let range {
-            guard range.lowerBound < file.size else {
-                throw RegistryError(
-                    .invalidArgument,
-                    "range \(range.lowerBound)-\(range.upperBound) starts past the end of \(path) (\(file.size) bytes)"
-                )
-            }
-            bytes = range.lowerBound..<min(range.upperBound + 1, file.size)
-        } else {
-            bytes = 0..<file.size
-        }
+        let (file, bytes) = try Registry.fileRange(in: try manifest(of: version), of: version, path: path, range: range)
         if bytes.isEmpty { return }
         let filePath = Self.versionPath(version) + "/files/" + PathSegment.encodePath(path)
         let hasher = range == nil ? SHA256Hasher() : nil

@@ -65,12 +65,21 @@ public struct ErrorBody: Codable, Sendable {
 public struct VersionDocument: Encodable, Sendable {
     public var info: VersionInfo
     public var manifest: Manifest?
+    /// Per file: bytes its distinct chunks take on disk (`stored_bytes` of each file, when known).
+    public var stored: [String: Int64]
     public var past: PastResolution?
+    /// The version's tensors (`show --tensors`).
+    public var tensors: [TensorInfo]?
 
-    public init(info: VersionInfo, manifest: Manifest? = nil, past: PastResolution? = nil) {
+    public init(
+        info: VersionInfo, manifest: Manifest? = nil, stored: [String: Int64] = [:], past: PastResolution? = nil,
+        tensors: [TensorInfo]? = nil
+    ) {
         self.info = info
         self.manifest = manifest
+        self.stored = stored
         self.past = past
+        self.tensors = tensors
     }
 
     struct FileView: Codable {
@@ -78,12 +87,18 @@ public struct VersionDocument: Encodable, Sendable {
         var size: Int64
         var sha256: String
         var chunks: Int
+        var storedBytes: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case path, size, sha256, chunks
+            case storedBytes = "stored_bytes"
+        }
     }
 
     enum CodingKeys: String, CodingKey {
         case model, version, reference, manifest, stage, aliases, message, metrics, params, tags, parents, datasets,
             source
-        case files, approvals, at
+        case files, approvals, at, tensors
         case createdBy = "created_by"
         case createdAt = "created_at"
         case logicalBytes = "logical_bytes"
@@ -124,11 +139,14 @@ public struct VersionDocument: Encodable, Sendable {
         if let manifest {
             try c.encode(
                 manifest.files.map {
-                    FileView(path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count)
+                    FileView(
+                        path: $0.path, size: $0.size, sha256: $0.sha256.hex, chunks: $0.chunks.count,
+                        storedBytes: stored[$0.path])
                 },
                 forKey: .files
             )
         }
+        if let tensors { try c.encode(tensors, forKey: .tensors) }
         if let past {
             try c.encode(past.at, forKey: .at)
             try c.encode(past.stage, forKey: .stageAt)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnRemote
 import CairnStore
 import Foundation
 
@@ -41,7 +42,7 @@ extension Cairn {
                     model: model, stage: try stage.map { try parseStage($0, option: "--stage") },
                     tags: try parsePairs(tag, what: "tag"), metrics: try metric.map { try MetricCondition(parsing: $0) })
                 let versions = try registry.findVersions(query)
-                if global.json { return try Output.json(versions.map { VersionView(info: $0) }) }
+                if global.json { return try Output.json(versions.map { VersionDocument(info: $0) }) }
                 Output.table(
                     [model == nil ? "VERSION" : "N", "STAGE", "ALIASES", "CREATED_BY", "CREATED_AT", "SIZE", "NEW", "MESSAGE"],
                     versions.map {
@@ -90,7 +91,7 @@ extension Cairn {
                 let tensorList = tensors ? try contentReader(registry).tensors(of: version) : nil
                 let stored = try registry.storedBytesByFile(manifest)
                 if global.json {
-                    return try Output.json(VersionView(info: info, manifest: manifest, stored: stored, past: past, tensors: tensorList))
+                    return try Output.json(VersionDocument(info: info, manifest: manifest, stored: stored, past: past, tensors: tensorList))
                 }
                 if let past {
                     Output.line("at \(past.at): \(ref) was \(version.reference) [\(past.stage.rawValue)]" + (past.aliases.isEmpty ? "" : " aliases \(past.aliases.joined(separator: ", "))"))
