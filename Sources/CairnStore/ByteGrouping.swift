@@ -154,15 +154,21 @@ enum ByteGrouping {
         let d = destination.baseAddress!
         let by: UInt16 = rotate ? 1 : 0
         let by32: UInt32 = rotate ? 1 : 0
+        // One pointer per plane: indexing one pointer with `count + i` kept LLVM from vectorizing
+        // these loops (2.2 GB/s for bf16 instead of 33 GB/s).
+        let p0 = p
+        let p1 = p + count
         if elementSize == 2 {
             for i in 0..<count {
-                let r = UInt16(p[i]) &<< 8 | UInt16(p[count + i])
+                let r = UInt16(p0[i]) &<< 8 | UInt16(p1[i])
                 let v = (r &>> by) | (r &<< ((16 &- by) & 15))
                 d.storeBytes(of: v.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
             }
         } else {
+            let p2 = p + 2 * count
+            let p3 = p + 3 * count
             for i in 0..<count {
-                let r = UInt32(p[i]) &<< 24 | UInt32(p[count + i]) &<< 16 | UInt32(p[2 * count + i]) &<< 8 | UInt32(p[3 * count + i])
+                let r = UInt32(p0[i]) &<< 24 | UInt32(p1[i]) &<< 16 | UInt32(p2[i]) &<< 8 | UInt32(p3[i])
                 let v = (r &>> by32) | (r &<< ((32 &- by32) & 31))
                 d.storeBytes(of: v.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
             }
