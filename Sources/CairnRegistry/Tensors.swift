@@ -369,15 +369,7 @@ private final class OutputFile {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + Int64(done)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Self.failure("write", temp)
-            }
-            done += n
-        }
+        try storeCall { try FileIO.pwrite(fd, bytes, at: offset, path: temp) }
     }
 
     func commit() throws {

@@ -136,9 +136,6 @@ final class PackWriter {
         try trailer.withUnsafeBytes { try put($0) }
         try flush()
         try FileIO.fsync(fd, path: tempPath)
-        // The pack is durable and written once; its pages need not stay cached (reads of it come
-        // later, if at all), which leaves that memory to the files being pushed and pulled.
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
         close(fd)
         fd = -1
         let relative = PackFormat.relativePath(packID)

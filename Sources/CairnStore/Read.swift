@@ -79,18 +79,27 @@ extension Store {
         var round = 0
         var first = lo
         let errors = FirstError()
-        while first < file.chunks.count && offsets[first] < range.upperBound {
-            // Chunks [first, last) whose bytes fit in the window (at least one chunk).
-            var last = first + 1
+        // Chunks [from, end) whose bytes fit in one window (at least one chunk).
+        func windowEnd(from: Int) -> Int {
+            var last = from + 1
             while last < file.chunks.count && offsets[last] < range.upperBound
-                && offsets[last + 1] - offsets[first] <= Int64(Self.readWindow)
+                && offsets[last + 1] - offsets[from] <= Int64(Self.readWindow)
             {
                 last += 1
             }
+            return last
+        }
+        var last = windowEnd(from: first)
+        var spans = try plan(file, chunks: first..<last, context: context)
+        while first < file.chunks.count && offsets[first] < range.upperBound {
+            // The next window's spans are planned now and their pack bytes requested from the disk,
+            // so that they arrive while this window is decoded.
+            let next = last < file.chunks.count && offsets[last] < range.upperBound ? windowEnd(from: last) : last
+            let nextSpans = next > last ? try plan(file, chunks: last..<next, context: context) : []
+            for span in nextSpans { prefetchPack(span.packID, range: span.start..<span.end) }
             let windowStart = Swift.max(offsets[first], range.lowerBound)
             let windowEnd = Swift.min(offsets[last], range.upperBound)
             let window = windows[round % 2]
-            let spans = try plan(file, chunks: first..<last, context: context)
             let writing = pending
             parallelFor(1 + spans.count) { i in
                 if errors.isSet { return }
@@ -111,6 +120,8 @@ extension Store {
             try errors.rethrow()
             pending = (window, Int(windowEnd - windowStart), windowStart)
             first = last
+            last = next
+            spans = nextSpans
             round += 1
         }
         if let pending {

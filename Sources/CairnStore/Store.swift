@@ -134,6 +134,15 @@ public final class Store: @unchecked Sendable {
         return got
     }
 
+    /// Asks the kernel to start reading pack bytes into the page cache (`POSIX_FADV_WILLNEED`),
+    /// so that a later ``readPack(_:into:at:)`` of them does not wait for the disk.
+    func prefetchPack(_ id: UInt64, range: Range<Int64>) {
+        let path = packPath(id)
+        _ = try? packHandles.withDescriptor(for: id, path: path) { fd in
+            posix_fadvise(fd, off_t(range.lowerBound), off_t(range.count), POSIX_FADV_WILLNEED)
+        }
+    }
+
     // MARK: Index access
 
     func location(of id: SHA256Digest, in txn: Transaction) throws -> ChunkLocation? {
@@ -288,6 +297,9 @@ final class PackHandles: Sendable {
         } catch {
             throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(id)) is missing or unreadable: \(error)")
         }
+        // Readers ask for exactly the spans they need, so the kernel's readahead would only add
+        // bytes nobody reads, in large folios that are slow to allocate on a VM (see FileIO.largestWrite).
+        posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)
         let cached = handles.withLock { table -> Int32? in
             if let existing = table[id] { return existing }
             guard table.count < Self.limit else { return nil }
