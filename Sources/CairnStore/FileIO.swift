@@ -43,6 +43,13 @@ public enum FileIO {
         }
     }
 
+    /// `O_DIRECT` (Glibc does not export it without `_GNU_SOURCE`); its value differs by architecture.
+    #if arch(arm64) || arch(arm)
+    static let directFlag: Int32 = 0o200000
+    #else
+    static let directFlag: Int32 = 0o40000
+    #endif
+
     /// Writes all of `buffer` to a stream (stdout, a pipe).
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
         var done = 0

@@ -87,6 +87,32 @@ func parallelFor(_ iterations: Int, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs `background` on a thread of its own while `foreground` runs on this one, and returns when
+/// both are done: for blocking I/O next to ``parallelFor(_:_:)``, which it would otherwise slow by
+/// holding one of its CPU-bound workers while it waits for the disk.
+func alongside(_ background: () -> Void, _ foreground: () -> Void) {
+    withoutActuallyEscaping(background) { escapable in
+        // The block holds the slot, not the closure, which is dropped before `done` is signalled:
+        // nothing may keep it once withoutActuallyEscaping returns.
+        let slot = ClosureSlot(escapable)
+        let done = DispatchSemaphore(value: 0)
+        // A serial queue of its own: dispatch gives it a thread even when every worker is busy.
+        DispatchQueue(label: "cairn.io").async {
+            slot.body?()
+            slot.body = nil
+            done.signal()
+        }
+        foreground()
+        done.wait()
+    }
+}
+
+private final class ClosureSlot: @unchecked Sendable {
+    // @unchecked Sendable: set before the block is queued, used and cleared by that block only.
+    var body: (() -> Void)?
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
 private struct UncheckedSendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }

@@ -66,6 +66,20 @@ import Testing
         #expect(manifest.file("big.bin")!.chunks.map { Int($0.length) } == expected)
     }
 
+    @Test func filesAroundBlockSizesAndAcrossReadWindows() throws {
+        // Restores write whole 4 KiB blocks (direct I/O) and carry a window's unfinished block into
+        // the next: sizes next to block multiples, and a file of three 16 MiB read windows whose
+        // chunk boundaries fall anywhere, must come back exact and at their own sizes.
+        _ = try roundTrip(
+            [
+                "a.bin": FixtureData.bytes(count: 4095, seed: 11),
+                "b.bin": FixtureData.bytes(count: 4096, seed: 12),
+                "c.bin": FixtureData.bytes(count: 4097, seed: 13),
+                "d.bin": FixtureData.bytes(count: (16 << 20) + 1, seed: 14),
+                "e.bin": FixtureData.bytes(count: (33 << 20) + 1234, seed: 15),
+            ], packSize: 8 << 20)
+    }
+
     @Test func manySmallFilesInNestedDirectories() throws {
         var files: [String: [UInt8]] = [:]
         for i in 0..<150 {
