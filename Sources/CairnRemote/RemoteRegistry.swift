@@ -392,7 +392,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         var seen = Set<SHA256Digest>()
         var builder = BundleBuffer(capacity: limit)
-        var inFlight: [EventLoopFuture<HTTPClient.Response>] = []
+        var inFlight: [(response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer)] = []
         var sent: Int64 = 0
         func collect(_ future: EventLoopFuture<HTTPClient.Response>) throws {
             do {
@@ -408,10 +408,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let bundle = builder.take()
             sent += Int64(bundle.readableBytes)
             inFlight.append(
-                try start(
+                (try start(
                     .POST, "/v1/chunks", query: [("upload", uploadID)], body: .byteBuffer(bundle),
-                    contentType: "application/octet-stream"))
-            if inFlight.count > 2 { try collect(inFlight.removeFirst()) }
+                    contentType: "application/octet-stream"), bundle))
+            if inFlight.count > 2 {
+                let done = inFlight.removeFirst()
+                try collect(done.response)
+                builder.recycle(done.bundle)
+            }
         }
         let tree = try Store.scan(directory: directory, parameters: config.chunker, planner: planner, progress: progress) {
             round in
@@ -425,7 +429,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             }
         }
         try send()
-        for future in inFlight { try collect(future) }
+        for pending in inFlight { try collect(pending.response) }
         inFlight = []
         for attempt in 0..<4 {
             do {
@@ -904,23 +908,32 @@ final class ErrorBox: Sendable {
 struct BundleBuffer {
     private var buffer: ByteBuffer
     private let capacity: Int
+    /// Buffers of bundles whose upload finished, cleared for the next ones: a fresh 16 MiB buffer
+    /// per bundle cost a page fault per 4 KiB, about 5 % of a remote push's CPU time.
+    private var spare: [ByteBuffer] = []
     private(set) var count = 0
     private(set) var rawBytes = 0
 
     init(capacity: Int) {
         self.capacity = capacity
-        buffer = ByteBufferAllocator().buffer(capacity: capacity + (capacity >> 4))
+        buffer = Self.empty(capacity: capacity, reusing: nil)
+    }
+
+    private static func empty(capacity: Int, reusing old: consuming ByteBuffer?) -> ByteBuffer {
+        var buffer = old ?? ByteBufferAllocator().buffer(capacity: capacity + (capacity >> 4))
+        buffer.clear()
         buffer.writeRepeatingByte(0, count: ChunkBundle.headerSize)
+        return buffer
     }
 
     mutating func append(_ source: ChunkSource, bytes: UnsafeRawBufferPointer) {
-        var header = [UInt8](repeating: 0, count: ChunkBundle.entryHeaderSize(hasReference: source.reference != nil))
-        header.withUnsafeMutableBytes { raw in
+        let headerSize = ChunkBundle.entryHeaderSize(hasReference: source.reference != nil)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: headerSize) { raw in
             ChunkBundle.writeEntryHeader(
                 id: source.chunk.id, codec: .raw, rawLength: bytes.count, storedLength: bytes.count,
                 elementSize: source.elementSize, reference: source.reference, to: raw.baseAddress!)
+            return headerSize
         }
-        buffer.writeBytes(header)
         buffer.writeBytes(bytes)
         count += 1
         rawBytes += bytes.count
@@ -931,7 +944,15 @@ struct BundleBuffer {
         let count = self.count
         buffer.withUnsafeMutableReadableBytes { ChunkBundle.writeHeader(count: count, to: $0.baseAddress!) }
         let out = buffer
-        self = BundleBuffer(capacity: capacity)
+        buffer = Self.empty(capacity: capacity, reusing: spare.popLast())
+        self.count = 0
+        rawBytes = 0
         return out
+    }
+
+    /// Takes back the buffer of a bundle whose upload finished (its memory is reused when nothing
+    /// else holds it).
+    mutating func recycle(_ bundle: consuming ByteBuffer) {
+        spare.append(bundle)
     }
 }

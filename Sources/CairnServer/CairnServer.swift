@@ -101,6 +101,8 @@ public final class CairnServer: Sendable {
     let tokenCache = GenerationCache<TokenRecord?>()
     let statsCache = GenerationCache<RegistryStatistics>(capacity: 1)
     let uploads = UploadTable()
+    /// Buffers for chunk bundle bodies, reused across uploads.
+    let bundleBuffers = BodyBuffers()
     let config: ServerConfig
 
     public init(registry: Registry, options: ServerOptions, logger: Logger = Logger(label: "cairn.server")) {
@@ -347,9 +349,28 @@ func binaryResponse(_ bytes: [UInt8]) -> Response {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
+/// Request body buffers kept for reuse: bundles are megabytes each, and a fresh buffer per request
+/// costs a page fault per 4 KiB (about 3 % of a remote push's CPU time). At most four are kept.
+final class BodyBuffers: Sendable {
+    private let free = Mutex<[ByteBuffer]>([])
+
+    /// An empty buffer of at least `capacity` bytes.
+    func take(capacity: Int) -> ByteBuffer {
+        var buffer = free.withLock { $0.popLast() } ?? ByteBufferAllocator().buffer(capacity: capacity)
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
+    /// Gives back a buffer taken with ``take(capacity:)`` once nothing reads it any more.
+    func recycle(_ buffer: ByteBuffer) {
+        free.withLock { if $0.count < 4 { $0.append(buffer) } }
+    }
+}
+
 extension Request {
-    /// The body, at most `limit` bytes (413 beyond).
-    mutating func body(upTo limit: Int) async throws -> ByteBuffer {
+    /// The body, at most `limit` bytes (413 beyond); a body of known length is read into a buffer
+    /// from `buffers` when given (give it back with ``BodyBuffers/recycle(_:)``).
+    mutating func body(upTo limit: Int, buffers: BodyBuffers? = nil) async throws -> ByteBuffer {
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw APIError(
                 .contentTooLarge,
@@ -359,7 +380,7 @@ extension Request {
         }
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > 64 << 10 {
             // Known size: one allocation of it, no regrowing (chunk bundles are megabytes).
-            var buffer = ByteBufferAllocator().buffer(capacity: length)
+            var buffer = buffers?.take(capacity: length) ?? ByteBufferAllocator().buffer(capacity: length)
             for try await part in self.body {
                 guard buffer.readableBytes + part.readableBytes <= length else {
                     throw APIError(.badRequest, "invalid_argument", "the request body is longer than its Content-Length")

@@ -48,7 +48,8 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         // without, they are stored and indexed at once.
         let upload = try request.query("upload").map { try server.uploads.get($0, user: actor) }
         var request = request
-        let body = try await request.body(upTo: options.maxBatchBytes)
+        let body = try await request.body(upTo: options.maxBatchBytes, buffers: server.bundleBuffers)
+        defer { server.bundleBuffers.recycle(body) }
         let result: ChunkStoreResult
         do {
             result = try await server.blocking {

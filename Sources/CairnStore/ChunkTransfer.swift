@@ -1246,23 +1246,26 @@ public struct ScanRound {
 }
 
 /// Re-encoding buffers of verified bundles, reused: a fresh multi-megabyte buffer per bundle costs
-/// page faults and zeroing on every touch. At most two are kept.
+/// page faults and zeroing on every touch. Sizes are rounded up to 8 MiB, so bundles of slightly
+/// different sizes share buffers; at most four are kept (bundles in flight on a server).
 enum OutputBuffers {
     private static let free = Mutex<[AlignedBuffer]>([])
+    private static let granule = 8 << 20
 
     static func take(capacity: Int) -> AlignedBuffer {
+        let rounded = (capacity + granule - 1) / granule * granule
         let buffer = free.withLock { list -> AlignedBuffer? in
             guard let i = list.firstIndex(where: { $0.capacity >= capacity }) else { return list.popLast() }
             return list.remove(at: i)
         }
-        guard let buffer else { return AlignedBuffer(capacity: capacity) }
-        buffer.reserve(capacity)
+        guard let buffer else { return AlignedBuffer(capacity: rounded) }
+        if buffer.capacity < capacity { buffer.reserve(rounded) }
         return buffer
     }
 
     static func give(_ buffer: AlignedBuffer) {
         free.withLock { list in
-            if list.count < 2 { list.append(buffer) }
+            if list.count < 4 { list.append(buffer) }
         }
     }
 }
