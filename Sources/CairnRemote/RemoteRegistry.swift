@@ -725,12 +725,13 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
     /// the bytes received. Each chunk is verified as it is stored, then handed to `onVerified`
-    /// (from several threads at once).
+    /// (from several threads at once); `afterBatch` runs once a batch has been handed over.
     @discardableResult
     public func fetchIntoCache(
         _ files: [FileEntry],
         progress: ((TransferProgress) -> Void)? = nil,
-        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil,
+        afterBatch: (() -> Void)? = nil
     ) throws -> Int64 {
         let config = try serverConfig()
         let cache = try cacheStore()
@@ -745,7 +746,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let missing = try cache.missingChunks(ids)
         if missing.isEmpty { return 0 }
         // Staged into packs as they arrive and indexed once at the end (one fsync per pack, not per batch).
-        let staging = try ChunkUpload(store: cache)
+        let staging = try ChunkUpload(store: cache, recyclesPages: true)
         defer { staging.abandon() }
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         let batches = Self.batches(missing.map { lengths[$0]! }, limit: limit, maxCount: config.maxBatchIDs)
@@ -765,6 +766,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let verified = try body.readableBytesView.withUnsafeBytes {
                 try staging.verify(bundle: $0, compressRaw: false, onVerified: onVerified)
             }
+            afterBatch?()
             writing.async {
                 do {
                     try body.readableBytesView.withUnsafeBytes { _ = try staging.stage(verified, bundle: $0) }
@@ -825,7 +827,8 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         // Fetched chunks go into the files as they are verified (decoded once); chunks the cache
         // already had are read from it at the end.
         let session = try RestoreSession(store: try cacheStore(), files: files, directory: directory)
-        try fetchIntoCache(files, progress: progress, onVerified: session.write)
+        // The files' pages are recycled between batches (see RestoreSession.recyclePages).
+        try fetchIntoCache(files, progress: progress, onVerified: session.write, afterBatch: session.recyclePages)
         try session.finish(context: "model \(version.model) version \(version.version)", progress: progress)
         return files
     }

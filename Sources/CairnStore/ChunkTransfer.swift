@@ -991,6 +991,12 @@ public final class RestoreSession: @unchecked Sendable {
         if !finished { for temp in temporaries { unlink(temp) } }
     }
 
+    /// Hands the bytes written so far to writeback and drops from the page cache those already
+    /// written back, so that the next writes reuse their pages; call between batches of writes.
+    public func recyclePages() {
+        for fd in descriptors { FileIO.recyclePages(fd) }
+    }
+
     /// Writes a verified chunk's bytes wherever the files hold it. Thread-safe.
     public func write(_ id: SHA256Digest, _ bytes: UnsafeRawBufferPointer) throws {
         guard let places = positions[id] else { return }
@@ -1107,9 +1113,11 @@ public final class ChunkUpload: @unchecked Sendable {
     private var closed = false
     private let lease: StoreLock.Lease
 
-    public init(store: Store) throws {
+    /// - Parameter recyclesPages: drop the packs' pages from the page cache once they are on disk
+    ///   (a cache being filled: its packs are not read again soon).
+    public init(store: Store, recyclesPages: Bool = false) throws {
         self.store = store
-        writer = PackWriter(root: store.root, targetSize: store.config.packSize)
+        writer = PackWriter(root: store.root, targetSize: store.config.packSize, recyclesPages: recyclesPages)
         lease = try StoreLock.sharedPushLease(root: store.root)
     }
 

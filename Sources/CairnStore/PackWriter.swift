@@ -33,9 +33,14 @@ final class PackWriter {
     /// Bytes written into packs, headers and tables included.
     private(set) var bytesWritten: Int64 = 0
 
-    init(root: String, targetSize: Int) {
+    /// Whether written pages leave the page cache as soon as they are on disk (packs of a cache,
+    /// not read again soon), so that writing many of them reuses the same pages.
+    private let recyclesPages: Bool
+
+    init(root: String, targetSize: Int, recyclesPages: Bool = false) {
         self.root = root
         self.targetSize = targetSize
+        self.recyclesPages = recyclesPages
         self.staging = AlignedBuffer(capacity: 4 << 20)
     }
 
@@ -120,6 +125,8 @@ final class PackWriter {
         stagingCount = 0
         // Start writeback early in 16 MiB steps, so the fsync at seal time finds little left to write.
         if stagingOffset - writebackStart >= 16 << 20 {
+            // The range handed to writeback last time is written by now, or nearly.
+            if recyclesPages, writebackStart > 0 { FileIO.dropWritten(fd, offset: 0, length: writebackStart) }
             FileIO.startWriteback(fd, offset: writebackStart, length: stagingOffset - writebackStart)
             writebackStart = stagingOffset
         }
@@ -136,6 +143,7 @@ final class PackWriter {
         try trailer.withUnsafeBytes { try put($0) }
         try flush()
         try FileIO.fsync(fd, path: tempPath)
+        if recyclesPages { posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
         close(fd)
         fd = -1
         let relative = PackFormat.relativePath(packID)
