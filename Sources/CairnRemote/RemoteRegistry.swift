@@ -143,17 +143,29 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     /// Waits for a started request; throws the server's error for a status of 400 or more.
     func finish(_ future: EventLoopFuture<HTTPClient.Response>) throws -> Reply {
-        let response: HTTPClient.Response
+        try finish(future.map { Reply(status: Int($0.status.code), headers: $0.headers, body: $0.body ?? ByteBuffer()) })
+    }
+
+    /// Like ``start(_:_:query:body:contentType:headers:)``, with the reply read by `collector`.
+    func start(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        collector: PooledReplyCollector
+    ) throws -> EventLoopFuture<Reply> {
+        client.execute(
+            request: try makeRequest(method, path, body: body, contentType: contentType), delegate: collector
+        ).futureResult
+    }
+
+    func finish(_ future: EventLoopFuture<Reply>) throws -> Reply {
+        let reply: Reply
         do {
-            response = try future.wait()
+            reply = try future.wait()
         } catch {
             throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(error)")
         }
-        let reply = Reply(
-            status: Int(response.status.code),
-            headers: response.headers,
-            body: response.body ?? ByteBuffer()
-        )
         if reply.status >= 400 { throw Self.error(from: reply) }
         return reply
     }
@@ -725,13 +737,12 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
     /// the bytes received. Each chunk is verified as it is stored, then handed to `onVerified`
-    /// (from several threads at once); `afterBatch` runs once a batch has been handed over.
+    /// (from several threads at once).
     @discardableResult
     public func fetchIntoCache(
         _ files: [FileEntry],
         progress: ((TransferProgress) -> Void)? = nil,
-        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil,
-        afterBatch: (() -> Void)? = nil
+        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws -> Int64 {
         let config = try serverConfig()
         let cache = try cacheStore()
@@ -766,7 +777,6 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let verified = try body.readableBytesView.withUnsafeBytes {
                 try staging.verify(bundle: $0, compressRaw: false, onVerified: onVerified)
             }
-            afterBatch?()
             writing.async {
                 do {
                     try body.readableBytesView.withUnsafeBytes { _ = try staging.stage(verified, bundle: $0) }
@@ -824,12 +834,12 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 return file
             }
         }
-        // Fetched chunks go into the files as they are verified (decoded once); chunks the cache
-        // already had are read from it at the end.
-        let session = try RestoreSession(store: try cacheStore(), files: files, directory: directory)
-        // The files' pages are recycled between batches (see RestoreSession.recyclePages).
-        try fetchIntoCache(files, progress: progress, onVerified: session.write, afterBatch: session.recyclePages)
-        try session.finish(context: "model \(version.model) version \(version.version)", progress: progress)
+        // The files are restored from the cache as from a local store; the chunks it lacks are
+        // fetched window by window as they are needed, verified once, and kept in the cache.
+        let config = try serverConfig()
+        try cacheStore().restore(
+            files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress,
+            fetcher: ServerChunks(remote: self, config: config))
         return files
     }
 
@@ -957,5 +967,95 @@ struct BundleBuffer {
     /// else holds it).
     mutating func recycle(_ bundle: consuming ByteBuffer) {
         spare.append(bundle)
+    }
+}
+
+/// Reply bodies of chunk fetches read into reused buffers: AsyncHTTPClient's default collector
+/// grows a fresh buffer per reply, whose pages are faulted in anew each time (a third of a remote
+/// pull's page faults). At most four are kept.
+final class ReplyBuffers: Sendable {
+    static let shared = ReplyBuffers()
+    private let free = Mutex<[ByteBuffer]>([])
+
+    func take() -> ByteBuffer { free.withLock { $0.popLast() } ?? ByteBuffer() }
+
+    func give(_ buffer: ByteBuffer) {
+        var buffer = buffer
+        buffer.clear()
+        free.withLock { if $0.count < 4 { $0.append(buffer) } }
+    }
+}
+
+/// Collects a reply into a buffer from ``ReplyBuffers``, sized by its Content-Length.
+final class PooledReplyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+    // @unchecked Sendable: AsyncHTTPClient calls a delegate on its event loop only.
+    typealias Response = RemoteRegistry.Reply
+    private var status = 0
+    private var headers = HTTPHeaders()
+    private var body: ByteBuffer
+
+    init() { body = ReplyBuffers.shared.take() }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        status = Int(head.status.code)
+        headers = head.headers
+        if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }) {
+            body.reserveCapacity(minimumWritableBytes: length)
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
+        body.writeImmutableBuffer(part)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
+        // Handed over, not shared: the buffer can be reused once the reply is done with.
+        let reply = Response(status: status, headers: headers, body: body)
+        body = ByteBuffer()
+        return reply
+    }
+}
+
+/// The server as a source of chunks for a restore from the cache: one `POST /v1/chunks/fetch` per
+/// batch within the server's limits, started at once and waited for when the restore needs it.
+struct ServerChunks: ChunkFetcher {
+    let remote: RemoteRegistry
+    let config: ServerConfig
+
+    func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
+        let batches = RemoteRegistry.batches(
+            chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
+        return try batches.map { range in
+            let batch = chunks[range].map(\.id)
+            return FetchedBundle(
+                remote: remote,
+                future: try remote.start(
+                    .POST, "/v1/chunks/fetch", body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream",
+                    collector: PooledReplyCollector()))
+        }
+    }
+}
+
+/// A `POST /v1/chunks/fetch` on its way; its reply is kept once it has arrived.
+final class FetchedBundle: PendingBundle, @unchecked Sendable {
+    // @unchecked Sendable: used by one thread at a time (the restore's read loop, then its stager).
+    private let remote: RemoteRegistry
+    private let future: EventLoopFuture<RemoteRegistry.Reply>
+    private var body: ByteBuffer?
+
+    init(remote: RemoteRegistry, future: EventLoopFuture<RemoteRegistry.Reply>) {
+        self.remote = remote
+        self.future = future
+    }
+
+    deinit {
+        if let body { ReplyBuffers.shared.give(body) }
+    }
+
+    func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        if self.body == nil { self.body = try remote.finish(future).body }
+        return try self.body!.readableBytesView.withUnsafeBytes(body)
     }
 }

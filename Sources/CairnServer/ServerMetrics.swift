@@ -43,6 +43,9 @@ public final class ServerMetrics: Sendable {
     /// Bytes of chunk bundles received by `POST /v1/chunks` since the server started.
     public var chunkUploadBytes: Int { uploadBundleBytes.load(ordering: .relaxed) }
 
+    /// Bytes of chunk bundles sent by `POST /v1/chunks/fetch` since the server started.
+    public var chunkFetchBytes: Int { fetchBundleBytes.load(ordering: .relaxed) }
+
     /// Requests answered so far with this route and status.
     public func requestCount(route: String, status: Int) -> Int {
         requests.withLock { table in

@@ -930,117 +930,6 @@ extension TransferProgress {
     }
 }
 
-/// Writes a version's files from verified chunks as they arrive (a remote pull's fetched bundles,
-/// through ``Store/storeChunks(bundle:compressRaw:onVerified:)``), then fills what did not arrive
-/// from the store, so each fetched chunk is decoded and verified once.
-///
-/// ```swift
-/// let session = try RestoreSession(store: cache, files: files, directory: out)
-/// for bundle in fetched { try cache.storeChunks(bundle: bundle, compressRaw: false, onVerified: session.write) }
-/// try session.finish(context: "model m version 3")   // reads the rest from the store, renames into place
-/// ```
-///
-/// Files are written under temporary names (`.NAME.cairn-partial`) and renamed into place only
-/// when every chunk is in: an interrupted or failed pull leaves no file with wrong bytes.
-public final class RestoreSession: @unchecked Sendable {
-    // @unchecked Sendable: `write` may be called from several threads at once; it only uses pwrite
-    // on descriptors opened in init (distinct offsets) and the mutex-guarded set of written chunks.
-    let store: Store
-    let files: [FileEntry]
-    let directory: String
-    private var descriptors: [Int32] = []
-    private var temporaries: [String] = []
-    private let positions: [SHA256Digest: [(file: Int, offset: Int64)]]
-    private let written = Mutex<Set<SHA256Digest>>([])
-    private var finished = false
-
-    /// Creates `directory` and a truncated temporary file for each of `files`.
-    ///
-    /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`.
-    public init(store: Store, files: [FileEntry], directory: String) throws {
-        self.store = store
-        self.files = files
-        self.directory = directory
-        var positions: [SHA256Digest: [(file: Int, offset: Int64)]] = [:]
-        for (i, file) in files.enumerated() {
-            try RelativePath.validate(file.path)
-            var offset: Int64 = 0
-            for chunk in file.chunks {
-                positions[chunk.id, default: []].append((i, offset))
-                offset += Int64(chunk.length)
-            }
-        }
-        self.positions = positions
-        try FileIO.makeDirectories(directory)
-        for file in files {
-            let target = directory + "/" + file.path
-            let parent = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            try FileIO.makeDirectories(parent.isEmpty ? "/" : parent)
-            let temp = "\(parent)/.\(file.path.split(separator: "/").last!).cairn-partial"
-            let fd = try FileIO.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW)
-            descriptors.append(fd)
-            temporaries.append(temp)
-            if file.size > 0, ftruncate(fd, off_t(file.size)) != 0 {
-                throw CairnStoreError.io("truncate", path: temp, errno: errno)
-            }
-        }
-    }
-
-    deinit {
-        for fd in descriptors { close(fd) }
-        if !finished { for temp in temporaries { unlink(temp) } }
-    }
-
-    /// Hands the bytes written so far to writeback and drops from the page cache those already
-    /// written back, so that the next writes reuse their pages; call between batches of writes.
-    public func recyclePages() {
-        for fd in descriptors { FileIO.recyclePages(fd) }
-    }
-
-    /// Writes a verified chunk's bytes wherever the files hold it. Thread-safe.
-    public func write(_ id: SHA256Digest, _ bytes: UnsafeRawBufferPointer) throws {
-        guard let places = positions[id] else { return }
-        for place in places {
-            try FileIO.pwrite(descriptors[place.file], bytes, at: place.offset, path: temporaries[place.file])
-        }
-        written.withLock { _ = $0.insert(id) }
-    }
-
-    /// Reads from the store every chunk that was not written (verifying each), then renames the
-    /// files into place.
-    ///
-    /// - Throws: ``CairnStoreError`` (`.notFound` for a chunk neither written nor stored,
-    ///   `.corruption`); the temporary files are removed.
-    public func finish(context: Store.ReadContext = "", progress: ((TransferProgress) -> Void)? = nil) throws {
-        let done = written.withLock { $0 }
-        for (i, file) in files.enumerated() {
-            // Runs of consecutive chunks that still need to be read.
-            let offsets = file.chunkOffsets()
-            var start: Int? = nil
-            for c in 0...file.chunks.count {
-                let missing = c < file.chunks.count && !done.contains(file.chunks[c].id)
-                if missing, start == nil { start = c }
-                if !missing, let s = start {
-                    let fd = descriptors[i]
-                    let temp = temporaries[i]
-                    try store.read(file, range: offsets[s]..<offsets[c], context: context) { bytes, offset in
-                        try FileIO.pwrite(fd, bytes, at: offset, path: temp)
-                    }
-                    start = nil
-                }
-            }
-        }
-        for fd in descriptors { close(fd) }
-        descriptors = []
-        for (i, file) in files.enumerated() {
-            try FileIO.rename(temporaries[i], directory + "/" + file.path)
-        }
-        finished = true
-        let total = files.reduce(Int64(0)) { $0 + $1.size }
-        progress?(TransferProgress(doneBytes: total, totalBytes: total, newBytes: 0))
-    }
-}
-
 /// A bundle whose chunks were all verified, with each chunk's stored form (in the bundle, or
 /// re-encoded in `output`). The bundle's bytes are passed again when the chunks are written.
 public final class VerifiedBundle: @unchecked Sendable {
@@ -1053,13 +942,13 @@ public final class VerifiedBundle: @unchecked Sendable {
     init(entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
         self.entries = entries
         self.slots = slots
-        output = OutputBuffers.take(capacity: outputSize)
+        output = BufferPool.take(capacity: outputSize)
         forms = .allocate(capacity: Swift.max(entries.count, 1))
     }
 
     deinit {
         forms.deallocate()
-        OutputBuffers.give(output)
+        BufferPool.give(output)
     }
 
     /// Chunks in the bundle.
@@ -1250,30 +1139,5 @@ public struct ScanRound {
     /// The bytes of chunk `i`. Do not keep the pointer past the callback.
     public func bytes(of i: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i] + Int(chunks[i].chunk.length)])
-    }
-}
-
-/// Re-encoding buffers of verified bundles, reused: a fresh multi-megabyte buffer per bundle costs
-/// page faults and zeroing on every touch. Sizes are rounded up to 8 MiB, so bundles of slightly
-/// different sizes share buffers; at most four are kept (bundles in flight on a server).
-enum OutputBuffers {
-    private static let free = Mutex<[AlignedBuffer]>([])
-    private static let granule = 8 << 20
-
-    static func take(capacity: Int) -> AlignedBuffer {
-        let rounded = (capacity + granule - 1) / granule * granule
-        let buffer = free.withLock { list -> AlignedBuffer? in
-            guard let i = list.firstIndex(where: { $0.capacity >= capacity }) else { return list.popLast() }
-            return list.remove(at: i)
-        }
-        guard let buffer else { return AlignedBuffer(capacity: rounded) }
-        if buffer.capacity < capacity { buffer.reserve(rounded) }
-        return buffer
-    }
-
-    static func give(_ buffer: AlignedBuffer) {
-        free.withLock { list in
-            if list.count < 4 { list.append(buffer) }
-        }
     }
 }

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Thin, checked POSIX file operations. Every failure throws ``CairnStoreError`` with `.io` and the path.
 public enum FileIO {
@@ -112,13 +113,6 @@ public enum FileIO {
         _ = cairn_sync_file_range(fd, offset, length, 1 | 2 | 4 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
         posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
     }
-
-    /// Starts writeback of every dirty page of a file and drops the pages already written back
-    /// (those of earlier calls): for files written in no particular order, called between batches.
-    static func recyclePages(_ fd: Int32) {
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-        _ = cairn_sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */)
-    }
 }
 
 @_silgen_name("sync_file_range")
@@ -142,5 +136,31 @@ final class AlignedBuffer: @unchecked Sendable {
         guard capacity > memory.count else { return }
         memory.deallocate()
         memory = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 4096)
+    }
+}
+
+/// Large buffers kept for reuse (read windows, re-encoding buffers of verified bundles): a fresh
+/// multi-megabyte buffer costs a page fault and zeroing per 4 KiB on first touch, every time.
+/// Sizes are rounded up to 8 MiB so that buffers of slightly different sizes are shared; at most
+/// six are kept (two read windows and the bundles in flight on a server).
+enum BufferPool {
+    private static let free = Mutex<[AlignedBuffer]>([])
+    private static let granule = 8 << 20
+
+    static func take(capacity: Int) -> AlignedBuffer {
+        let rounded = (capacity + granule - 1) / granule * granule
+        let buffer = free.withLock { list -> AlignedBuffer? in
+            guard let i = list.firstIndex(where: { $0.capacity >= capacity }) else { return list.popLast() }
+            return list.remove(at: i)
+        }
+        guard let buffer else { return AlignedBuffer(capacity: rounded) }
+        if buffer.capacity < capacity { buffer.reserve(rounded) }
+        return buffer
+    }
+
+    static func give(_ buffer: AlignedBuffer) {
+        free.withLock { list in
+            if list.count < 6 { list.append(buffer) }
+        }
     }
 }

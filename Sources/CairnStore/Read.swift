@@ -11,10 +11,29 @@ extension Store {
     /// Each file is written to a temporary name and renamed into place only after every chunk has
     /// been verified against its SHA-256: a corrupt chunk fails the read and leaves no wrong bytes.
     ///
-    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`.
+    /// With `fetcher`, the store is a cache: chunks it lacks are fetched through `fetcher` as the
+    /// files are written (verified like every chunk), staged into the store and indexed once all
+    /// files are written.
+    ///
+    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`;
+    ///   errors of `fetcher`.
     public func restore(
         _ files: [FileEntry], to directory: String, context: ReadContext = "",
-        progress: ((TransferProgress) -> Void)? = nil
+        progress: ((TransferProgress) -> Void)? = nil, fetcher: (any ChunkFetcher)? = nil
+    ) throws {
+        let fill = try fetcher.map { try RemoteFill(store: self, files: files, fetcher: $0) }
+        do {
+            try restoreFiles(files, to: directory, context: context, progress: progress, fill: fill)
+            try fill?.staging.commitChunks()
+        } catch {
+            fill?.staging.abandon()
+            throw error
+        }
+    }
+
+    private func restoreFiles(
+        _ files: [FileEntry], to directory: String, context: ReadContext,
+        progress: ((TransferProgress) -> Void)?, fill: RemoteFill?
     ) throws {
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         var done: Int64 = 0
@@ -44,7 +63,7 @@ extension Store {
                 }
                 let base = done
                 let block = Self.directIOBlock
-                try read(file, range: 0..<file.size, context: context, alignment: direct ? block : 1) { bytes, offset in
+                try read(file, range: 0..<file.size, context: context, alignment: direct ? block : 1, fill: fill) { bytes, offset in
                     // The last piece of a file is written in whole blocks (the window has room
                     // for them) and the file cut back to its size below.
                     let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
@@ -88,8 +107,10 @@ extension Store {
     /// of `alignment`, in memory and in the file, and all but the last are whole multiples of it
     /// long; after the last piece, memory up to the next multiple of `alignment` is readable. A
     /// window's unfinished last block is handed again at the start of the next one.
+    ///
+    /// With `fill`, chunks the store lacks are fetched through it instead of failing the read.
     func read(
-        _ file: FileEntry, range: Range<Int64>, context: ReadContext, alignment: Int,
+        _ file: FileEntry, range: Range<Int64>, context: ReadContext, alignment: Int, fill: RemoteFill? = nil,
         sink: (UnsafeRawBufferPointer, Int64) throws -> Void
     ) throws {
         guard range.lowerBound >= 0, range.upperBound <= file.size else {
@@ -111,10 +132,13 @@ extension Store {
         // With alignment, a window holds up to one block carried over from the previous window
         // before its own bytes, and room to round its end up to a whole block.
         let windowCapacity = Swift.min(Int(range.count), Self.readWindow) + config.chunker.max + 2 * (alignment - 1)
-        let windows = [AlignedBuffer(capacity: windowCapacity), AlignedBuffer(capacity: windowCapacity)]
+        let windows = [BufferPool.take(capacity: windowCapacity), BufferPool.take(capacity: windowCapacity)]
+        defer { windows.forEach(BufferPool.give) }
         // The window whose bytes go to `sink` next: `count` bytes from the start of `buffer`, whose
         // first byte is at `offset` in the file.
         var pending: (buffer: AlignedBuffer, count: Int, offset: Int64)? = nil
+        // Fetched bundles verified in the last round, staged into the store in this one.
+        var verified: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
         var round = 0
         var first = lo
         let errors = FirstError()
@@ -128,18 +152,35 @@ extension Store {
             }
             return last
         }
-        var last = windowEnd(from: first)
-        var spans = try plan(file, chunks: first..<last, context: context)
-        while first < file.chunks.count && offsets[first] < range.upperBound {
-            // The next window's spans are planned now and their pack bytes requested from the disk,
-            // so that they arrive while this window is decoded.
-            let next = last < file.chunks.count && offsets[last] < range.upperBound ? windowEnd(from: last) : last
-            let nextSpans = next > last ? try plan(file, chunks: last..<next, context: context) : []
-            for span in nextSpans { prefetchPack(span.packID, range: span.start..<span.end) }
+        // A window's spans in the store's packs, and what `fill` fetches for it.
+        func prepare(_ chunks: Range<Int>) throws -> (spans: [Span], fetch: RemoteFill.Window?) {
+            let (spans, missing) = try plan(file, chunks: chunks, context: context, allowMissing: fill != nil)
+            for span in spans { prefetchPack(span.packID, range: span.start..<span.end) }
+            return (spans, missing.isEmpty ? nil : try fill?.start(file, missing: missing))
+        }
+        // Windows planned ahead: their pack bytes are requested from the disk and their missing
+        // chunks from `fill` (two windows ahead: a fetch takes a round trip), so that they arrive
+        // while earlier windows are decoded.
+        var ahead: [(chunks: Range<Int>, spans: [Span], fetch: RemoteFill.Window?)] = []
+        var planned = first
+        func planAhead() throws {
+            while ahead.count < (fill == nil ? 2 : 3), planned < file.chunks.count, offsets[planned] < range.upperBound {
+                let end = windowEnd(from: planned)
+                let (spans, fetch) = try prepare(planned..<end)
+                ahead.append((planned..<end, spans, fetch))
+                planned = end
+            }
+        }
+        try planAhead()
+        while let current = ahead.first {
+            ahead.removeFirst()
+            try planAhead()
+            let last = current.chunks.upperBound
             let windowStart = Swift.max(offsets[first], range.lowerBound)
             let windowEnd = Swift.min(offsets[last], range.upperBound)
             let window = windows[round % 2]
             let writing = pending
+            let staging = verified
             // Bytes of the block this window starts in, carried over from the previous window.
             let head = Int(windowStart % Int64(alignment))
             if head > 0, let previous = writing {
@@ -147,11 +188,17 @@ extension Store {
                 window.memory.baseAddress!.copyMemory(from: previous.buffer.memory.baseAddress! + from, byteCount: head)
             }
             let destination = UnsafeMutableRawBufferPointer(rebasing: window.memory[head...])
+            let spans = current.spans
+            let clip = windowStart..<windowEnd
+            var filled: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
             alongside(
                 {
-                    guard let writing, writing.count > 0, !errors.isSet else { return }
+                    guard !errors.isSet else { return }
                     do {
-                        try sink(UnsafeRawBufferPointer(rebasing: writing.buffer.memory[0..<writing.count]), writing.offset)
+                        if let writing, writing.count > 0 {
+                            try sink(UnsafeRawBufferPointer(rebasing: writing.buffer.memory[0..<writing.count]), writing.offset)
+                        }
+                        try fill?.stage(staging)
                     } catch {
                         errors.record(error)
                     }
@@ -160,26 +207,44 @@ extension Store {
                     parallelFor(spans.count) { i in
                         if errors.isSet { return }
                         do {
-                            try decode(
-                                spans[i], file: file, offsets: offsets, clip: windowStart..<windowEnd,
-                                into: destination, context: context)
+                            try decode(spans[i], file: file, offsets: offsets, clip: clip, into: destination, context: context)
                         } catch {
                             errors.record(error)
                         }
                     }
+                    guard let fill, let fetch = current.fetch, !errors.isSet else { return }
+                    do {
+                        filled = try fill.fill(fetch, file: file, context: context) { chunk, bytes in
+                            Self.place(bytes, at: offsets[chunk], clip: clip, into: destination)
+                        }
+                    } catch {
+                        errors.record(error)
+                    }
                 })
             try errors.rethrow()
-            let filled = head + Int(windowEnd - windowStart)
+            if let fetch = current.fetch { fill?.written(fetch, file: file, chunks: first..<last) }
+            verified = filled
+            let count = head + Int(windowEnd - windowStart)
             let isLast = windowEnd == range.upperBound
-            pending = (window, isLast ? filled : filled / alignment * alignment, windowStart - Int64(head))
+            pending = (window, isLast ? count : count / alignment * alignment, windowStart - Int64(head))
             first = last
-            last = next
-            spans = nextSpans
             round += 1
         }
         if let pending {
             try sink(UnsafeRawBufferPointer(rebasing: pending.buffer.memory[0..<pending.count]), pending.offset)
         }
+        try fill?.stage(verified)
+    }
+
+    /// Copies a chunk's bytes (starting at `offset` in the file) into a window holding `clip`.
+    private static func place(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int64, clip: Range<Int64>, into destination: UnsafeMutableRawBufferPointer
+    ) {
+        let from = Swift.max(offset, clip.lowerBound)
+        let to = Swift.min(offset + Int64(bytes.count), clip.upperBound)
+        guard from < to else { return }
+        (destination.baseAddress! + Int(from - clip.lowerBound)).copyMemory(
+            from: bytes.baseAddress! + Int(from - offset), byteCount: Int(to - from))
     }
 
     /// Bytes of a file decoded per round of a read.
@@ -198,13 +263,22 @@ extension Store {
 
     /// Locates chunks `chunks` of `file` and groups them into spans: by pack, in offset order,
     /// neighbours coalesced (gaps up to 4 KiB, spans up to ``readSpan``).
-    private func plan(_ file: FileEntry, chunks: Range<Int>, context: ReadContext) throws -> [Span] {
+    /// With `allowMissing`, chunks that are not indexed are returned (as indices into
+    /// `file.chunks`) instead of failing.
+    private func plan(
+        _ file: FileEntry, chunks: Range<Int>, context: ReadContext, allowMissing: Bool = false
+    ) throws -> (spans: [Span], missing: [Int]) {
         var located: [(chunk: Int, location: ChunkLocation)] = []
+        var missing: [Int] = []
         located.reserveCapacity(chunks.count)
         try lmdb {
             try environment.read { txn in
                 for i in chunks {
                     guard let location = try location(of: file.chunks[i].id, in: txn) else {
+                        if allowMissing {
+                            missing.append(i)
+                            continue
+                        }
                         throw readError(
                             .notFound, file: file, chunk: file.chunks[i].id, context: context,
                             "is not in the index (was it garbage-collected?)")
@@ -228,7 +302,7 @@ extension Store {
                 spans.append(Span(packID: loc.packID, start: start, end: end, members: [(i, start, loc)]))
             }
         }
-        return spans
+        return (spans, missing)
     }
 
     private func decode(

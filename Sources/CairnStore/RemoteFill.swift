@@ -1,0 +1,154 @@
+import Digest
+import Synchronization
+
+/// Where a restore gets the chunks its store lacks: a remote pull restores from its chunk cache and
+/// fetches the rest from the server (CairnRemote implements this over HTTP).
+public protocol ChunkFetcher: Sendable {
+    /// Starts fetching `chunks` (each once) as bundles (``ChunkBundle``), split as the other side's
+    /// limits require; returns without waiting for them.
+    func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle]
+}
+
+/// A bundle on its way.
+public protocol PendingBundle: AnyObject, Sendable {
+    /// Waits for the bundle, then calls `body` with its bytes (valid during the call; the same
+    /// bytes on every call).
+    func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T
+}
+
+/// The fetching side of a restore from a cache (``Store/restore(_:to:context:progress:fetcher:)``):
+/// per read window, the chunks the store lacks are fetched (the next window's while this one is
+/// decoded), verified, copied into the window and staged into the store, which indexes them when
+/// the restore is done. Fetched chunks that the restore needs again later are kept in memory (up
+/// to ``keepLimit`` bytes), as the store cannot read staged chunks before they are indexed.
+final class RemoteFill: @unchecked Sendable {
+    // @unchecked Sendable: `remaining` is used by the read loop's thread only; the rest is locked
+    // or thread-safe (ChunkUpload).
+    let fetcher: any ChunkFetcher
+    let staging: ChunkUpload
+    /// Occurrences of each chunk in the files still to be written.
+    private var remaining: [SHA256Digest: Int] = [:]
+    /// Chunks whose fetch has been started (by an earlier window or this one).
+    private var requested = Set<SHA256Digest>()
+    private let kept = Mutex<(chunks: [SHA256Digest: [UInt8]], bytes: Int)>(([:], 0))
+    static let keepLimit = 64 << 20
+
+    init(store: Store, files: [FileEntry], fetcher: any ChunkFetcher) throws {
+        self.fetcher = fetcher
+        staging = try ChunkUpload(store: store, recyclesPages: true)
+        for file in files {
+            for chunk in file.chunks { remaining[chunk.id, default: 0] += 1 }
+        }
+    }
+
+    /// A window's chunks that the store lacks: where each goes, and the fetches for those not
+    /// requested by an earlier window.
+    struct Window {
+        /// Chunk indices in the file, by id.
+        var places: [SHA256Digest: [Int]] = [:]
+        var bundles: [any PendingBundle] = []
+        /// Ids fetched for this window.
+        var fetched: [SHA256Digest] = []
+        /// Chunks an earlier window fetches: taken from the kept ones (or fetched again if they
+        /// were not kept).
+        var earlier: [ChunkRef] = []
+    }
+
+    /// Starts fetching what chunks `missing` (indices into `file.chunks`) need. Windows must be
+    /// started and filled in the same order.
+    func start(_ file: FileEntry, missing: [Int]) throws -> Window {
+        var window = Window()
+        var wanted: [ChunkRef] = []
+        for i in missing {
+            let chunk = file.chunks[i]
+            if window.places[chunk.id] == nil {
+                // In file order, each once.
+                if requested.insert(chunk.id).inserted { wanted.append(chunk) } else { window.earlier.append(chunk) }
+            }
+            window.places[chunk.id, default: []].append(i)
+        }
+        window.fetched = wanted.map(\.id)
+        if !wanted.isEmpty { window.bundles = try fetcher.startFetch(wanted) }
+        return window
+    }
+
+    /// Fills the window's places from kept chunks and fetched bundles (verifying every chunk);
+    /// `place` copies a chunk's bytes to a chunk index. Returns the verified bundles, to be staged.
+    func fill(
+        _ window: Window, file: FileEntry, context: Store.ReadContext,
+        place: @escaping (Int, UnsafeRawBufferPointer) -> Void
+    ) throws -> [(bundle: any PendingBundle, verified: VerifiedBundle)] {
+        let laterUse = remainingAfter(window)
+        var refetch: [ChunkRef] = []
+        for chunk in window.earlier {
+            let found = kept.withLock { state -> Bool in
+                guard let bytes = state.chunks[chunk.id] else { return false }
+                bytes.withUnsafeBytes { raw in for i in window.places[chunk.id]! { place(i, raw) } }
+                return true
+            }
+            if !found { refetch.append(chunk) }
+        }
+        var bundles = window.bundles
+        var fetched = window.fetched
+        if !refetch.isEmpty {
+            bundles += try fetcher.startFetch(refetch)
+            fetched += refetch.map(\.id)
+        }
+        let places = window.places
+        let arrived = Mutex(Set<SHA256Digest>())
+        var verified: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
+        for bundle in bundles {
+            let checked = try bundle.withBytes { bytes in
+                try staging.verify(bundle: bytes, compressRaw: false) { [self] id, raw in
+                    guard let indices = places[id] else { return }
+                    for i in indices { place(i, raw) }
+                    arrived.withLock { _ = $0.insert(id) }
+                    if laterUse.contains(id) { keep(id, raw) }
+                }
+            }
+            verified.append((bundle, checked))
+        }
+        let got = arrived.withLock { $0 }
+        if let absent = fetched.first(where: { !got.contains($0) }) {
+            let prefix = context.isEmpty ? "" : "\(context): "
+            throw CairnStoreError(.notFound, "\(prefix)file \(file.path): chunk \(absent.hex) was not sent by the server")
+        }
+        return verified
+    }
+
+    /// Counts the window's chunks as written; forgets kept chunks that are not needed any more.
+    func written(_ window: Window, file: FileEntry, chunks: Range<Int>) {
+        var done: [SHA256Digest] = []
+        for i in chunks {
+            let id = file.chunks[i].id
+            remaining[id, default: 1] -= 1
+            if remaining[id] == 0 { done.append(id) }
+        }
+        if done.isEmpty { return }
+        kept.withLock { state in
+            for id in done {
+                if let bytes = state.chunks.removeValue(forKey: id) { state.bytes -= bytes.count }
+            }
+        }
+    }
+
+    /// Stages verified bundles into the store's packs.
+    func stage(_ bundles: [(bundle: any PendingBundle, verified: VerifiedBundle)]) throws {
+        for item in bundles {
+            _ = try item.bundle.withBytes { try staging.stage(item.verified, bundle: $0) }
+        }
+    }
+
+    /// Ids of the window's chunks that occur again after it.
+    private func remainingAfter(_ window: Window) -> Set<SHA256Digest> {
+        Set(window.places.keys.filter { (remaining[$0] ?? 0) > window.places[$0]!.count })
+    }
+
+    private func keep(_ id: SHA256Digest, _ raw: UnsafeRawBufferPointer) {
+        kept.withLock { state in
+            guard state.chunks[id] == nil, state.bytes + raw.count <= Self.keepLimit else { return }
+            state.chunks[id] = Array(raw)
+            state.bytes += raw.count
+        }
+    }
+}
