@@ -5,6 +5,9 @@ import Foundation
 /// What an audit entry records.
 public enum AuditAction: String, Codable, Sendable, CaseIterable {
     case push, promote, approve, rollback, archive, delete, alias, tag, untag, policy
+    /// A token was created or revoked: the entry's model is empty, its target names the token.
+    case tokenCreate = "token-create"
+    case tokenRevoke = "token-revoke"
 
     /// Actions whose `before`/`after` are stages of the entry's version.
     public var changesStage: Bool {
@@ -211,7 +214,8 @@ extension Registry {
                 reason: draft.reason, evidence: draft.evidence, details: draft.details, prevSHA256: prev)
             let bytes = try RecordCoding.encode(entry)
             try txn.put(audit, Self.auditKey(sequence), bytes)
-            try txn.put(auditByModel, Self.auditModelKey(draft.model, sequence), [])
+            // Entries of no model (tokens) are only in the log itself.
+            if !draft.model.isEmpty { try txn.put(auditByModel, Self.auditModelKey(draft.model, sequence), []) }
             try txn.put(auditHead, Self.headKey, try RecordCoding.encode(AuditHead(sequence: sequence, sha256: SHA256Digest.hash(bytes).hex)))
             entries.append(entry)
         }
@@ -295,7 +299,7 @@ extension Registry {
                         return broken(sequence, "entry 1 was altered: its prev_sha256 must be 64 zeros")
                     }
                     // `history` and `audit --model` read through the per-model index: it must list every entry.
-                    if try txn.get(auditByModel, Self.auditModelKey(entry.model, sequence)) == nil {
+                    if !entry.model.isEmpty, try txn.get(auditByModel, Self.auditModelKey(entry.model, sequence)) == nil {
                         return broken(sequence, "entry \(sequence) is missing from the per-model index of the audit log")
                     }
                     previous = (sequence, SHA256Digest.hash(item.value).hex)

@@ -88,6 +88,9 @@ extension Registry {
                 createdBy: actor
             )
             try txn.put(table, hash.bytes, try RecordCoding.encode(record))
+            _ = try appendAudit(
+                [AuditDraft(action: .tokenCreate, model: "", target: "token \(record.id)", after: "\(user) (\(role.rawValue))")],
+                actor: actor, time: record.createdAt, in: txn)
             return NewToken(token: token, record: record)
         }
     }
@@ -130,6 +133,11 @@ extension Registry {
             record.revokedAt = try changeTime(in: txn)
             record.revokedBy = actor
             try txn.put(table, match.key, try RecordCoding.encode(record))
+            _ = try appendAudit(
+                [
+                    AuditDraft(
+                        action: .tokenRevoke, model: "", target: "token \(record.id)", before: "\(record.user) (\(record.role.rawValue))")
+                ], actor: actor, time: record.revokedAt!, in: txn)
             return record
         }
     }

@@ -24,6 +24,8 @@ import Testing
         try f.registry.archive(try f.ref("m@3"), actor: "alice")  // archive
         try f.push("m", by: "alice")  // push
         try f.registry.delete(try f.ref("m@4"), actor: "alice", reason: "broken run")  // delete
+        let token = try f.registry.createToken(user: "rita", role: .reader, actor: "ops")  // token-create
+        try f.registry.revokeToken(id: token.record.id, actor: "ops")  // token-revoke
         return f
     }
 
@@ -33,7 +35,7 @@ import Testing
         #expect(
             log.map(\.action) == [
                 .push, .push, .policy, .promote, .approve, .promote, .approve, .promote, .archive, .rollback, .rollback,
-                .alias, .tag, .untag, .push, .archive, .push, .delete,
+                .alias, .tag, .untag, .push, .archive, .push, .delete, .tokenCreate, .tokenRevoke,
             ])
         #expect(log.map(\.sequence) == Array(1...UInt64(log.count)))
         #expect(Set(AuditAction.allCases).isSubset(of: Set(log.map(\.action))))
@@ -50,6 +52,12 @@ import Testing
         #expect(approve.actor == "bob" && approve.reason == "evals fine" && approve.after == "production")
         let delete = log[17]
         #expect(delete.before == "experimental" && delete.after == nil && delete.reason == "broken run")
+        // Tokens: who created and revoked which token for whom; they belong to no model.
+        let created = log[18]
+        let revoked = log[19]
+        #expect(created.actor == "ops" && created.model == "" && created.after == "rita (reader)")
+        #expect(revoked.actor == "ops" && revoked.target == created.target && revoked.before == "rita (reader)")
+        #expect(try f.registry.auditLog(model: "m").count == 18, "token entries are not in a model's history")
         #expect(try f.registry.verifyAudit() == AuditVerification(ok: true, entries: log.count, firstBroken: nil, problem: nil))
     }
 
@@ -57,7 +65,7 @@ import Testing
         let f = try everyKindOfChange()
         let table = try f.store.table("audit")
         let stored = try f.store.readMetadata { txn in try txn.scan(table) }
-        #expect(stored.count == 18)
+        #expect(stored.count == 20)
         for (previous, item) in zip(stored, stored.dropFirst()) {
             let entry = try JSONDecoder().decode(AuditEntry.self, from: Data(item.value))
             #expect(entry.prevSHA256 == SHA256Digest.hash(previous.value).hex)
