@@ -986,15 +986,25 @@ final class ReplyBuffers: Sendable {
     }
 }
 
-/// Collects a reply into a buffer from ``ReplyBuffers``, sized by its Content-Length.
+/// Collects a reply into a buffer from ``ReplyBuffers``, sized by its Content-Length. The body
+/// stays with the collector (``takeBody()``), not in the future's value, so that nothing else holds
+/// the buffer when it goes back to the pool.
 final class PooledReplyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
-    // @unchecked Sendable: AsyncHTTPClient calls a delegate on its event loop only.
+    // @unchecked Sendable: AsyncHTTPClient calls a delegate on its event loop only; `takeBody` is
+    // called after the reply's future completed.
     typealias Response = RemoteRegistry.Reply
     private var status = 0
     private var headers = HTTPHeaders()
     private var body: ByteBuffer
 
     init() { body = ReplyBuffers.shared.take() }
+
+    /// The body, once the reply is complete.
+    func takeBody() -> ByteBuffer {
+        let out = body
+        body = ByteBuffer()
+        return out
+    }
 
     func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
         status = Int(head.status.code)
@@ -1011,10 +1021,8 @@ final class PooledReplyCollector: HTTPClientResponseDelegate, @unchecked Sendabl
     }
 
     func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
-        // Handed over, not shared: the buffer can be reused once the reply is done with.
-        let reply = Response(status: status, headers: headers, body: body)
-        body = ByteBuffer()
-        return reply
+        // Error replies are small: they carry their body; a bundle stays here for takeBody().
+        Response(status: status, headers: headers, body: status >= 400 ? takeBody() : ByteBuffer())
     }
 }
 
@@ -1029,11 +1037,12 @@ struct ServerChunks: ChunkFetcher {
             chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
         return try batches.map { range in
             let batch = chunks[range].map(\.id)
+            let collector = PooledReplyCollector()
             return FetchedBundle(
-                remote: remote,
+                remote: remote, collector: collector,
                 future: try remote.start(
                     .POST, "/v1/chunks/fetch", body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream",
-                    collector: PooledReplyCollector()))
+                    collector: collector))
         }
     }
 }
@@ -1042,11 +1051,13 @@ struct ServerChunks: ChunkFetcher {
 final class FetchedBundle: PendingBundle, @unchecked Sendable {
     // @unchecked Sendable: used by one thread at a time (the restore's read loop, then its stager).
     private let remote: RemoteRegistry
+    private let collector: PooledReplyCollector
     private let future: EventLoopFuture<RemoteRegistry.Reply>
     private var body: ByteBuffer?
 
-    init(remote: RemoteRegistry, future: EventLoopFuture<RemoteRegistry.Reply>) {
+    init(remote: RemoteRegistry, collector: PooledReplyCollector, future: EventLoopFuture<RemoteRegistry.Reply>) {
         self.remote = remote
+        self.collector = collector
         self.future = future
     }
 
@@ -1055,7 +1066,10 @@ final class FetchedBundle: PendingBundle, @unchecked Sendable {
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        if self.body == nil { self.body = try remote.finish(future).body }
+        if self.body == nil {
+            _ = try remote.finish(future)  // throws the server's error for an error reply
+            self.body = collector.takeBody()
+        }
         return try self.body!.readableBytesView.withUnsafeBytes(body)
     }
 }

@@ -86,6 +86,10 @@ enum ByteGrouping {
         let count = destination.count / elementSize
         var header = 1
         var at = headerSize(elementSize: elementSize)
+        // Where each plane's bytes are: in `source` when stored raw (joined from there, not copied
+        // first), else decompressed into `planes`.
+        var planePointers: [UnsafePointer<UInt8>] = []
+        planePointers.reserveCapacity(elementSize)
         for k in 0...elementSize {
             let mode = source[header]
             let length = Int(UInt32(littleEndian: source.loadUnaligned(fromByteOffset: header + 1, as: UInt32.self)))
@@ -99,17 +103,24 @@ enum ByteGrouping {
             switch mode {
             case 0:
                 guard length == target.count else { throw CairnStoreError(.corruption, "byte plane \(k) has the wrong length") }
-                if length > 0 { target.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: length) }
+                if k < elementSize {
+                    if count > 0 { planePointers.append(payload.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+                } else if length > 0 {
+                    target.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: length)
+                }
             case 1:
                 let n = try decompressor.decompress(payload, into: target)
                 guard n == target.count else { throw CairnStoreError(.corruption, "byte plane \(k) has the wrong length") }
+                if k < elementSize, count > 0 {
+                    planePointers.append(UnsafePointer(target.baseAddress!.assumingMemoryBound(to: UInt8.self)))
+                }
             default:
                 throw CairnStoreError(.corruption, "byte plane \(k) has unknown mode \(mode)")
             }
             at += length
         }
         guard at == source.count else { throw CairnStoreError(.corruption, "trailing bytes after the byte planes") }
-        join(UnsafeRawBufferPointer(planes), count: count, elementSize: elementSize, rotate: rotate, into: destination)
+        join(planePointers, count: count, elementSize: elementSize, rotate: rotate, into: destination)
     }
 
     // The loops below run over every byte pushed and pulled, so each element size has its own
@@ -158,17 +169,17 @@ enum ByteGrouping {
         }
     }
 
-    /// The inverse of ``split``.
+    /// The inverse of ``split``: `planes` points at each plane's `count` bytes.
     private static func join(
-        _ planes: UnsafeRawBufferPointer, count: Int, elementSize: Int, rotate: Bool,
+        _ planes: [UnsafePointer<UInt8>], count: Int, elementSize: Int, rotate: Bool,
         into destination: UnsafeMutableRawBufferPointer
     ) {
-        let p = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        guard count > 0 else { return }
         let d = destination.baseAddress!
         if elementSize == 2 {
-            join16(p, p + count, count: count, by: rotate ? 1 : 0, into: d)
+            join16(planes[0], planes[1], count: count, by: rotate ? 1 : 0, into: d)
         } else {
-            join32(p, p + count, p + 2 * count, p + 3 * count, count: count, by: rotate ? 1 : 0, into: d)
+            join32(planes[0], planes[1], planes[2], planes[3], count: count, by: rotate ? 1 : 0, into: d)
         }
     }
 
