@@ -51,6 +51,27 @@ public enum FileIO {
     static let directFlag: Int32 = 0o40000
     #endif
 
+    /// Creates (or truncates) `path` for writing with direct I/O in whole 4 KiB blocks where the file
+    /// system allows it: some refuse `O_DIRECT` when the file is opened, others only at the first
+    /// write, so one block is written to find out. Returns the descriptor and whether it is direct;
+    /// the file's size is left to the caller (the test block may have extended it).
+    static func createForDirectWrites(_ path: String) throws -> (fd: Int32, direct: Bool) {
+        let flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC
+        let fd = Glibc.open(path, flags | directFlag, 0o644)
+        if fd >= 0 {
+            let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            defer { block.deallocate() }
+            block.initializeMemory(as: UInt8.self, repeating: 0)
+            if Glibc.pwrite(fd, block.baseAddress!, 4096, 0) == 4096 { return (fd, true) }
+            let failure = errno
+            close(fd)
+            guard failure == EINVAL else { throw CairnStoreError.io("write", path: path, errno: failure) }
+        } else if errno != EINVAL {
+            throw CairnStoreError.io("open", path: path, errno: errno)
+        }
+        return (try open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW), false)
+    }
+
     /// Writes all of `buffer` to a stream (stdout, a pipe).
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
         var done = 0

@@ -48,17 +48,9 @@ extension Store {
             // Direct I/O where the file system allows it: the bytes go from the read windows to the
             // disk without page-cache copies, whose fresh pages are slow to fault in on a VM (a
             // pull of a 338 MB model took 0.25–0.9 s buffered, depending on the state of memory).
-            let flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW
-            var direct = true
-            var fd = Glibc.open(temp, flags | FileIO.directFlag | O_CLOEXEC, 0o644)
-            if fd < 0 && errno == EINVAL {
-                direct = false
-                fd = try FileIO.open(temp, flags)
-            } else if fd < 0 {
-                throw CairnStoreError.io("open", path: temp, errno: errno)
-            }
+            let (fd, direct) = try FileIO.createForDirectWrites(temp)
             do {
-                if file.size > 0, ftruncate(fd, off_t(file.size)) != 0 {
+                if ftruncate(fd, off_t(file.size)) != 0 {
                     throw CairnStoreError.io("truncate", path: temp, errno: errno)
                 }
                 let base = done
