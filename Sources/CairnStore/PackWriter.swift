@@ -21,6 +21,8 @@ final class PackWriter {
     private var tempPath = ""
     private var size: Int64 = 0
     private var writebackStart: Int64 = 0
+    /// With `recyclesPages`: bytes of the open pack already dropped from the page cache.
+    private var droppedUpTo: Int64 = 0
     private var toc: [PackFormat.TOCEntry] = []
     private let staging: AlignedBuffer
     private var stagingCount = 0
@@ -95,6 +97,7 @@ final class PackWriter {
         fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL)
         size = 0
         writebackStart = 0
+        droppedUpTo = 0
         stagingOffset = 0
         stagingCount = 0
         toc.removeAll(keepingCapacity: true)
@@ -126,7 +129,10 @@ final class PackWriter {
         // Start writeback early in 16 MiB steps, so the fsync at seal time finds little left to write.
         if stagingOffset - writebackStart >= 16 << 20 {
             // The range handed to writeback last time is written by now, or nearly.
-            if recyclesPages, writebackStart > 0 { FileIO.dropWritten(fd, offset: 0, length: writebackStart) }
+            if recyclesPages, writebackStart > droppedUpTo {
+                FileIO.dropWritten(fd, offset: droppedUpTo, length: writebackStart - droppedUpTo)
+                droppedUpTo = writebackStart
+            }
             FileIO.startWriteback(fd, offset: writebackStart, length: stagingOffset - writebackStart)
             writebackStart = stagingOffset
         }
