@@ -1,0 +1,101 @@
+import CairnFixtures
+import CairnStore
+import Digest
+import Foundation
+import Synchronization
+import Testing
+
+/// `Store.restore(…, fetcher:)`: a store used as a cache restores files and fetches the chunks it
+/// lacks from another store (a server, in a remote pull), verifying each.
+@Suite struct FetchingRestoreTests {
+    /// Serves bundles from a source store, optionally altered.
+    final class SourceFetcher: ChunkFetcher, @unchecked Sendable {
+        let source: Store
+        let alter: @Sendable ([UInt8]) -> [UInt8]
+        let requests = Mutex(0)
+
+        init(_ source: Store, alter: @escaping @Sendable ([UInt8]) -> [UInt8] = { $0 }) {
+            self.source = source
+            self.alter = alter
+        }
+
+        func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
+            requests.withLock { $0 += 1 }
+            return [Bundle(alter(try source.exportChunks(chunks.map(\.id), maxBytes: 64 << 20)))]
+        }
+    }
+
+    final class Bundle: PendingBundle, @unchecked Sendable {
+        let bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T { try bytes.withUnsafeBytes(body) }
+    }
+
+    /// A source store holding `files`, and an empty cache with the same chunker.
+    func setUp(_ files: [String: [UInt8]]) throws -> (dir: TemporaryDirectory, source: Store, cache: Store, manifest: Manifest) {
+        let dir = TemporaryDirectory()
+        let source = try makeStore(dir)
+        for (path, bytes) in files { try writeFile(dir.sub("in/" + path), bytes) }
+        let (manifest, _) = try push(source, dir.sub("in"))
+        let cache = try Store.create(at: dir.sub("cache"), config: source.config)
+        return (dir, source, cache, manifest)
+    }
+
+    @Test func fetchesWhatTheCacheLacksAndKeepsIt() throws {
+        let files = ["a.bin": FixtureData.bytes(count: 3 << 20, seed: 31), "b.txt": FixtureData.text(count: 5000, seed: 32)]
+        let (dir, source, cache, manifest) = try setUp(files)
+        let fetcher = SourceFetcher(source)
+        try cache.restore(manifest.files, to: dir.sub("out"), fetcher: fetcher)
+        for (path, bytes) in files { #expect(try readFile(dir.sub("out/" + path)) == bytes) }
+        #expect(try cache.missingChunks(manifest.files.flatMap { $0.chunks.map(\.id) }).isEmpty, "all cached")
+        // A second restore needs nothing from the source.
+        let before = fetcher.requests.withLock { $0 }
+        try cache.restore(manifest.files, to: dir.sub("again"), fetcher: fetcher)
+        #expect(fetcher.requests.withLock { $0 } == before)
+        for (path, bytes) in files { #expect(try readFile(dir.sub("again/" + path)) == bytes) }
+    }
+
+    @Test func aCorruptFetchedChunkFailsTheRestoreAndLeavesNothing() throws {
+        let files = ["a.bin": FixtureData.bytes(count: 2 << 20, seed: 33)]
+        let (dir, source, cache, manifest) = try setUp(files)
+        // The last byte of a bundle belongs to its last chunk's data.
+        let fetcher = SourceFetcher(source) { bundle in
+            var b = bundle
+            b[b.count - 1] ^= 0x40
+            return b
+        }
+        #expect {
+            try cache.restore(manifest.files, to: dir.sub("out"), fetcher: fetcher)
+        } throws: { error in
+            (error as? CairnStoreError)?.code == .corruption && "\(error)".contains("does not match its content")
+        }
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: dir.sub("out"))) ?? []
+        #expect(left.isEmpty, "no file, finished or partial, is left: \(left)")
+        #expect(try cache.statistics().chunkCount == 0, "nothing was indexed in the cache")
+    }
+
+    @Test func aChunkTheSourceDoesNotSendIsNamed() throws {
+        let files = ["a.bin": FixtureData.bytes(count: 1 << 20, seed: 34)]
+        let (dir, source, cache, manifest) = try setUp(files)
+        let last = manifest.files[0].chunks.last!.id
+        // Serves every chunk asked for but the file's last one.
+        final class Withholding: ChunkFetcher, @unchecked Sendable {
+            let source: Store
+            let withheld: SHA256Digest
+            init(_ source: Store, _ withheld: SHA256Digest) {
+                self.source = source
+                self.withheld = withheld
+            }
+            func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
+                [Bundle(try source.exportChunks(chunks.map(\.id).filter { $0 != withheld }, maxBytes: 64 << 20))]
+            }
+        }
+        #expect {
+            try cache.restore(manifest.files, to: dir.sub("out"), fetcher: Withholding(source, last))
+        } throws: { error in
+            (error as? CairnStoreError)?.code == .notFound && "\(error)".contains(last.hex)
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir.sub("out"))) ?? []).isEmpty)
+        #expect(try cache.statistics().chunkCount == 0)
+    }
+}
