@@ -55,6 +55,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     public let cacheDirectory: String
     let client: HTTPClient
     private let configCache = Mutex<ServerConfig?>(nil)
+    /// Bytes a push checks with the server (all but 2% of them missing there) before it stops
+    /// hashing chunks and lets the server assign their ids (see ``pushReport(directory:request:progress:)``).
+    public var assignAfterBytes = 32 << 20
+
     /// Raw bytes per upload or fetch batch.
     let batchRawBytes: Int
 
@@ -404,45 +408,86 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         var seen = Set<SHA256Digest>()
         var builder = BundleBuffer(capacity: limit)
-        var inFlight: [(response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer)] = []
+        // The chunks of the bundle being built and of those in flight, in bundle order.
+        var building: [ChunkSource] = []
+        var inFlight: [(response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer, chunks: [ChunkSource])] = []
+        // Chunks sent without ids, with the ids the server assigned them.
+        var assigned: [ChunkSource] = []
         var sent: Int64 = 0
-        func collect(_ future: EventLoopFuture<HTTPClient.Response>) throws {
+        func collect(_ pending: (response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer, chunks: [ChunkSource])) throws {
+            let reply: Reply
             do {
-                _ = try finish(future)
+                reply = try finish(pending.response)
             } catch let error as RemoteError where error.code == "chunk_mismatch" {
                 throw RemoteError(
                     status: error.status, code: error.code,
                     message: "\(error.message) (did a file change while it was being pushed? push again)")
+            }
+            builder.recycle(pending.bundle)
+            guard pending.chunks.contains(where: { $0.chunk.id == .zero }) else { return }
+            let ids = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data).ids ?? []
+            guard ids.count == pending.chunks.count else {
+                throw RemoteError(status: 0, code: "protocol", message: "the server assigned \(ids.count) chunk ids for \(pending.chunks.count) chunks")
+            }
+            for (chunk, hex) in zip(pending.chunks, ids) where chunk.chunk.id == .zero {
+                guard let id = SHA256Digest(hex: hex) else {
+                    throw RemoteError(status: 0, code: "protocol", message: "the server assigned an invalid chunk id \(hex)")
+                }
+                var chunk = chunk
+                chunk.chunk.id = id
+                assigned.append(chunk)
             }
         }
         func send() throws {
             guard builder.count > 0 else { return }
             let bundle = builder.take()
             sent += Int64(bundle.readableBytes)
+            let unhashed = building.contains { $0.chunk.id == .zero }
             inFlight.append(
                 (try start(
-                    .POST, "/v1/chunks", query: [("upload", uploadID)], body: .byteBuffer(bundle),
-                    contentType: "application/octet-stream"), bundle))
-            if inFlight.count > 2 {
-                let done = inFlight.removeFirst()
-                try collect(done.response)
-                builder.recycle(done.bundle)
-            }
+                    .POST, "/v1/chunks", query: [("upload", uploadID)] + (unhashed ? [("assign_ids", "1")] : []),
+                    body: .byteBuffer(bundle), contentType: "application/octet-stream"), bundle, building))
+            building = []
+            if inFlight.count > 2 { try collect(inFlight.removeFirst()) }
         }
-        let tree = try Store.scan(directory: directory, parameters: config.chunker, planner: planner, progress: progress) {
-            round in
+        func add(_ chunk: ChunkSource, _ bytes: UnsafeRawBufferPointer) throws {
+            builder.append(chunk, bytes: bytes)
+            building.append(chunk)
+            if builder.rawBytes >= limit || builder.count >= config.maxBatchIDs { try send() }
+        }
+        // When the server lacks (nearly) everything scanned so far — a model's first push — the
+        // client stops hashing chunks (the server hashes each one anyway, to verify it) and sends
+        // the rest without ids; the server assigns them. A variant, whose chunks the server mostly
+        // has, keeps asking which are missing and sends only those.
+        let control = ScanControl()
+        var checkedBytes = 0
+        var missingBytes = 0
+        let scanned = try Store.scan(
+            directory: directory, parameters: config.chunker, planner: planner, progress: progress, control: control
+        ) { round in
+            if round.chunks.first?.chunk.id == .zero {
+                for (i, chunk) in round.chunks.enumerated() { try add(chunk, round.bytes(of: i)) }
+                return
+            }
             var fresh: [SHA256Digest] = []
             for chunk in round.chunks where seen.insert(chunk.chunk.id).inserted { fresh.append(chunk.chunk.id) }
             guard !fresh.isEmpty else { return }
             var missing = Set(try self.missingChunks(fresh))
-            for (i, chunk) in round.chunks.enumerated() where missing.remove(chunk.chunk.id) != nil {
-                builder.append(chunk, bytes: round.bytes(of: i))
-                if builder.rawBytes >= limit || builder.count >= config.maxBatchIDs { try send() }
+            for (i, chunk) in round.chunks.enumerated() {
+                checkedBytes += Int(chunk.chunk.length)
+                if missing.remove(chunk.chunk.id) != nil {
+                    missingBytes += Int(chunk.chunk.length)
+                    try add(chunk, round.bytes(of: i))
+                }
+            }
+            if config.assignsChunkIDs, checkedBytes >= self.assignAfterBytes, missingBytes >= checkedBytes / 100 * 98 {
+                control.hashesChunks = false
             }
         }
         try send()
-        for pending in inFlight { try collect(pending.response) }
+        for pending in inFlight { try collect(pending) }
         inFlight = []
+        let tree = assigned.isEmpty ? scanned : try scanned.assigning(assigned)
         for attempt in 0..<4 {
             do {
                 var body = CreateVersionBody(request: request, manifest: tree.manifest, newBytes: 0, storedBytes: 0)
@@ -462,6 +507,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
         throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
     }
+
 
     /// The chunking plans of a push, with delta references against the parent a local push would
     /// use (the first parent, else the model's latest version), whose headers are read through the

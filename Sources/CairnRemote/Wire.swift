@@ -15,19 +15,34 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// Largest number of ids in one `POST /v1/chunks/missing` or `POST /v1/chunks/fetch`.
     public var maxBatchIDs: Int
     public var version: String
+    /// Whether `POST /v1/chunks?upload=ID&assign_ids=1` takes chunks without ids (all zeros) and
+    /// answers with the ids it computed (absent from older servers: false).
+    public var assignsChunkIDs: Bool
 
     public init(
         chunker: ChunkerParameters,
         compressionLevel: Int,
         maxBatchBytes: Int,
         maxBatchIDs: Int,
-        version: String
+        version: String,
+        assignsChunkIDs: Bool = true
     ) {
         self.chunker = chunker
         self.compressionLevel = compressionLevel
         self.maxBatchBytes = maxBatchBytes
         self.maxBatchIDs = maxBatchIDs
         self.version = version
+        self.assignsChunkIDs = assignsChunkIDs
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        chunker = try c.decode(ChunkerParameters.self, forKey: .chunker)
+        compressionLevel = try c.decode(Int.self, forKey: .compressionLevel)
+        maxBatchBytes = try c.decode(Int.self, forKey: .maxBatchBytes)
+        maxBatchIDs = try c.decode(Int.self, forKey: .maxBatchIDs)
+        version = try c.decode(String.self, forKey: .version)
+        assignsChunkIDs = try c.decodeIfPresent(Bool.self, forKey: .assignsChunkIDs) ?? false
     }
 
     enum CodingKeys: String, CodingKey {
@@ -35,6 +50,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         case compressionLevel = "compression_level"
         case maxBatchBytes = "max_batch_bytes"
         case maxBatchIDs = "max_batch_ids"
+        case assignsChunkIDs = "assigns_chunk_ids"
     }
 }
 

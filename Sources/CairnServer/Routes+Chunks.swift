@@ -47,6 +47,10 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         // With ?upload=ID the chunks are staged in that upload (committed with its version);
         // without, they are stored and indexed at once.
         let upload = try request.query("upload").map { try server.uploads.get($0, user: actor) }
+        // Chunks sent without ids (all zeros) get the SHA-256 of their bytes; only into an upload,
+        // whose version commit then checks every id the manifest names.
+        let assignIDs = try request.query("assign_ids") == "1"
+        if assignIDs, upload == nil { throw APIError.badRequest("assign_ids=1 needs an upload (?upload=ID)") }
         var request = request
         let body = try await request.body(upTo: options.maxBatchBytes, buffers: server.bundleBuffers)
         defer { server.bundleBuffers.recycle(body) }
@@ -54,7 +58,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         do {
             result = try await server.blocking {
                 try body.readableBytesView.withUnsafeBytes { bytes in
-                    if let upload { return try upload.add(bundle: bytes) }
+                    if let upload { return try upload.add(bundle: bytes, assignIDs: assignIDs) }
                     return try store.storeChunks(bundle: bytes)
                 }
             }

@@ -161,6 +161,35 @@ public struct ScannedTree: Sendable {
     /// Codec hints of the plans' chunks: element size (float tensors) and delta reference.
     let hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)]
 
+    /// The tree with the ids of chunks scanned without hashing filled in from `assigned` (by
+    /// absolute path and offset, as in ``ChunkSource``), and their codec hints kept.
+    ///
+    /// - Throws: ``CairnStoreError`` `.invalidArgument` if a chunk has no id and none was assigned.
+    public func assigning(_ assigned: [ChunkSource]) throws -> ScannedTree {
+        var byPlace: [String: [Int64: ChunkSource]] = [:]
+        for source in assigned { byPlace[source.path, default: [:]][source.offset] = source }
+        var hints = self.hints
+        var files: [FileEntry] = []
+        for var file in manifest.files {
+            let path = sources[file.path] ?? ""
+            var offset: Int64 = 0
+            for c in file.chunks.indices {
+                if file.chunks[c].id == .zero {
+                    guard let source = byPlace[path]?[offset], source.chunk.id != .zero else {
+                        throw CairnStoreError(.invalidArgument, "\(file.path): no id for the chunk at \(offset)")
+                    }
+                    file.chunks[c].id = source.chunk.id
+                    if source.elementSize != 0 || source.reference != nil, hints[source.chunk.id] == nil {
+                        hints[source.chunk.id] = (source.elementSize, source.reference)
+                    }
+                }
+                offset += Int64(file.chunks[c].length)
+            }
+            files.append(file)
+        }
+        return ScannedTree(manifest: Manifest(files: files), sources: sources, hints: hints)
+    }
+
     /// Where each chunk of `ids` can be read (the first occurrence of each id).
     public func chunkSources(_ ids: Set<SHA256Digest>) -> [ChunkSource] {
         var out: [ChunkSource] = []
@@ -193,16 +222,19 @@ public struct ChunkStoreResult: Sendable, Equatable, Codable {
     public var newBytes: Int64
     /// Bytes of pack files written.
     public var storedBytes: Int64
+    /// With ids assigned by the receiver: every chunk's id (hex), in bundle order.
+    public var ids: [String]?
 
-    public init(received: Int, newChunks: Int, newBytes: Int64, storedBytes: Int64) {
+    public init(received: Int, newChunks: Int, newBytes: Int64, storedBytes: Int64, ids: [String]? = nil) {
         self.received = received
         self.newChunks = newChunks
         self.newBytes = newBytes
         self.storedBytes = storedBytes
+        self.ids = ids
     }
 
     enum CodingKeys: String, CodingKey {
-        case received
+        case received, ids
         case newChunks = "new_chunks"
         case newBytes = "new_bytes"
         case storedBytes = "stored_bytes"
@@ -292,12 +324,19 @@ extension Store {
     }
 
     /// Parses a bundle and verifies every chunk in parallel (see ``storeChunks(bundle:compressRaw:onVerified:)``).
+    ///
+    /// With `assignIDs`, an entry whose id is all zeros takes the SHA-256 of its bytes as its id
+    /// (a sender that did not hash its chunks); any other id must still match.
     func verifyBundle(
         _ bundle: UnsafeRawBufferPointer,
         compressRaw: Bool,
+        assignIDs: Bool = false,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> VerifiedBundle {
-        let entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
+        var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
+        let digests = UnsafeMutableBufferPointer<SHA256Digest>.allocate(capacity: Swift.max(entries.count, 1))
+        digests.initialize(repeating: .zero)
+        defer { digests.deallocate() }
         // Where each chunk's stored form goes when it is not the received bytes.
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
@@ -306,19 +345,28 @@ extension Store {
             slots[i] = outputSize
             outputSize += Self.encodingRoom(e.rawLength)
         }
-        let verified = VerifiedBundle(entries: entries, slots: slots, outputSize: outputSize)
+        let output = BufferPool.take(capacity: outputSize)
+        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>.allocate(
+            capacity: Swift.max(entries.count, 1))
         let errors = FirstError()
         parallelFor(entries.count) { i in
             if errors.isSet { return }
             do {
-                verified.forms[i] = try verifyEntry(
-                    entries[i], bundle: bundle, slot: slots[i], output: verified.output, onVerified: onVerified)
+                (forms[i], digests[i]) = try verifyEntry(
+                    entries[i], bundle: bundle, slot: slots[i], output: output, assignID: assignIDs, onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
         }
-        try errors.rethrow()
-        return verified
+        do {
+            try errors.rethrow()
+        } catch {
+            forms.deallocate()
+            BufferPool.give(output)
+            throw error
+        }
+        if assignIDs { for i in entries.indices { entries[i].id = digests[i] } }
+        return VerifiedBundle(entries: entries, slots: slots, output: output, forms: forms)
     }
 
     /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
@@ -328,8 +376,9 @@ extension Store {
         bundle: UnsafeRawBufferPointer,
         slot: Int,
         output: AlignedBuffer,
+        assignID: Bool,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
-    ) throws -> (codec: Codec, length: Int, reference: SHA256Digest?) {
+    ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
         func mismatch(_ what: String) -> CairnStoreError {
             CairnStoreError(
@@ -368,12 +417,14 @@ extension Store {
             }
             ctx.hasher.update(raw)
             let digest = ctx.hasher.finalize()
-            guard digest == e.id else { throw mismatch("does not match its content (SHA-256 \(digest.shortHex)…)") }
-            try onVerified?(e.id, raw)
+            guard digest == e.id || (assignID && e.id == .zero) else {
+                throw mismatch("does not match its content (SHA-256 \(digest.shortHex)…)")
+            }
+            try onVerified?(digest, raw)
             // Kept as received: zstd smaller than raw, or raw when not asked to compress.
-            if slot < 0 { return (Codec(rawValue: e.codecRaw)!, data.count, nil) }
+            if slot < 0 { return ((Codec(rawValue: e.codecRaw)!, data.count, nil), digest) }
             let room = UnsafeMutableRawBufferPointer(rebasing: output.memory[slot..<slot + Self.encodingRoom(e.rawLength)])
-            return try encodeForStore(raw, elementSize: e.elementSize, reference: e.reference, into: room, ctx)
+            return (try encodeForStore(raw, elementSize: e.elementSize, reference: e.reference, into: room, ctx), digest)
         }
     }
 
@@ -679,11 +730,16 @@ extension Store {
     /// chunks it lacks. Runs on every core with bounded memory (two batches of at least 8 MiB).
     ///
     /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`, `.conflict` if a file changes while read.
+    ///
+    /// With `control`, chunk hashing can be turned off between rounds (the ids are then all
+    /// zeros, for a receiver that assigns them; see ``ScannedTree/assigning(_:)``). Files are always
+    /// hashed.
     public static func scan(
         directory: String,
         parameters: ChunkerParameters,
         planner: ChunkingPlanner? = nil,
         progress: ((TransferProgress) -> Void)? = nil,
+        control: ScanControl? = nil,
         onRound: ((ScanRound) throws -> Void)? = nil
     ) throws -> ScannedTree {
         try parameters.validate()
@@ -698,6 +754,7 @@ extension Store {
         let plans = files.map { ChunkingPlan.make(for: $0, planner: planner, maxChunk: parameters.max) }
         let scanner = TreeScanner(files: files, plans: plans, parameters: parameters, progress: progress)
         scanner.onRound = onRound
+        scanner.control = control
         let manifest = try scanner.run()
         return ScannedTree(
             manifest: manifest,
@@ -834,6 +891,7 @@ private final class TreeScanner {
     var hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)] = [:]
     /// Called after each round with its chunks and their bytes.
     var onRound: ((ScanRound) throws -> Void)?
+    var control: ScanControl?
 
     final class Batch: ChunkBatch {
         var ids: [SHA256Digest] = []
@@ -863,6 +921,7 @@ private final class TreeScanner {
             let current = batches[round % 2]
             let next = batches[(round + 1) % 2]
             current.ids = Array(repeating: .zero, count: current.chunkCount)
+            let hashesChunks = control?.hashesChunks ?? true
             var hasNext = false
             parallelFor(2 + current.chunkCount) { i in
                 if errors.isSet { return }
@@ -873,6 +932,7 @@ private final class TreeScanner {
                         fileHasher.update(UnsafeRawBufferPointer(rebasing: current.input.memory[0..<current.consumed]))
                         if current.isFileEnd { fileDigests[current.fileIndex] = fileHasher.finalize() }
                     default:
+                        guard hashesChunks else { return }
                         let bytes = current.chunk(i - 2)
                         current.ids[i - 2] = pool.withContext { ctx in
                             ctx.hasher.update(bytes)
@@ -885,7 +945,9 @@ private final class TreeScanner {
             }
             try errors.rethrow()
             for c in 0..<current.chunkCount {
-                if current.elementSizes[c] != 0 || current.references[c] != nil, hints[current.ids[c]] == nil {
+                if current.ids[c] != .zero, current.elementSizes[c] != 0 || current.references[c] != nil,
+                    hints[current.ids[c]] == nil
+                {
                     hints[current.ids[c]] = (current.elementSizes[c], current.references[c])
                 }
                 fileChunks[current.fileIndex].append(
@@ -939,12 +1001,19 @@ public final class VerifiedBundle: @unchecked Sendable {
     let output: AlignedBuffer
     let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
 
-    init(entries: [ChunkBundle.Entry], slots: [Int], outputSize: Int) {
+    /// Takes ownership of `output` (back to the pool) and `forms` (deallocated).
+    init(
+        entries: [ChunkBundle.Entry], slots: [Int], output: AlignedBuffer,
+        forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
+    ) {
         self.entries = entries
         self.slots = slots
-        output = BufferPool.take(capacity: outputSize)
-        forms = .allocate(capacity: Swift.max(entries.count, 1))
+        self.output = output
+        self.forms = forms
     }
+
+    /// Every chunk's id, in bundle order (as assigned, where the receiver assigned them).
+    public var ids: [SHA256Digest] { entries.map(\.id) }
 
     deinit {
         forms.deallocate()
@@ -1025,13 +1094,20 @@ public final class ChunkUpload: @unchecked Sendable {
     ///
     /// - Throws: ``CairnStoreError`` as ``Store/storeChunks(bundle:compressRaw:onVerified:)`` does;
     ///   `.conflict` after the upload was committed or abandoned.
+    ///
+    /// With `assignIDs`, chunks sent with an all-zero id get the SHA-256 of their bytes as id, and
+    /// the result lists every chunk's id in bundle order (a sender that did not hash them).
     @discardableResult
     public func add(
         bundle: UnsafeRawBufferPointer,
         compressRaw: Bool = true,
+        assignIDs: Bool = false,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws -> ChunkStoreResult {
-        try stage(try verify(bundle: bundle, compressRaw: compressRaw, onVerified: onVerified), bundle: bundle)
+        let verified = try store.verifyBundle(bundle, compressRaw: compressRaw, assignIDs: assignIDs, onVerified: onVerified)
+        var result = try stage(verified, bundle: bundle)
+        if assignIDs { result.ids = verified.ids.map(\.hex) }
+        return result
     }
 
     /// The first half of ``add(bundle:compressRaw:onVerified:)``: verifies every chunk (in
@@ -1126,6 +1202,20 @@ public final class ChunkUpload: @unchecked Sendable {
                 writer.abandon()
             }
         }
+    }
+}
+
+/// Turns chunk hashing of a running ``Store/scan(directory:parameters:planner:progress:control:onRound:)``
+/// on or off; a change applies from the next round on.
+public final class ScanControl: Sendable {
+    private let hashing = Atomic<Bool>(true)
+
+    public init() {}
+
+    /// Whether chunks are hashed (their ids are all zeros otherwise).
+    public var hashesChunks: Bool {
+        get { hashing.load(ordering: .relaxed) }
+        set { hashing.store(newValue, ordering: .relaxed) }
     }
 }
 

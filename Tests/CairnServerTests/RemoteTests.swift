@@ -123,6 +123,37 @@ import Testing
         }
     }
 
+    @Test func aFirstPushLetsTheServerAssignChunkIDs() async throws {
+        // Told to stop hashing after the first round the server lacks entirely, the client sends
+        // the rest of the chunks without ids; the version must still name exactly the chunks a
+        // local scan finds, stored with the same codecs, and pull back byte-exact.
+        let f = try ServerFixture()
+        let base = URL(fileURLWithPath: f.dir.sub("base"))
+        try FixtureModels.writeBase(to: base, shape: .small, seed: 3)
+        try Data(FixtureData.bytes(count: 3 << 20, seed: 35)).write(to: base.appendingPathComponent("extra.bin"))
+        try await f.application.test(.live) { client in
+            let url = Self.url(client)
+            let out = f.dir.sub("out")
+            let report = try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache"))
+                remote.assignAfterBytes = 0
+                let report = try remote.pushReport(directory: base.path, request: PushRequest(model: "m", actor: "x"), progress: nil)
+                _ = try remote.pull(try remote.resolve(try Reference(parsing: "m@1")), to: out, paths: nil, selection: nil, progress: nil)
+                return report
+            }
+            let store = f.registry.store
+            let planner = Registry.chunkingPlanner(sliceSize: store.config.chunker.slice)
+            let local = try Store.scan(directory: base.path, parameters: store.config.chunker, planner: planner)
+            #expect(report.result.manifest == local.manifest.id.hex)
+            #expect(try f.registry.resolve(try Reference(parsing: "m@1")).manifest == local.manifest.id.hex)
+            #expect(try readTree(out) == readTree(base.path))
+            #expect(try store.verify(deep: true).problems.isEmpty)
+            // Every chunk was sent once: the base's unique bytes, and no more.
+            let unique = Set(local.manifest.files.flatMap(\.chunks)).reduce(0) { $0 + Int($1.length) }
+            #expect(report.transferredBytes! < unique + unique / 50)
+        }
+    }
+
     /// Distinct chunk bytes of `tree` that `base` does not have (chunked as the server would).
     static func changedBytes(_ tree: String, comparedTo base: String, store: Store) throws -> Int64 {
         let planner = Registry.chunkingPlanner(sliceSize: store.config.chunker.slice)
