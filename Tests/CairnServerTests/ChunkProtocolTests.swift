@@ -207,6 +207,56 @@ import Testing
         #expect(try f.registry.store.verify(deep: true).isHealthy)
     }
 
+    @Test func theServerAssignsIDsOnlyWhenAskedAndOnlyInAnUpload() async throws {
+        let f = try ServerFixture()
+        let a = FixtureData.bytes(count: 50_000, seed: 41)
+        let b = FixtureData.bytes(count: 20_000, seed: 42)
+        try await f.application.test(.router) { client in
+            try await client.execute(uri: "/v1/config", method: .get, headers: bearer(f.reader)) {
+                #expect(decoded(ServerConfig.self, $0)?.assignsChunkIDs == true)
+            }
+            var id = ""
+            try await client.execute(uri: "/v1/uploads", method: .post, headers: bearer(f.writer)) {
+                id = try decode(UploadCreated.self, $0).upload
+            }
+            // An all-zero id is a mismatch unless the server is asked to assign ids …
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(.zero, a)])
+            ) {
+                #expect($0.status == .unprocessableContent)
+                #expect(errorCode($0) == "chunk_mismatch")
+            }
+            // … which it does only into an upload …
+            try await client.execute(
+                uri: "/v1/chunks?assign_ids=1", method: .post, headers: bearer(f.writer), body: Self.bundle([(.zero, a)])
+            ) {
+                #expect($0.status == .badRequest)
+            }
+            // … answering every chunk's id in bundle order; a given id is still checked.
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)&assign_ids=1", method: .post, headers: bearer(f.writer),
+                body: Self.bundle([(.zero, a), (SHA256Digest.hash(b), b)])
+            ) {
+                #expect(decoded(ChunkStoreResult.self, $0)?.ids == [SHA256Digest.hash(a).hex, SHA256Digest.hash(b).hex])
+            }
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)&assign_ids=1", method: .post, headers: bearer(f.writer),
+                body: Self.bundle([(SHA256Digest.hash(a), b)])
+            ) {
+                #expect($0.status == .unprocessableContent)
+            }
+            let file = FileEntry(
+                path: "w.bin", size: 70_000, sha256: SHA256Digest.hash(a + b),
+                chunks: [ChunkRef(id: SHA256Digest.hash(a), length: 50_000), ChunkRef(id: SHA256Digest.hash(b), length: 20_000)])
+            var body = CreateVersionBody(request: PushRequest(model: "m", actor: "x"), manifest: Manifest(files: [file]), newBytes: 0, storedBytes: 0)
+            body.upload = id
+            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) {
+                #expect($0.status == .created)
+            }
+        }
+        #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
     @Test func tamperedChunkRejectsTheWholeBatch() async throws {
         let f = try ServerFixture()
         let good = FixtureData.bytes(count: 40_000, seed: 7)
