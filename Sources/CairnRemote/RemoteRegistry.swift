@@ -782,14 +782,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     }
 
     /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
-    /// the bytes received. Each chunk is verified as it is stored, then handed to `onVerified`
-    /// (from several threads at once).
+    /// the bytes received. Each chunk is verified as it is stored.
     @discardableResult
-    public func fetchIntoCache(
-        _ files: [FileEntry],
-        progress: ((TransferProgress) -> Void)? = nil,
-        onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
-    ) throws -> Int64 {
+    public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
         let config = try serverConfig()
         let cache = try cacheStore()
         var lengths: [SHA256Digest: Int] = [:]
@@ -821,7 +816,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let body = reply.body
             // The server sent chunks raw only where compression did not help: keep them so.
             let verified = try body.readableBytesView.withUnsafeBytes {
-                try staging.verify(bundle: $0, compressRaw: false, onVerified: onVerified)
+                try staging.verify(bundle: $0, compressRaw: false)
             }
             writing.async {
                 do {
