@@ -480,7 +480,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                     try add(chunk, round.bytes(of: i))
                 }
             }
-            if config.assignsChunkIDs, checkedBytes >= self.assignAfterBytes, missingBytes >= checkedBytes / 100 * 98 {
+            if config.assignsChunkIDs == true, checkedBytes >= self.assignAfterBytes, missingBytes >= checkedBytes / 100 * 98 {
                 control.hashesChunks = false
             }
         }

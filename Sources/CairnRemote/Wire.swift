@@ -16,8 +16,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var maxBatchIDs: Int
     public var version: String
     /// Whether `POST /v1/chunks?upload=ID&assign_ids=1` takes chunks without ids (all zeros) and
-    /// answers with the ids it computed (absent from older servers: false).
-    public var assignsChunkIDs: Bool
+    /// answers with the ids it computed (nil from older servers, which do not).
+    public var assignsChunkIDs: Bool?
 
     public init(
         chunker: ChunkerParameters,
@@ -25,7 +25,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         maxBatchBytes: Int,
         maxBatchIDs: Int,
         version: String,
-        assignsChunkIDs: Bool = true
+        assignsChunkIDs: Bool? = true
     ) {
         self.chunker = chunker
         self.compressionLevel = compressionLevel
@@ -33,16 +33,6 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         self.maxBatchIDs = maxBatchIDs
         self.version = version
         self.assignsChunkIDs = assignsChunkIDs
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        chunker = try c.decode(ChunkerParameters.self, forKey: .chunker)
-        compressionLevel = try c.decode(Int.self, forKey: .compressionLevel)
-        maxBatchBytes = try c.decode(Int.self, forKey: .maxBatchBytes)
-        maxBatchIDs = try c.decode(Int.self, forKey: .maxBatchIDs)
-        version = try c.decode(String.self, forKey: .version)
-        assignsChunkIDs = try c.decodeIfPresent(Bool.self, forKey: .assignsChunkIDs) ?? false
     }
 
     enum CodingKeys: String, CodingKey {
