@@ -1018,11 +1018,16 @@ final class ReplyBuffers: Sendable {
     static let shared = ReplyBuffers()
     private let free = Mutex<[ByteBuffer]>([])
 
-    func take() -> ByteBuffer { free.withLock { $0.popLast() } ?? ByteBuffer() }
-
-    func give(_ buffer: ByteBuffer) {
-        var buffer = buffer
+    func take() -> ByteBuffer {
+        // Cleared here, where the buffer has no other owner: clearing a shared buffer allocates
+        // new storage, whose pages are faulted in again.
+        guard var buffer = free.withLock({ $0.popLast() }) else { return ByteBuffer() }
         buffer.clear()
+        return buffer
+    }
+
+    /// Keeps `buffer` for a later reply; its owner must not use it any more.
+    func give(_ buffer: ByteBuffer) {
         free.withLock { if $0.count < 4 { $0.append(buffer) } }
     }
 }
@@ -1103,7 +1108,8 @@ final class FetchedBundle: PendingBundle, @unchecked Sendable {
     }
 
     deinit {
-        if let body { ReplyBuffers.shared.give(body) }
+        // Taken out, so that the pool holds the only reference (else its next writer copies it).
+        if let body = body.take() { ReplyBuffers.shared.give(body) }
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {

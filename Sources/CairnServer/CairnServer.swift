@@ -362,8 +362,10 @@ func binaryResponse(_ bytes: [UInt8]) -> Response {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
-/// Request body buffers kept for reuse: bundles are megabytes each, and a fresh buffer per request
-/// costs a page fault per 4 KiB (about 3 % of a remote push's CPU time). At most four are kept.
+/// Buffers of chunk bundles (request bodies of uploads, replies to fetches) kept for reuse:
+/// bundles are megabytes each, and a fresh buffer per request costs a page fault per 4 KiB (about
+/// 3 % of a remote push's CPU time). At most four are kept. A buffer given back while something
+/// still holds it (a reply still being sent) gets new storage on its next use, never shared.
 final class BodyBuffers: Sendable {
     private let free = Mutex<[ByteBuffer]>([])
 

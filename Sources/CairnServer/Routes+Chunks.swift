@@ -79,9 +79,24 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         try context.require(.reader, "fetch chunks")
         var request = request
         let ids = try await idList(&request, limit: options.maxBatchIDs)
-        let bundle = try await server.blocking { try store.exportChunks(ids, maxBytes: options.maxBatchBytes) }
-        server.metrics.recordFetch(wireBytes: bundle.count)
-        return binaryResponse(bundle)
+        // The bundle is read from the packs straight into a reused buffer, which goes back to
+        // the pool once the response is written.
+        let bundle = try await server.blocking {
+            let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes)
+            var buffer = server.bundleBuffers.take(capacity: plan.bound)
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) { try store.export(plan, into: $0) }
+            return buffer
+        }
+        server.metrics.recordFetch(wireBytes: bundle.readableBytes)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody(contentLength: bundle.readableBytes) { writer in
+                try await writer.write(bundle)
+                try await writer.finish(nil)
+                server.bundleBuffers.recycle(bundle)
+            })
     }
 }
 

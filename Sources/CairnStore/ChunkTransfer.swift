@@ -23,7 +23,7 @@ import Zstd
 /// The element size (2 or 4 for float tensors, else 0) and the reference (the same slice of a
 /// parent version) are hints for the receiving store's codecs: it stores float data as byte
 /// planes, and slices of a fine-tune as deltas against their reference, as a local push would.
-/// Deltas never travel (they depend on their reference): ``Store/exportChunks(_:maxBytes:)``
+/// Deltas never travel (they depend on their reference): ``Store/export(_:into:)``
 /// decodes them and sends their byte planes.
 ///
 /// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:compressRaw:onVerified:)``
@@ -519,16 +519,19 @@ extension Store {
         }
     }
 
-    /// The stored chunks `ids` as a bundle (``ChunkBundle``). Chunks stored raw or as zstd are sent
-    /// as stored, without decoding them (the receiver verifies every chunk); chunks stored with the
-    /// store's other codecs (byte planes, deltas against a parent chunk) are decoded, verified and
-    /// sent zstd-compressed, so a bundle never depends on chunks the receiver may lack. Each
-    /// record's header is checked against the index.
+    /// Chunks located for a bundle (``ChunkBundle``) by ``planExport(_:maxBytes:)``, sorted by
+    /// where they are stored; ``export(_:into:)`` writes the bundle.
+    public struct ChunkExport: Sendable {
+        fileprivate let located: [(id: SHA256Digest, location: ChunkLocation)]
+        /// The most bytes the bundle can take: a buffer of this size holds it.
+        public let bound: Int
+    }
+
+    /// Locates the stored chunks `ids` (each once) for a bundle of at most `maxBytes`.
     ///
-    /// - Parameter maxBytes: the largest bundle allowed.
     /// - Throws: ``CairnStoreError``: `.notFound` naming the first chunk not stored,
-    ///   `.invalidArgument` when the bundle would exceed `maxBytes`, `.corruption` for a damaged record.
-    public func exportChunks(_ ids: [SHA256Digest], maxBytes: Int) throws -> [UInt8] {
+    ///   `.invalidArgument` when the bundle could exceed `maxBytes`.
+    public func planExport(_ ids: [SHA256Digest], maxBytes: Int) throws -> ChunkExport {
         var unique: [SHA256Digest] = []
         var seen = Set<SHA256Digest>()
         for id in ids where seen.insert(id).inserted { unique.append(id) }
@@ -544,13 +547,10 @@ extension Store {
                 }
             }
         }
-        func isPassedThrough(_ l: ChunkLocation) -> Bool {
-            l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue || l.codecRaw == Codec.byteGrouped.rawValue
-        }
         // At most: stored bytes as they are, decoded chunks no larger than raw (zstd or raw).
         let bound = ChunkBundle.size(
             storedLengths: located.map {
-                isPassedThrough($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength)
+                Self.isSentAsStored($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength)
             }
         )
         guard bound <= maxBytes else {
@@ -560,7 +560,34 @@ extension Store {
             )
         }
         located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
-        // Spans of adjacent records in one pack, read with one pread each.
+        return ChunkExport(located: located, bound: bound)
+    }
+
+    /// Whether a chunk travels as stored: raw, zstd and byte planes do; deltas are decoded.
+    private static func isSentAsStored(_ l: ChunkLocation) -> Bool {
+        l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue || l.codecRaw == Codec.byteGrouped.rawValue
+    }
+
+    /// Writes the bundle of `plan`'s chunks into `out` (at least `plan.bound` bytes); returns its
+    /// size. Chunks stored raw, as zstd or as byte planes are sent as stored, without decoding them
+    /// (the receiver verifies every chunk): their bytes are read from the packs straight into
+    /// place. Chunks stored as deltas against a parent chunk are decoded, verified and sent as byte
+    /// planes (or raw), after the others, so a bundle never depends on chunks the receiver may
+    /// lack. Each record's header is checked against the index.
+    ///
+    /// - Throws: ``CairnStoreError``: `.corruption` for a damaged or truncated record.
+    public func export(_ plan: ChunkExport, into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        precondition(out.count >= plan.bound, "an export buffer holds at least the plan's bound")
+        let located = plan.located
+        // Where each entry sent as stored begins (its header; the stored bytes follow); -1 for
+        // entries decoded here, which follow the others.
+        var positions = [Int](repeating: -1, count: located.count)
+        var at = ChunkBundle.headerSize
+        for (i, item) in located.enumerated() where Self.isSentAsStored(item.location) {
+            positions[i] = at
+            at += ChunkBundle.entryHeaderSize + Int(item.location.storedLength)
+        }
+        // Spans of adjacent records in one pack, read with one scattered read each.
         var spans: [Range<Int>] = []
         var start = 0
         for i in 1...max(located.count, 1) where i <= located.count {
@@ -568,7 +595,7 @@ extension Store {
                 let a = located[i - 1].location
                 let b = located[i].location
                 let spanStart = Int64(located[start].location.offset)
-                if a.packID == b.packID, Int64(b.offset) - (Int64(a.offset) + Int64(a.recordLength)) <= 4096,
+                if a.packID == b.packID, Int64(b.offset) - (Int64(a.offset) + Int64(a.recordLength)) <= Self.largestGap,
                     Int64(b.offset) + Int64(b.recordLength) - spanStart <= Int64(Self.readSpan)
                 {
                     continue
@@ -577,85 +604,115 @@ extension Store {
             spans.append(start..<i)
             start = i
         }
-        // Each entry's codec and bytes, filled in parallel by span.
-        let entries = UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>.allocate(
-            capacity: max(located.count, 1)
-        )
-        entries.initialize(repeating: (.raw, []))
+        // Decoded entries: codec and bytes.
+        let decoded = UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>.allocate(capacity: max(located.count, 1))
+        decoded.initialize(repeating: (.raw, []))
         defer {
-            entries.deinitialize()
-            entries.deallocate()
+            decoded.deinitialize()
+            decoded.deallocate()
         }
         let errors = FirstError()
         parallelFor(spans.count) { s in
             if errors.isSet { return }
             do {
-                try exportSpan(located, range: spans[s], into: entries)
+                try exportSpan(located, range: spans[s], positions: positions, out: out, decoded: decoded)
             } catch {
                 errors.record(error)
             }
         }
         try errors.rethrow()
-        let total = ChunkBundle.size(storedLengths: (0..<located.count).map { entries[$0].bytes.count })
-        var out = [UInt8](repeating: 0, count: total)
-        out.withUnsafeMutableBytes { raw in
-            let p = raw.baseAddress!
-            ChunkBundle.writeHeader(count: located.count, to: p)
-            var at = ChunkBundle.headerSize
-            for (i, item) in located.enumerated() {
-                let entry = entries[i]
-                ChunkBundle.writeEntryHeader(
-                    id: item.id,
-                    codec: entry.codec,
-                    rawLength: Int(item.location.rawLength),
-                    storedLength: entry.bytes.count,
-                    to: p + at
-                )
-                at += ChunkBundle.entryHeaderSize
-                entry.bytes.withUnsafeBytes {
-                    if $0.count > 0 { (p + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                }
-                at += entry.bytes.count
+        let p = out.baseAddress!
+        ChunkBundle.writeHeader(count: located.count, to: p)
+        for (i, item) in located.enumerated() where positions[i] < 0 {
+            let entry = decoded[i]
+            at += ChunkBundle.writeEntryHeader(
+                id: item.id, codec: entry.codec, rawLength: Int(item.location.rawLength), storedLength: entry.bytes.count,
+                to: p + at)
+            entry.bytes.withUnsafeBytes {
+                if $0.count > 0 { (p + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
+            at += entry.bytes.count
         }
-        return out
+        return at
     }
 
+    /// The stored chunks `ids` as a bundle (``planExport(_:maxBytes:)`` and ``export(_:into:)``).
+    public func exportChunks(_ ids: [SHA256Digest], maxBytes: Int) throws -> [UInt8] {
+        let plan = try planExport(ids, maxBytes: maxBytes)
+        return try [UInt8](unsafeUninitializedCapacity: plan.bound) { buffer, count in
+            count = 0
+            count = try export(plan, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Largest gap between two records read with one scattered read.
+    private static let largestGap = 4096
+
+    /// Reads the records `range` of `located` (adjacent in one pack) with one scattered read: the
+    /// stored bytes of chunks sent as stored go to their place in `out`, their headers aside;
+    /// records to decode go aside whole and are decoded into `decoded`.
     private func exportSpan(
         _ located: [(id: SHA256Digest, location: ChunkLocation)],
         range: Range<Int>,
-        into entries: UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>
+        positions: [Int],
+        out: UnsafeMutableRawBufferPointer,
+        decoded: UnsafeMutableBufferPointer<(codec: Codec, bytes: [UInt8])>
     ) throws {
         let first = located[range.lowerBound].location
-        let last = located[range.upperBound - 1].location
         let spanStart = Int64(first.offset)
-        let length = Int(Int64(last.offset) + Int64(last.recordLength) - spanStart)
+        let headerSize = PackFormat.recordHeaderSize
+        // Aside: one gap, the headers, the records to decode.
+        let decodedBytes = range.reduce(0) { positions[$1] < 0 ? $0 + located[$1].location.recordLength : $0 }
+        let headersAt = Self.largestGap
+        let recordsAt = headersAt + range.count * headerSize
+        let aside = UnsafeMutableRawBufferPointer.allocate(byteCount: recordsAt + decodedBytes, alignment: 16)
+        defer { aside.deallocate() }
+        // Where each record's header was read to.
+        var headerAt: [Int] = []
+        headerAt.reserveCapacity(range.count)
+        var segments: [UnsafeMutableRawBufferPointer] = []
+        segments.reserveCapacity(range.count * 2 + 1)
+        var next = spanStart
+        var asideRecord = recordsAt
+        for (k, i) in range.enumerated() {
+            let loc = located[i].location
+            let gap = Int(Int64(loc.offset) - next)
+            if gap > 0 { segments.append(UnsafeMutableRawBufferPointer(rebasing: aside[0..<gap])) }
+            if positions[i] >= 0 {
+                let header = headersAt + k * headerSize
+                let data = positions[i] + ChunkBundle.entryHeaderSize
+                segments.append(UnsafeMutableRawBufferPointer(rebasing: aside[header..<header + headerSize]))
+                segments.append(UnsafeMutableRawBufferPointer(rebasing: out[data..<data + Int(loc.storedLength)]))
+                headerAt.append(header)
+            } else {
+                segments.append(UnsafeMutableRawBufferPointer(rebasing: aside[asideRecord..<asideRecord + loc.recordLength]))
+                headerAt.append(asideRecord)
+                asideRecord += loc.recordLength
+            }
+            next = Int64(loc.offset) + Int64(loc.recordLength)
+        }
+        let got = try readPack(first.packID, into: segments, at: spanStart)
         try workers.withContext { ctx in
-            // The span has its own buffer: decoding a delta reads its reference into the context's.
-            let buffer = AlignedBuffer(capacity: length)
-            let got = try readPack(
-                first.packID,
-                into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<length]),
-                at: spanStart
-            )
-            for i in range {
+            for (k, i) in range.enumerated() {
                 let (id, loc) = located[i]
-                let at = Int(Int64(loc.offset) - spanStart)
                 func damaged(_ what: String) -> CairnStoreError {
                     CairnStoreError(.corruption, "chunk \(id.hex) \(what) in pack \(PackFormat.fileName(loc.packID))")
                 }
-                guard at + loc.recordLength <= got else { throw damaged("is cut off: its pack is truncated") }
-                let record = UnsafeRawBufferPointer(rebasing: buffer.memory[at..<at + loc.recordLength])
-                guard let header = PackFormat.readRecordHeader(record), header.id == id,
-                    header.rawLength == Int(loc.rawLength),
-                    header.storedLength == Int(loc.storedLength), header.codecRaw == loc.codecRaw
+                guard Int64(loc.offset) + Int64(loc.recordLength) - spanStart <= Int64(got) else {
+                    throw damaged("is cut off: its pack is truncated")
+                }
+                let header = UnsafeRawBufferPointer(rebasing: aside[headerAt[k]..<headerAt[k] + headerSize])
+                guard let read = PackFormat.readRecordHeader(header), read.id == id,
+                    read.rawLength == Int(loc.rawLength),
+                    read.storedLength == Int(loc.storedLength), read.codecRaw == loc.codecRaw
                 else { throw damaged("does not match its record") }
-                if loc.codecRaw == Codec.raw.rawValue || loc.codecRaw == Codec.zstd.rawValue
-                    || loc.codecRaw == Codec.byteGrouped.rawValue
-                {
-                    entries[i] = (Codec(rawValue: loc.codecRaw)!, Array(record[PackFormat.recordHeaderSize...]))
+                if positions[i] >= 0 {
+                    ChunkBundle.writeEntryHeader(
+                        id: id, codec: Codec(rawValue: loc.codecRaw)!, rawLength: Int(loc.rawLength),
+                        storedLength: Int(loc.storedLength), to: out.baseAddress! + positions[i])
                     continue
                 }
+                let record = UnsafeRawBufferPointer(rebasing: aside[headerAt[k]..<headerAt[k] + loc.recordLength])
                 let rawLength = Int(loc.rawLength)
                 let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<rawLength])
                 try decodeRecord(
@@ -671,17 +728,17 @@ extension Store {
                 // the decoded bytes, with the element size its encoding records.
                 let elementSize = Int(record[PackFormat.recordHeaderSize + 32])
                 guard elementSize == 2 || elementSize == 4 else {
-                    entries[i] = (.raw, Array(UnsafeRawBufferPointer(target)))
+                    decoded[i] = (.raw, Array(UnsafeRawBufferPointer(target)))
                     continue
                 }
-                let out = UnsafeMutableRawBufferPointer(
+                let encoded = UnsafeMutableRawBufferPointer(
                     rebasing: ctx.deltaOutput.memory[0..<ByteGrouping.bound(rawLength, elementSize: elementSize)])
                 let n = try ByteGrouping.encode(
-                    UnsafeRawBufferPointer(target), elementSize: elementSize, into: out, planes: ctx.planes.memory,
+                    UnsafeRawBufferPointer(target), elementSize: elementSize, into: encoded, planes: ctx.planes.memory,
                     compressor: ctx.planeCompressor)
-                entries[i] =
+                decoded[i] =
                     n < rawLength
-                    ? (.byteGrouped, Array(UnsafeRawBufferPointer(rebasing: out[0..<n])))
+                    ? (.byteGrouped, Array(UnsafeRawBufferPointer(rebasing: encoded[0..<n])))
                     : (.raw, Array(UnsafeRawBufferPointer(target)))
             }
         }

@@ -24,6 +24,41 @@ public enum FileIO {
         return done
     }
 
+    /// Reads from `offset` into `segments`, filled in order (a scattered read: one `preadv` per
+    /// up to 1,024 segments). Returns the bytes read: fewer than the segments hold only at the end
+    /// of the file.
+    static func preadv(_ fd: Int32, _ segments: [UnsafeMutableRawBufferPointer], at offset: Int64, path: String) throws -> Int {
+        var vectors = segments.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        var done = 0
+        var first = 0
+        while first < vectors.count {
+            let count = Swift.min(vectors.count - first, 1024)
+            let n = vectors.withUnsafeMutableBufferPointer {
+                Glibc.preadv(fd, $0.baseAddress! + first, Int32(count), off_t(offset) + off_t(done))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CairnStoreError.io("read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+            // Past the segments filled; a partly filled one continues where the read stopped.
+            var left = n
+            while left > 0 {
+                if left >= vectors[first].iov_len {
+                    left -= vectors[first].iov_len
+                    first += 1
+                } else {
+                    vectors[first].iov_base += left
+                    vectors[first].iov_len -= left
+                    left = 0
+                }
+            }
+            while first < vectors.count, vectors[first].iov_len == 0 { first += 1 }
+        }
+        return done
+    }
+
     /// Largest piece handed to one `pwrite`. The page cache sizes its folios after the write: writes
     /// of 2 MiB and more get 2 MiB folios, and on a VM whose free memory is handed back to the host
     /// (virtio free page reporting) each fresh huge folio costs a slow host fault — a 338 MB file

@@ -134,6 +134,17 @@ public final class Store: @unchecked Sendable {
         return got
     }
 
+    /// Reads pack bytes from `offset` into `segments`, in order, with one system call per
+    /// ``FileIO/preadv(_:_:at:path:)`` batch; returns the bytes read (fewer only at the pack's end).
+    func readPack(_ id: UInt64, into segments: [UnsafeMutableRawBufferPointer], at offset: Int64) throws -> Int {
+        let path = packPath(id)
+        let got = try packHandles.withDescriptor(for: id, path: path) { fd in
+            try FileIO.preadv(fd, segments, at: offset, path: path)
+        }
+        countRead(got)
+        return got
+    }
+
     /// Asks the kernel to start reading pack bytes into the page cache (`POSIX_FADV_WILLNEED`),
     /// so that a later ``readPack(_:into:at:)`` of them does not wait for the disk.
     func prefetchPack(_ id: UInt64, range: Range<Int64>) {

@@ -75,6 +75,39 @@ import Testing
         #expect(report.problems.contains { $0.kind == .damagedPack })
     }
 
+    @Test func exportOfATruncatedOrDamagedPackFails() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try writeFile(dir.sub("in/w.bin"), FixtureData.bytes(count: 1 << 20, seed: 4))
+        let (manifest, _) = try push(store, dir.sub("in"))
+        let ids = manifest.files[0].chunks.map(\.id)
+        // Intact, the bundle holds every chunk once, and a second store takes it whole.
+        let bundle = try store.exportChunks(ids + ids, maxBytes: 8 << 20)
+        let copy = try Store.create(at: dir.sub("copy"), config: store.config)
+        _ = try bundle.withUnsafeBytes { try copy.storeChunks(bundle: $0) }
+        #expect(try copy.missingChunks(ids).isEmpty)
+        #expect(try readBack(copy, manifest.files[0]) == FixtureData.bytes(count: 1 << 20, seed: 4))
+
+        let pack = try #require(packFiles(store.root).first)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: pack)))
+        // A record header that does not match the index.
+        let original = bytes
+        bytes[16 + 20] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: pack))
+        #expect {
+            try store.exportChunks(ids, maxBytes: 8 << 20)
+        } throws: {
+            ($0 as? CairnStoreError)?.code == .corruption && "\($0)".contains("does not match its record")
+        }
+        // A pack cut short.
+        try Data(original.prefix(original.count / 2)).write(to: URL(fileURLWithPath: pack))
+        #expect {
+            try store.exportChunks(ids, maxBytes: 8 << 20)
+        } throws: {
+            ($0 as? CairnStoreError)?.code == .corruption && "\($0)".contains("cut off")
+        }
+    }
+
     @Test func missingPackIsReported() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
