@@ -1028,7 +1028,7 @@ final class ReplyBuffers: Sendable {
 
     /// Keeps `buffer` for a later reply; its owner must not use it any more.
     func give(_ buffer: ByteBuffer) {
-        free.withLock { if $0.count < 4 { $0.append(buffer) } }
+        free.withLock { if $0.count < 8 { $0.append(buffer) } }
     }
 }
 

@@ -331,6 +331,7 @@ extension Store {
         _ bundle: UnsafeRawBufferPointer,
         compressRaw: Bool,
         assignIDs: Bool = false,
+        decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> VerifiedBundle {
         var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
@@ -353,7 +354,8 @@ extension Store {
             if errors.isSet { return }
             do {
                 (forms[i], digests[i]) = try verifyEntry(
-                    entries[i], bundle: bundle, slot: slots[i], output: output, assignID: assignIDs, onVerified: onVerified)
+                    entries[i], bundle: bundle, slot: slots[i], output: output, assignID: assignIDs, decodeInto: decodeInto,
+                    onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
@@ -370,13 +372,15 @@ extension Store {
     }
 
     /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
-    /// when the received bytes are not kept).
+    /// when the received bytes are not kept). A compressed entry is decoded into the memory
+    /// `decodeInto` gives for its id and raw length (exactly that long; else into scratch memory).
     private func verifyEntry(
         _ e: ChunkBundle.Entry,
         bundle: UnsafeRawBufferPointer,
         slot: Int,
         output: AlignedBuffer,
         assignID: Bool,
+        decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)?,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
@@ -387,6 +391,10 @@ extension Store {
             )
         }
         return try workers.withContext { ctx in
+            func target() -> UnsafeMutableRawBufferPointer {
+                if let given = decodeInto?(e.id, e.rawLength), given.count == e.rawLength { return given }
+                return UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
+            }
             let raw: UnsafeRawBufferPointer
             switch Codec(rawValue: e.codecRaw)! {
             case .raw:
@@ -395,7 +403,7 @@ extension Store {
                 }
                 raw = data
             case .zstd:
-                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
+                let target = target()
                 let n: Int
                 do {
                     n = try ctx.decompressor.decompress(data, into: target)
@@ -405,7 +413,7 @@ extension Store {
                 guard n == e.rawLength else { throw mismatch("decompresses to \(n) bytes, expected \(e.rawLength)") }
                 raw = UnsafeRawBufferPointer(target)
             case .byteGrouped:
-                let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<e.rawLength])
+                let target = target()
                 do {
                     try ByteGrouping.decode(data, into: target, planes: ctx.planes.memory, decompressor: ctx.decompressor)
                 } catch {
@@ -1170,12 +1178,17 @@ public final class ChunkUpload: @unchecked Sendable {
     /// The first half of ``add(bundle:compressRaw:onVerified:)``: verifies every chunk (in
     /// parallel, outside the upload's lock), so one bundle can be verified while the previous one
     /// is written by ``stage(_:bundle:)``.
+    ///
+    /// - Parameter decodeInto: where to decode a compressed chunk, given its id and raw length: the
+    ///   caller's memory of exactly that length, or nil for scratch memory. `onVerified` then gets
+    ///   those bytes. Called from several threads at once, never twice for one entry.
     public func verify(
         bundle: UnsafeRawBufferPointer,
         compressRaw: Bool = true,
+        decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws -> VerifiedBundle {
-        try store.verifyBundle(bundle, compressRaw: compressRaw, onVerified: onVerified)
+        try store.verifyBundle(bundle, compressRaw: compressRaw, decodeInto: decodeInto, onVerified: onVerified)
     }
 
     /// The second half of ``add(bundle:compressRaw:onVerified:)``: stages the verified chunks that

@@ -24,8 +24,10 @@ extension Store {
         let fill = try fetcher.map { try RemoteFill(store: self, files: files, fetcher: $0) }
         do {
             try restoreFiles(files, to: directory, context: context, progress: progress, fill: fill)
+            try fill?.finishStaging()
             try fill?.staging.commitChunks()
         } catch {
+            try? fill?.finishStaging()
             fill?.staging.abandon()
             throw error
         }
@@ -38,7 +40,7 @@ extension Store {
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         var done: Int64 = 0
         try FileIO.makeDirectories(directory)
-        for file in files {
+        for (index, file) in files.enumerated() {
             try RelativePath.validate(file.path)
             let target = directory + "/" + file.path
             let parent = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
@@ -55,7 +57,10 @@ extension Store {
                 }
                 let base = done
                 let block = Self.directIOBlock
-                try read(file, range: 0..<file.size, context: context, alignment: direct ? block : 1, fill: fill) { bytes, offset in
+                try read(
+                    file, range: 0..<file.size, context: context, alignment: direct ? block : 1, fill: fill,
+                    following: files[(index + 1)...]
+                ) { bytes, offset in
                     // The last piece of a file is written in whole blocks (the window has room
                     // for them) and the file cut back to its size below.
                     let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
@@ -101,9 +106,12 @@ extension Store {
     /// window's unfinished last block is handed again at the start of the next one.
     ///
     /// With `fill`, chunks the store lacks are fetched through it instead of failing the read.
+    /// `following` are the files to be read whole after this one: near its end, their first
+    /// windows are prepared (pack bytes requested from the disk, missing chunks from `fill`), so
+    /// that the pipeline does not drain between files.
     func read(
         _ file: FileEntry, range: Range<Int64>, context: ReadContext, alignment: Int, fill: RemoteFill? = nil,
-        sink: (UnsafeRawBufferPointer, Int64) throws -> Void
+        following: ArraySlice<FileEntry> = [], sink: (UnsafeRawBufferPointer, Int64) throws -> Void
     ) throws {
         guard range.lowerBound >= 0, range.upperBound <= file.size else {
             throw CairnStoreError(
@@ -134,33 +142,43 @@ extension Store {
         var round = 0
         var first = lo
         let errors = FirstError()
-        // Chunks [from, end) whose bytes fit in one window (at least one chunk).
-        func windowEnd(from: Int) -> Int {
-            var last = from + 1
-            while last < file.chunks.count && offsets[last] < range.upperBound
-                && offsets[last + 1] - offsets[from] <= Int64(Self.readWindow)
-            {
-                last += 1
-            }
-            return last
-        }
         // A window's spans in the store's packs, and what `fill` fetches for it.
-        func prepare(_ chunks: Range<Int>) throws -> (spans: [Span], fetch: RemoteFill.Window?) {
+        func prepare(_ file: FileEntry, _ chunks: Range<Int>, ahead: Bool = false) throws -> (spans: [Span], fetch: RemoteFill.Window?) {
             let (spans, missing) = try plan(file, chunks: chunks, context: context, allowMissing: fill != nil)
             for span in spans { prefetchPack(span.packID, range: span.start..<span.end) }
-            return (spans, missing.isEmpty ? nil : try fill?.start(file, missing: missing))
+            return (spans, missing.isEmpty ? nil : try fill?.start(file, missing: missing, ahead: ahead))
         }
         // Windows planned ahead: their pack bytes are requested from the disk and their missing
         // chunks from `fill` (two windows ahead: a fetch takes a round trip), so that they arrive
         // while earlier windows are decoded.
+        let depth = fill == nil ? 2 : 3
         var ahead: [(chunks: Range<Int>, spans: [Span], fetch: RemoteFill.Window?)] = []
         var planned = first
+        // The next window of the following files to prepare: (index in `following`, its offsets,
+        // first chunk); how many were prepared.
+        var next: (file: Int, offsets: [Int64], chunk: Int)? = nil
+        var preparedNext = 0
         func planAhead() throws {
-            while ahead.count < (fill == nil ? 2 : 3), planned < file.chunks.count, offsets[planned] < range.upperBound {
-                let end = windowEnd(from: planned)
-                let (spans, fetch) = try prepare(planned..<end)
+            while ahead.count < depth, planned < file.chunks.count, offsets[planned] < range.upperBound {
+                let end = Self.windowEnd(offsets, from: planned, upTo: range.upperBound)
+                let (spans, fetch) = try prepare(file, planned..<end)
                 ahead.append((planned..<end, spans, fetch))
                 planned = end
+            }
+            guard planned == file.chunks.count || offsets[planned] >= range.upperBound else { return }
+            while ahead.count + preparedNext < depth {
+                if next == nil || next!.chunk == following[next!.file].chunks.count {
+                    let index = next.map { $0.file + 1 } ?? following.startIndex
+                    guard index < following.endIndex else { return }
+                    next = (index, following[index].chunkOffsets(), 0)
+                    continue
+                }
+                let cursor = next!
+                let nextFile = following[cursor.file]
+                let end = Self.windowEnd(cursor.offsets, from: cursor.chunk, upTo: nextFile.size)
+                _ = try prepare(nextFile, cursor.chunk..<end, ahead: true)
+                next!.chunk = end
+                preparedNext += 1
             }
         }
         try planAhead()
@@ -190,7 +208,7 @@ extension Store {
                         if let writing, writing.count > 0 {
                             try sink(UnsafeRawBufferPointer(rebasing: writing.buffer.memory[0..<writing.count]), writing.offset)
                         }
-                        try fill?.stage(staging)
+                        fill?.stage(staging)
                     } catch {
                         errors.record(error)
                     }
@@ -206,7 +224,12 @@ extension Store {
                     }
                     guard let fill, let fetch = current.fetch, !errors.isSet else { return }
                     do {
-                        filled = try fill.fill(fetch, file: file, context: context) { chunk, bytes in
+                        filled = try fill.fill(fetch, file: file, context: context) { chunk in
+                            guard offsets[chunk] >= clip.lowerBound, offsets[chunk + 1] <= clip.upperBound else { return nil }
+                            let start = Int(offsets[chunk] - clip.lowerBound)
+                            return UnsafeMutableRawBufferPointer(
+                                rebasing: destination[start..<start + Int(offsets[chunk + 1] - offsets[chunk])])
+                        } place: { chunk, bytes in
                             Self.place(bytes, at: offsets[chunk], clip: clip, into: destination)
                         }
                     } catch {
@@ -225,7 +248,18 @@ extension Store {
         if let pending {
             try sink(UnsafeRawBufferPointer(rebasing: pending.buffer.memory[0..<pending.count]), pending.offset)
         }
-        try fill?.stage(verified)
+        fill?.stage(verified)
+    }
+
+    /// The end of the window that starts at chunk `from` (chunk offsets `offsets`, one more than
+    /// there are chunks): the chunks whose bytes fit in ``readWindow`` (at least one), up to the
+    /// one that ends at or after `upTo`.
+    private static func windowEnd(_ offsets: [Int64], from: Int, upTo: Int64) -> Int {
+        var last = from + 1
+        while last < offsets.count - 1 && offsets[last] < upTo && offsets[last + 1] - offsets[from] <= Int64(readWindow) {
+            last += 1
+        }
+        return last
     }
 
     /// Copies a chunk's bytes (starting at `offset` in the file) into a window holding `clip`.
@@ -234,8 +268,10 @@ extension Store {
     ) {
         let from = Swift.max(offset, clip.lowerBound)
         let to = Swift.min(offset + Int64(bytes.count), clip.upperBound)
-        guard from < to else { return }
-        (destination.baseAddress! + Int(from - clip.lowerBound)).copyMemory(
+        let target = destination.baseAddress! + Int(from - clip.lowerBound)
+        // Decoded in place already (RemoteFill).
+        guard from < to, UnsafeRawPointer(target) != bytes.baseAddress! + Int(from - offset) else { return }
+        target.copyMemory(
             from: bytes.baseAddress! + Int(from - offset), byteCount: Int(to - from))
     }
 

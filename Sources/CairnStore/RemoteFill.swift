@@ -1,4 +1,5 @@
 import Digest
+import Dispatch
 import Synchronization
 
 /// Where a restore gets the chunks its store lacks: a remote pull restores from its chunk cache and
@@ -54,9 +55,23 @@ final class RemoteFill: @unchecked Sendable {
         var earlier: [ChunkRef] = []
     }
 
+    /// Windows started ahead of their file's read (see ``Store/read(_:range:context:alignment:fill:following:sink:)``),
+    /// by file path and first missing chunk.
+    private var startedAhead: [String: Window] = [:]
+
     /// Starts fetching what chunks `missing` (indices into `file.chunks`) need. Windows must be
-    /// started and filled in the same order.
-    func start(_ file: FileEntry, missing: [Int]) throws -> Window {
+    /// started and filled in the same order. A window started `ahead` (by the read of a file
+    /// before its own) is kept until its own file's read starts it again, which returns it.
+    func start(_ file: FileEntry, missing: [Int], ahead: Bool = false) throws -> Window {
+        let key = "\(missing[0])/\(file.path)"
+        if ahead, let window = startedAhead[key] { return window }  // by the read of an earlier file
+        if !ahead, let window = startedAhead.removeValue(forKey: key) { return window }
+        let window = try startFetching(file, missing: missing)
+        if ahead { startedAhead[key] = window }
+        return window
+    }
+
+    private func startFetching(_ file: FileEntry, missing: [Int]) throws -> Window {
         var window = Window()
         var wanted: [ChunkRef] = []
         for i in missing {
@@ -73,9 +88,12 @@ final class RemoteFill: @unchecked Sendable {
     }
 
     /// Fills the window's places from kept chunks and fetched bundles (verifying every chunk);
-    /// `place` copies a chunk's bytes to a chunk index. Returns the verified bundles, to be staged.
+    /// `place` copies a chunk's bytes to a chunk index (nothing when they are already there);
+    /// `memory` gives a chunk index's whole place in the window, if the window holds all of it,
+    /// for a fetched chunk to be decoded straight into. Returns the verified bundles, to be staged.
     func fill(
         _ window: Window, file: FileEntry, context: Store.ReadContext,
+        memory: @escaping (Int) -> UnsafeMutableRawBufferPointer?,
         place: @escaping (Int, UnsafeRawBufferPointer) -> Void
     ) throws -> [(bundle: any PendingBundle, verified: VerifiedBundle)] {
         let laterUse = remainingAfter(window)
@@ -96,10 +114,15 @@ final class RemoteFill: @unchecked Sendable {
         }
         let places = window.places
         let arrived = Mutex(Set<SHA256Digest>())
+        // Chunks given a place to be decoded into: each once, should a bundle repeat a chunk.
+        let decodedInPlace = Mutex(Set<SHA256Digest>())
         var verified: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
         for bundle in bundles {
             let checked = try bundle.withBytes { bytes in
-                try staging.verify(bundle: bytes, compressRaw: false) { [self] id, raw in
+                try staging.verify(bundle: bytes, compressRaw: false) { id, _ in
+                    guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
+                    return memory(first)
+                } onVerified: { [self] id, raw in
                     guard let indices = places[id] else { return }
                     for i in indices { place(i, raw) }
                     arrived.withLock { _ = $0.insert(id) }
@@ -132,12 +155,34 @@ final class RemoteFill: @unchecked Sendable {
         }
     }
 
-    /// Stages verified bundles into the store's packs.
-    func stage(_ bundles: [(bundle: any PendingBundle, verified: VerifiedBundle)]) throws {
-        for item in bundles {
-            _ = try item.bundle.withBytes { try staging.stage(item.verified, bundle: $0) }
+    /// Stages verified bundles into the store's packs, on a thread of its own: the restore goes on
+    /// meanwhile (up to ``stageBacklog`` calls ahead). ``finishStaging()`` waits for it.
+    func stage(_ bundles: [(bundle: any PendingBundle, verified: VerifiedBundle)]) {
+        guard !bundles.isEmpty else { return }
+        stageSlots.wait()
+        stager.async { [self] in
+            defer { stageSlots.signal() }
+            guard !stageError.isSet else { return }
+            do {
+                for item in bundles {
+                    _ = try item.bundle.withBytes { try staging.stage(item.verified, bundle: $0) }
+                }
+            } catch {
+                stageError.record(error)
+            }
         }
     }
+
+    /// Waits until everything handed to ``stage(_:)`` is staged; throws the first error staging met.
+    func finishStaging() throws {
+        stager.sync {}
+        try stageError.rethrow()
+    }
+
+    private let stager = DispatchQueue(label: "cairn.restore.stage")
+    private static let stageBacklog = 4
+    private let stageSlots = DispatchSemaphore(value: RemoteFill.stageBacklog)
+    private let stageError = FirstError()
 
     /// Ids of the window's chunks that occur again after it.
     private func remainingAfter(_ window: Window) -> Set<SHA256Digest> {

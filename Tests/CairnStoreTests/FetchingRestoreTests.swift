@@ -13,6 +13,8 @@ import Testing
         let source: Store
         let alter: @Sendable ([UInt8]) -> [UInt8]
         let requests = Mutex(0)
+        /// Every chunk id asked for, in order.
+        let asked = Mutex<[SHA256Digest]>([])
 
         init(_ source: Store, alter: @escaping @Sendable ([UInt8]) -> [UInt8] = { $0 }) {
             self.source = source
@@ -21,6 +23,7 @@ import Testing
 
         func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
             requests.withLock { $0 += 1 }
+            asked.withLock { $0 += chunks.map(\.id) }
             return [Bundle(alter(try source.exportChunks(chunks.map(\.id), maxBytes: 64 << 20)))]
         }
     }
@@ -53,6 +56,27 @@ import Testing
         try cache.restore(manifest.files, to: dir.sub("again"), fetcher: fetcher)
         #expect(fetcher.requests.withLock { $0 } == before)
         for (path, bytes) in files { #expect(try readFile(dir.sub("again/" + path)) == bytes) }
+    }
+
+    @Test func manyFilesAreFetchedOnceEachAcrossFileBoundaries() throws {
+        // Windows of the files that follow are fetched while a file is written; small files, an
+        // empty one, a file of two windows and a copy of an earlier file (its chunks fetched once).
+        let big = FixtureData.bytes(count: 20 << 20, seed: 40)
+        let first = FixtureData.bytes(count: 3 << 20, seed: 41)
+        let files = [
+            "a.bin": first, "b.json": FixtureData.text(count: 700, seed: 42), "c.bin": big, "d.txt": [],
+            "e.txt": FixtureData.text(count: 9000, seed: 43), "f.bin": first, "g/h.bin": FixtureData.bytes(count: 5 << 20, seed: 44),
+        ]
+        let (dir, source, cache, manifest) = try setUp(files)
+        let fetcher = SourceFetcher(source)
+        try cache.restore(manifest.files, to: dir.sub("out"), fetcher: fetcher)
+        for (path, bytes) in files { #expect(try readFile(dir.sub("out/" + path)) == bytes, "\(path)") }
+        let asked = fetcher.asked.withLock { $0 }
+        let distinct = Set(manifest.files.flatMap { $0.chunks.map(\.id) })
+        #expect(Set(asked) == distinct)
+        #expect(asked.count == distinct.count, "each chunk asked for once: \(asked.count) asks, \(distinct.count) chunks")
+        #expect(try cache.missingChunks(Array(distinct)).isEmpty)
+        #expect(try cache.verify(deep: true).isHealthy)
     }
 
     @Test func aCorruptFetchedChunkFailsTheRestoreAndLeavesNothing() throws {
