@@ -66,7 +66,13 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     ///   - url: the server, e.g. `http://127.0.0.1:8080`.
     ///   - token: a bearer token (`cairn token create`), or nil for a server started with `--public-read`.
     ///   - cacheDirectory: the chunk cache for pulls (default ``defaultCacheDirectory(for:)``).
-    public init(url: String, token: String?, cacheDirectory: String? = nil, batchBytes: Int = 16 << 20) throws {
+    public convenience init(url: String, token: String?, cacheDirectory: String? = nil, batchBytes: Int = 16 << 20) throws {
+        try self.init(url: url, token: token, cacheDirectory: cacheDirectory, batchBytes: batchBytes, socketFetches: true)
+    }
+
+    /// With `socketFetches` false, chunk fetches go through AsyncHTTPClient even for http (as
+    /// they do for https).
+    init(url: String, token: String?, cacheDirectory: String?, batchBytes: Int, socketFetches: Bool) throws {
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
         guard let parsed = URL(string: base), let scheme = parsed.scheme, scheme == "http" || scheme == "https",
@@ -79,7 +85,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
         client = HTTPClient.shared
         batchRawBytes = batchBytes
+        socketFetcher = socketFetches ? SocketFetcher(baseURL: base, token: self.token) : nil
     }
+
+    /// Chunk fetches of pulls over blocking sockets (plain http); nil: through AsyncHTTPClient.
+    let socketFetcher: SocketFetcher?
 
     /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
     public static func defaultCacheDirectory(for url: String) -> String {
@@ -1081,6 +1091,9 @@ struct ServerChunks: ChunkFetcher {
     func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
         let batches = RemoteRegistry.batches(
             chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
+        if let sockets = remote.socketFetcher {
+            return batches.map { sockets.fetch(ChunkIDList.encode(chunks[$0].map(\.id))) }
+        }
         return try batches.map { range in
             let batch = chunks[range].map(\.id)
             let collector = PooledReplyCollector()

@@ -1,0 +1,356 @@
+import CairnStore
+import Dispatch
+import Foundation
+import Glibc
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Chunk fetches (`POST /v1/chunks/fetch`) for `http://` servers over plain HTTP/1.1 on blocking
+/// sockets: a reply's body is read from the socket straight into a reused buffer, in reads of up
+/// to the whole remaining body. Through AsyncHTTPClient a body arrives in 64 KiB reads, each copied
+/// once more into the reply buffer; that was half the client's extra CPU time in a remote pull.
+///
+/// Fetches run on a few connections (lanes), each a serial queue with one keep-alive connection;
+/// they are handed out in turn, so bundles arrive about in the order they are asked for.
+final class SocketFetcher: Sendable {
+    let host: String
+    let port: Int
+    /// The server URL's path prefix (usually empty).
+    let prefix: String
+    let token: String?
+    let baseURL: String
+    private let lanes: [Lane]
+    private let turn = Atomic<Int>(0)
+
+    /// nil for URLs it does not serve (https).
+    init?(baseURL: String, token: String?, lanes: Int = 2) {
+        guard let url = URL(string: baseURL), url.scheme == "http", let host = url.host, !host.isEmpty else { return nil }
+        self.host = host
+        port = url.port ?? 80
+        prefix = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+        self.token = token
+        self.baseURL = baseURL
+        self.lanes = (0..<lanes).map { Lane(index: $0) }
+    }
+
+    /// Starts fetching `ids` as one bundle.
+    func fetch(_ body: [UInt8]) -> SocketBundle {
+        let bundle = SocketBundle()
+        let lane = lanes[turn.add(1, ordering: .relaxed).oldValue % lanes.count]
+        var head = "POST \(prefix)/v1/chunks/fetch HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: cairn/0.1\r\n"
+        if let token { head += "Authorization: Bearer \(token)\r\n" }
+        head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\n\r\n"
+        let request = Array(head.utf8) + body
+        lane.queue.async { [self] in
+            bundle.complete(Result { try lane.exchange(request, with: self) })
+        }
+        return bundle
+    }
+
+    /// One connection and the queue that uses it.
+    final class Lane: @unchecked Sendable {
+        // @unchecked Sendable: `socket` is used on `queue` only.
+        let queue: DispatchQueue
+        private var socket: Int32 = -1
+
+        init(index: Int) { queue = DispatchQueue(label: "cairn.fetch.\(index)") }
+
+        deinit { if socket >= 0 { close(socket) } }
+
+        /// Sends `request` and reads the reply; a kept-alive connection that the server closed
+        /// meanwhile is replaced once (a fetch only reads, so sending it again is safe).
+        func exchange(_ request: [UInt8], with fetcher: SocketFetcher) throws -> ByteBuffer {
+            var reused = socket >= 0
+            while true {
+                if socket < 0 { socket = try Self.connect(fetcher) }
+                do {
+                    return try send(request, fetcher: fetcher)
+                } catch {
+                    if socket >= 0 { close(socket) }
+                    socket = -1
+                    guard reused, case SocketFailure.closedBeforeReply = error else { throw error }
+                    reused = false
+                }
+            }
+        }
+
+        private func send(_ request: [UInt8], fetcher: SocketFetcher) throws -> ByteBuffer {
+            let fd = socket
+            var reader = Reader(fd: fd)
+            try request.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        if errno == EPIPE || errno == ECONNRESET { throw SocketFailure.closedBeforeReply }
+                        throw SocketFailure.system("send", errno)
+                    }
+                    done += n
+                }
+            }
+            let head = try reader.head()
+            var body = ReplyBuffers.shared.take()
+            if head.chunked {
+                try reader.chunkedBody(into: &body)
+            } else if let length = head.contentLength {
+                try reader.body(length, into: &body)
+            } else {
+                try reader.bodyToEnd(into: &body)
+            }
+            if head.close {
+                close(socket)
+                socket = -1
+            }
+            if head.status >= 400 {
+                let reply = RemoteRegistry.Reply(status: head.status, headers: head.headers, body: body)
+                throw RemoteRegistry.error(from: reply)
+            }
+            return body
+        }
+
+        private static func connect(_ fetcher: SocketFetcher) throws -> Int32 {
+            var hints = addrinfo()
+            hints.ai_family = AF_UNSPEC
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var list: UnsafeMutablePointer<addrinfo>?
+            let status = getaddrinfo(fetcher.host, String(fetcher.port), &hints, &list)
+            guard status == 0, let first = list else {
+                throw RemoteError(
+                    status: 0, code: "unreachable",
+                    message: "cannot reach \(fetcher.baseURL): \(String(cString: gai_strerror(status)))")
+            }
+            defer { freeaddrinfo(list) }
+            var failure = ECONNREFUSED
+            var node: UnsafeMutablePointer<addrinfo>? = first
+            while let address = node {
+                node = address.pointee.ai_next
+                let fd = Glibc.socket(address.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+                if fd < 0 {
+                    failure = errno
+                    continue
+                }
+                if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
+                    failure = errno
+                    close(fd)
+                    continue
+                }
+                var on: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+                // A stalled server fails the fetch instead of hanging the pull.
+                var timeout = timeval(tv_sec: 300, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                return fd
+            }
+            throw RemoteError(
+                status: 0, code: "unreachable", message: "cannot reach \(fetcher.baseURL): \(String(cString: strerror(failure)))")
+        }
+    }
+
+    enum SocketFailure: Error, CustomStringConvertible {
+        case closedBeforeReply
+        case system(String, Int32)
+        case malformed(String)
+
+        var description: String {
+            switch self {
+            case .closedBeforeReply: "the server closed the connection"
+            case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
+            case .malformed(let what): "malformed reply: \(what)"
+            }
+        }
+    }
+
+    /// The head of a reply.
+    struct Head {
+        var status: Int
+        var headers: HTTPHeaders
+        var contentLength: Int?
+        var chunked: Bool
+        var close: Bool
+    }
+
+    /// Reads a reply from a socket: the head through a small buffer, bodies straight into their
+    /// buffer (after what the head's read brought along).
+    struct Reader {
+        let fd: Int32
+        private var buffered: [UInt8] = []
+        private var start = 0
+        private var gotAny = false
+        static let largestHead = 64 << 10
+
+        init(fd: Int32) { self.fd = fd }
+
+        /// Reads into `target`; 0 at the end of the stream.
+        private static func receive(_ fd: Int32, _ target: UnsafeMutableRawBufferPointer) throws -> Int {
+            while true {
+                let n = recv(fd, target.baseAddress!, target.count, 0)
+                if n >= 0 { return n }
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw SocketFailure.malformed("no answer within 300 s") }
+                throw SocketFailure.system("recv", errno)
+            }
+        }
+
+        private mutating func receive(_ target: UnsafeMutableRawBufferPointer) throws -> Int {
+            do {
+                let n = try Self.receive(fd, target)
+                if n > 0 { gotAny = true }
+                return n
+            } catch SocketFailure.system(_, let code) where code == ECONNRESET && !gotAny {
+                throw SocketFailure.closedBeforeReply
+            }
+        }
+
+        /// More bytes into `buffered`; false at the end of the stream.
+        private mutating func fill() throws -> Bool {
+            if start > 0 {
+                buffered.removeFirst(start)
+                start = 0
+            }
+            var more = [UInt8](repeating: 0, count: 16 << 10)
+            let n = try more.withUnsafeMutableBytes { try receive($0) }
+            buffered += more[0..<n]
+            return n > 0
+        }
+
+        mutating func head() throws -> Head {
+            var end: Int?
+            while true {
+                if let found = Self.find([13, 10, 13, 10], in: buffered, from: start) {
+                    end = found
+                    break
+                }
+                guard buffered.count - start < Self.largestHead else { throw SocketFailure.malformed("head over 64 KiB") }
+                guard try fill() else {
+                    if !gotAny { throw SocketFailure.closedBeforeReply }
+                    throw SocketFailure.malformed("the connection closed in the head")
+                }
+            }
+            let text = String(decoding: buffered[start..<end!], as: UTF8.self)
+            start = end! + 4
+            var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
+            let statusLine = lines.removeFirst().split(separator: " ", maxSplits: 2)
+            guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+                throw SocketFailure.malformed("status line")
+            }
+            var head = Head(status: status, headers: HTTPHeaders(), contentLength: nil, chunked: false, close: statusLine[0] == "HTTP/1.0")
+            for line in lines {
+                guard let colon = line.firstIndex(of: ":") else { throw SocketFailure.malformed("header line") }
+                let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                head.headers.add(name: name, value: value)
+                switch name.lowercased() {
+                case "content-length":
+                    guard let n = Int(value), n >= 0 else { throw SocketFailure.malformed("content-length") }
+                    head.contentLength = n
+                case "transfer-encoding": head.chunked = value.lowercased().contains("chunked")
+                case "connection":
+                    if value.lowercased().contains("close") { head.close = true }
+                    if value.lowercased().contains("keep-alive") { head.close = false }
+                default: break
+                }
+            }
+            // Without a length the body ends with the connection.
+            if !head.chunked && head.contentLength == nil { head.close = true }
+            return head
+        }
+
+        /// `count` body bytes into `body`: what was read with the head, then straight from the socket.
+        mutating func body(_ count: Int, into body: inout ByteBuffer) throws {
+            body.reserveCapacity(minimumWritableBytes: count)
+            let early = min(count, buffered.count - start)
+            body.writeBytes(buffered[start..<start + early])
+            start += early
+            var left = count - early
+            while left > 0 {
+                let n = try body.writeWithUnsafeMutableBytes(minimumWritableBytes: left) { raw in
+                    try receive(UnsafeMutableRawBufferPointer(rebasing: raw[0..<left]))
+                }
+                guard n > 0 else { throw SocketFailure.malformed("the connection closed \(left) bytes before the body's end") }
+                left -= n
+            }
+        }
+
+        mutating func bodyToEnd(into body: inout ByteBuffer) throws {
+            body.writeBytes(buffered[start...])
+            start = buffered.count
+            while true {
+                let n = try body.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { try receive($0) }
+                if n == 0 { return }
+            }
+        }
+
+        /// A line of the chunked encoding, without its CRLF.
+        private mutating func line() throws -> String {
+            while true {
+                if let end = Self.find([13, 10], in: buffered, from: start) {
+                    let text = String(decoding: buffered[start..<end], as: UTF8.self)
+                    start = end + 2
+                    return text
+                }
+                guard buffered.count - start < 4096 else { throw SocketFailure.malformed("chunk line") }
+                guard try fill() else { throw SocketFailure.malformed("the connection closed in a chunked body") }
+            }
+        }
+
+        mutating func chunkedBody(into body: inout ByteBuffer) throws {
+            while true {
+                let sizeText = try line().split(separator: ";").first.map(String.init) ?? ""
+                guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+                    throw SocketFailure.malformed("chunk size")
+                }
+                if size == 0 {
+                    while try !line().isEmpty {}  // trailers, then the final empty line
+                    return
+                }
+                try self.body(size, into: &body)
+                guard try line().isEmpty else { throw SocketFailure.malformed("chunk end") }
+            }
+        }
+
+        private static func find(_ pattern: [UInt8], in bytes: [UInt8], from: Int) -> Int? {
+            guard bytes.count - from >= pattern.count else { return nil }
+            var i = from
+            while i + pattern.count <= bytes.count {
+                if bytes[i] == pattern[0] && Array(bytes[i..<i + pattern.count]) == pattern { return i }
+                i += 1
+            }
+            return nil
+        }
+    }
+}
+
+/// A fetch by ``SocketFetcher`` on its way; its reply is kept once it has arrived.
+final class SocketBundle: PendingBundle, @unchecked Sendable {
+    // @unchecked Sendable: `result` is written once before `arrived` is signalled, then read by
+    // one thread at a time (the restore's read loop, then its stager).
+    private let arrived = DispatchSemaphore(value: 0)
+    private var result: Result<ByteBuffer, any Error>?
+    private var waited = false
+
+    fileprivate func complete(_ result: Result<ByteBuffer, any Error>) {
+        self.result = result
+        arrived.signal()
+    }
+
+    deinit {
+        // Taken out, so that the pool holds the only reference (else its next writer copies it).
+        if case .success(let body)? = result.take() { ReplyBuffers.shared.give(body) }
+    }
+
+    func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        if !waited {
+            arrived.wait()
+            waited = true
+        }
+        switch result! {
+        case .success(let buffer): return try buffer.readableBytesView.withUnsafeBytes(body)
+        case .failure(let error as SocketFetcher.SocketFailure):
+            throw RemoteError(status: 0, code: "unreachable", message: "chunk fetch failed: \(error)")
+        case .failure(let error): throw error
+        }
+    }
+}
