@@ -6,6 +6,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 
 /// An error a server returned (or failing to reach it) that has no ``RegistryError`` equivalent:
@@ -83,13 +84,25 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         baseURL = base
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
-        client = HTTPClient.shared
+        client = Self.httpClient
         batchRawBytes = batchBytes
         socketFetcher = socketFetches ? SocketFetcher(baseURL: base, token: self.token) : nil
     }
 
     /// Chunk fetches of pulls over blocking sockets (plain http); nil: through AsyncHTTPClient.
     let socketFetcher: SocketFetcher?
+
+    /// The HTTP client of every remote registry: like AsyncHTTPClient's shared one, except that a
+    /// server that refuses connections fails a call at once (the shared client keeps retrying for
+    /// 90 seconds), one that stops answering fails it after 5 minutes, and replies are not
+    /// decompressed (the server does not compress them).
+    static let httpClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(10), read: .seconds(300))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 
     /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
     public static func defaultCacheDirectory(for url: String) -> String {
@@ -178,10 +191,23 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         do {
             reply = try future.wait()
         } catch {
-            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(error)")
+            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(Self.reason(error))")
         }
         if reply.status >= 400 { throw Self.error(from: reply) }
         return reply
+    }
+
+    /// Why a connection failed, in words: "connection refused", "unknown host example.org".
+    static func reason(_ error: any Error) -> String {
+        switch error {
+        case let error as IOError: return String(cString: strerror(error.errnoCode)).lowercased()
+        case let error as NIOConnectionError:
+            if let first = error.connectionErrors.first { return reason(first.error) }
+            return "unknown host \(error.host)"
+        case let error as HTTPClientError where error == .connectTimeout: return "no connection within 10 seconds"
+        case let error as HTTPClientError where error == .readTimeout: return "no answer within 5 minutes"
+        default: return "\(error)"
+        }
     }
 
     func call(

@@ -112,6 +112,23 @@ import Testing
     /// Bodies of bytes that are valid UTF-8 on their own, so a script can be a String.
     static let text = Array(String(repeating: "chunk bytes 0123456789 ", count: 4000).utf8)
 
+    /// A socket bound to a loopback port without listening (connections to it are refused), and
+    /// the port; close the socket when done.
+    static func portNobodyListensOn() -> (socket: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = bind(fd, $0, length)
+                _ = getsockname(fd, $0, &length)
+            }
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     func fetch(_ fetcher: SocketFetcher) throws -> [UInt8] {
         try fetcher.fetch([1, 2, 3]).withBytes { Array($0) }
     }
@@ -161,20 +178,9 @@ import Testing
         } throws: {
             ($0 as? RemoteError)?.code == "unreachable" && "\($0)".contains("4000 bytes before the body's end")
         }
-        // A port nothing listens on.
-        let unused = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                _ = bind(unused, $0, length)
-                _ = getsockname(unused, $0, &length)
-            }
-        }
+        let (unused, port) = Self.portNobodyListensOn()
         defer { close(unused) }
-        let gone = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))", token: nil, lanes: 1))
+        let gone = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1))
         #expect { try fetch(gone) } throws: { ($0 as? RemoteError)?.code == "unreachable" }
     }
 
@@ -200,6 +206,20 @@ import Testing
         }
         #expect(try readTree(f.dir.sub("out-ahc")) == readTree(base))
         #expect(try readTree(f.dir.sub("out-sockets")) == readTree(base))
+    }
+
+    @Test func aServerThatRefusesConnectionsFailsACallAtOnce() throws {
+        // Not retried for 90 seconds as AsyncHTTPClient's shared client would.
+        let (unused, port) = Self.portNobodyListensOn()
+        defer { close(unused) }
+        let remote = try RemoteRegistry(url: "http://127.0.0.1:\(port)", token: "x")
+        let started = Date()
+        #expect {
+            try remote.listModels()
+        } throws: {
+            ($0 as? RemoteError)?.code == "unreachable" && "\($0)".hasSuffix(": connection refused")
+        }
+        #expect(Date().timeIntervalSince(started) < 30)
     }
 
     @Test func httpsIsLeftToTheHTTPClient() {
