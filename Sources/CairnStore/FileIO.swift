@@ -89,9 +89,10 @@ public enum FileIO {
     /// Creates (or truncates) `path` for writing with direct I/O in whole 4 KiB blocks where the file
     /// system allows it: some refuse `O_DIRECT` when the file is opened, others only at the first
     /// write, so one block is written to find out. Returns the descriptor and whether it is direct;
-    /// the file's size is left to the caller (the test block may have extended it).
-    static func createForDirectWrites(_ path: String) throws -> (fd: Int32, direct: Bool) {
-        let flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC
+    /// the file's size is left to the caller (the test block may have extended it). With
+    /// `exclusive`, an existing file is an error instead of being truncated.
+    static func createForDirectWrites(_ path: String, exclusive: Bool = false) throws -> (fd: Int32, direct: Bool) {
+        let flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         let fd = Glibc.open(path, flags | directFlag, 0o644)
         if fd >= 0 {
             let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)

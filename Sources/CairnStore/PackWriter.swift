@@ -23,6 +23,8 @@ final class PackWriter {
     private var writebackStart: Int64 = 0
     /// With `recyclesPages`: bytes of the open pack already dropped from the page cache.
     private var droppedUpTo: Int64 = 0
+    /// Whether the open pack is written with direct I/O (whole blocks from `staging`).
+    private var direct = false
     private var toc: [PackFormat.TOCEntry] = []
     private let staging: AlignedBuffer
     private var stagingCount = 0
@@ -35,8 +37,10 @@ final class PackWriter {
     /// Bytes written into packs, headers and tables included.
     private(set) var bytesWritten: Int64 = 0
 
-    /// Whether written pages leave the page cache as soon as they are on disk (packs of a cache,
-    /// not read again soon), so that writing many of them reuses the same pages.
+    /// Whether packs bypass the page cache (packs of a cache, not read again soon): written with
+    /// direct I/O where the file system allows it, else their pages are dropped once on disk so
+    /// that writing many of them reuses the same pages. Copying into fresh page-cache pages and
+    /// writing them back cost a remote pull 0.05 s of CPU time for 225 MB.
     private let recyclesPages: Bool
 
     init(root: String, targetSize: Int, recyclesPages: Bool = false) {
@@ -94,7 +98,12 @@ final class PackWriter {
         while id == 0 { id = UInt64.random(in: 1...UInt64.max) }
         packID = id
         tempPath = "\(root)/tmp/\(PackFormat.fileName(id)).tmp"
-        fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL)
+        if recyclesPages {
+            (fd, direct) = try FileIO.createForDirectWrites(tempPath, exclusive: true)
+        } else {
+            fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL)
+            direct = false
+        }
         size = 0
         writebackStart = 0
         droppedUpTo = 0
@@ -119,8 +128,27 @@ final class PackWriter {
         }
     }
 
-    private func flush() throws {
+    /// Writes the staged bytes. With direct I/O only whole blocks are written, the rest moved to
+    /// the buffer's start, unless `last`: then the last block is padded (the file is cut back to
+    /// its size when sealed).
+    private func flush(last: Bool = false) throws {
         guard stagingCount > 0 else { return }
+        if direct {
+            let block = Store.directIOBlock
+            let count = last ? (stagingCount + block - 1) / block * block : stagingCount / block * block
+            if count > stagingCount {
+                (staging.memory.baseAddress! + stagingCount).initializeMemory(as: UInt8.self, repeating: 0, count: count - stagingCount)
+            }
+            if count > 0 {
+                try FileIO.pwrite(fd, UnsafeRawBufferPointer(rebasing: staging.memory[0..<count]), at: stagingOffset, path: tempPath)
+            }
+            let rest = max(stagingCount - count, 0)
+            if rest > 0 { staging.memory.baseAddress!.copyMemory(from: staging.memory.baseAddress! + count, byteCount: rest) }
+            stagingOffset += Int64(count)
+            bytesWritten += Int64(stagingCount - rest)
+            stagingCount = rest
+            return
+        }
         try FileIO.pwrite(
             fd, UnsafeRawBufferPointer(rebasing: staging.memory[0..<stagingCount]), at: stagingOffset, path: tempPath)
         stagingOffset += Int64(stagingCount)
@@ -147,9 +175,10 @@ final class PackWriter {
                 tocOffset: UInt64(tocOffset), count: UInt64(toc.count), tocDigest: SHA256Digest.hash(tocBytes),
                 packID: packID))
         try trailer.withUnsafeBytes { try put($0) }
-        try flush()
+        try flush(last: true)
+        if direct, ftruncate(fd, off_t(size)) != 0 { throw CairnStoreError.io("truncate", path: tempPath, errno: errno) }
         try FileIO.fsync(fd, path: tempPath)
-        if recyclesPages { posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
+        if recyclesPages, !direct { posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
         close(fd)
         fd = -1
         let relative = PackFormat.relativePath(packID)
