@@ -834,7 +834,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let missing = try cache.missingChunks(ids)
         if missing.isEmpty { return 0 }
         // Staged into packs as they arrive and indexed once at the end (one fsync per pack, not per batch).
-        let staging = try ChunkUpload(store: cache, recyclesPages: true)
+        let staging = try ChunkUpload(store: cache, bypassesPageCache: true)
         defer { staging.abandon() }
         let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
         let batches = Self.batches(missing.map { lengths[$0]! }, limit: limit, maxCount: config.maxBatchIDs)

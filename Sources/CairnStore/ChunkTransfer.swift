@@ -1136,11 +1136,12 @@ public final class ChunkUpload: @unchecked Sendable {
     private var closed = false
     private let lease: StoreLock.Lease
 
-    /// - Parameter recyclesPages: drop the packs' pages from the page cache once they are on disk
-    ///   (a cache being filled: its packs are not read again soon).
-    public init(store: Store, recyclesPages: Bool = false) throws {
+    /// - Parameter bypassesPageCache: write packs with direct I/O where the file system allows it,
+    ///   else drop their pages from the page cache once on disk (a cache being filled: its packs
+    ///   are not read again soon).
+    public init(store: Store, bypassesPageCache: Bool = false) throws {
         self.store = store
-        writer = PackWriter(root: store.root, targetSize: store.config.packSize, recyclesPages: recyclesPages)
+        writer = PackWriter(root: store.root, targetSize: store.config.packSize, bypassesPageCache: bypassesPageCache)
         lease = try StoreLock.sharedPushLease(root: store.root)
     }
 

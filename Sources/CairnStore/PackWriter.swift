@@ -21,7 +21,8 @@ final class PackWriter {
     private var tempPath = ""
     private var size: Int64 = 0
     private var writebackStart: Int64 = 0
-    /// With `recyclesPages`: bytes of the open pack already dropped from the page cache.
+    /// With `bypassesPageCache` and buffered writes: bytes of the open pack already dropped from
+    /// the page cache.
     private var droppedUpTo: Int64 = 0
     /// Whether the open pack is written with direct I/O (whole blocks from `staging`).
     private var direct = false
@@ -41,12 +42,12 @@ final class PackWriter {
     /// direct I/O where the file system allows it, else their pages are dropped once on disk so
     /// that writing many of them reuses the same pages. Copying into fresh page-cache pages and
     /// writing them back cost a remote pull 0.05 s of CPU time for 225 MB.
-    private let recyclesPages: Bool
+    private let bypassesPageCache: Bool
 
-    init(root: String, targetSize: Int, recyclesPages: Bool = false) {
+    init(root: String, targetSize: Int, bypassesPageCache: Bool = false) {
         self.root = root
         self.targetSize = targetSize
-        self.recyclesPages = recyclesPages
+        self.bypassesPageCache = bypassesPageCache
         self.staging = AlignedBuffer(capacity: 4 << 20)
     }
 
@@ -98,7 +99,7 @@ final class PackWriter {
         while id == 0 { id = UInt64.random(in: 1...UInt64.max) }
         packID = id
         tempPath = "\(root)/tmp/\(PackFormat.fileName(id)).tmp"
-        if recyclesPages {
+        if bypassesPageCache {
             (fd, direct) = try FileIO.createForDirectWrites(tempPath, exclusive: true)
         } else {
             fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL)
@@ -157,7 +158,7 @@ final class PackWriter {
         // Start writeback early in 16 MiB steps, so the fsync at seal time finds little left to write.
         if stagingOffset - writebackStart >= 16 << 20 {
             // The range handed to writeback last time is written by now, or nearly.
-            if recyclesPages, writebackStart > droppedUpTo {
+            if bypassesPageCache, writebackStart > droppedUpTo {
                 FileIO.dropWritten(fd, offset: droppedUpTo, length: writebackStart - droppedUpTo)
                 droppedUpTo = writebackStart
             }
@@ -178,7 +179,7 @@ final class PackWriter {
         try flush(last: true)
         if direct, ftruncate(fd, off_t(size)) != 0 { throw CairnStoreError.io("truncate", path: tempPath, errno: errno) }
         try FileIO.fsync(fd, path: tempPath)
-        if recyclesPages, !direct { posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
+        if bypassesPageCache, !direct { posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
         close(fd)
         fd = -1
         let relative = PackFormat.relativePath(packID)

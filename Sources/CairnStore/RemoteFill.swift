@@ -36,7 +36,7 @@ final class RemoteFill: @unchecked Sendable {
 
     init(store: Store, files: [FileEntry], fetcher: any ChunkFetcher) throws {
         self.fetcher = fetcher
-        staging = try ChunkUpload(store: store, recyclesPages: true)
+        staging = try ChunkUpload(store: store, bypassesPageCache: true)
         for file in files {
             for chunk in file.chunks { remaining[chunk.id, default: 0] += 1 }
         }
