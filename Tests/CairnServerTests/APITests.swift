@@ -142,6 +142,16 @@ import Testing
                 #expect(response.status == .badRequest)
                 #expect(errorCode(response) == "invalid_argument")
             }
+            // Blanks around the token are ignored; a scheme without a token is refused.
+            var padded = HTTPFields()
+            padded[.authorization] = "Bearer \t \(f.reader)  "
+            try await client.execute(uri: "/v1/models/llama/versions/1", method: .get, headers: padded) { response in
+                #expect(response.status == .ok)
+            }
+            padded[.authorization] = "Bearer   "
+            try await client.execute(uri: "/v1/models/llama/versions/1", method: .get, headers: padded) { response in
+                #expect(response.status == .unauthorized)
+            }
             try await client.execute(uri: "/v1/no/such/route", method: .get, headers: bearer(f.reader)) { response in
                 #expect(response.status == .notFound)
                 #expect(errorCode(response) == "not_found")
