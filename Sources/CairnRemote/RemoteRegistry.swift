@@ -71,8 +71,8 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         try self.init(url: url, token: token, cacheDirectory: cacheDirectory, batchBytes: batchBytes, socketFetches: true)
     }
 
-    /// With `socketFetches` false, chunk fetches go through AsyncHTTPClient even for http (as
-    /// they do for https).
+    /// With `socketFetches` false, chunk uploads and fetches go through AsyncHTTPClient even for
+    /// http (as they do for https).
     init(url: String, token: String?, cacheDirectory: String?, batchBytes: Int, socketFetches: Bool) throws {
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
@@ -86,11 +86,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         self.cacheDirectory = cacheDirectory ?? Self.defaultCacheDirectory(for: base)
         client = Self.httpClient
         batchRawBytes = batchBytes
-        socketFetcher = socketFetches ? SocketFetcher(baseURL: base, token: self.token) : nil
+        socketClient = socketFetches ? SocketClient(baseURL: base, token: self.token) : nil
     }
 
-    /// Chunk fetches of pulls over blocking sockets (plain http); nil: through AsyncHTTPClient.
-    let socketFetcher: SocketFetcher?
+    /// Chunk uploads and fetches over blocking sockets (plain http); nil: through AsyncHTTPClient.
+    let socketClient: SocketClient?
 
     /// The HTTP client of every remote registry: like AsyncHTTPClient's shared one, except that a
     /// server that refuses connections fails a call at once (the shared client keeps retrying for
@@ -138,10 +138,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         contentType: String? = nil,
         headers extra: [(String, String)] = []
     ) throws -> HTTPClient.Request {
-        var url = baseURL + path
-        if !query.isEmpty {
-            url += "?" + query.map { "\(PathSegment.encode($0.0))=\(PathSegment.encode($0.1))" }.joined(separator: "&")
-        }
+        let url = baseURL + path + Self.queryString(query)
         var headers = HTTPHeaders()
         headers.add(name: "User-Agent", value: "cairn/0.1")
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -152,6 +149,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         } catch {
             throw RegistryError(.invalidArgument, "invalid request URL \(url): \(error)")
         }
+    }
+
+    /// `?name=value&…`, percent-encoded; empty for no parameters.
+    static func queryString(_ query: [(String, String)]) -> String {
+        query.isEmpty ? "" : "?" + query.map { "\(PathSegment.encode($0.0))=\(PathSegment.encode($0.1))" }.joined(separator: "&")
     }
 
     /// Starts a request; the reply is checked when waited for (``finish(_:)``).
@@ -403,6 +405,20 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         return (sent, total)
     }
 
+    /// A call on its way, through AsyncHTTPClient or a ``SocketClient``.
+    enum PendingCall {
+        case client(EventLoopFuture<HTTPClient.Response>)
+        case socket(SocketReply)
+
+        /// Waits for the reply; throws the server's error for a status of 400 or more.
+        func wait(_ remote: RemoteRegistry) throws -> Reply {
+            switch self {
+            case .client(let future): return try remote.finish(future)
+            case .socket(let reply): return Reply(status: 200, headers: HTTPHeaders(), body: try reply.body())
+            }
+        }
+    }
+
     /// Consecutive index ranges of `lengths` whose sums stay within `limit` (at least one each).
     static func batches(_ lengths: [Int], limit: Int, maxCount: Int) -> [Range<Int>] {
         var out: [Range<Int>] = []
@@ -446,14 +462,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         var builder = BundleBuffer(capacity: limit)
         // The chunks of the bundle being built and of those in flight, in bundle order.
         var building: [ChunkSource] = []
-        var inFlight: [(response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer, chunks: [ChunkSource])] = []
+        var inFlight: [(response: PendingCall, bundle: ByteBuffer, chunks: [ChunkSource])] = []
         // Chunks sent without ids, with the ids the server assigned them.
         var assigned: [ChunkSource] = []
         var sent: Int64 = 0
-        func collect(_ pending: (response: EventLoopFuture<HTTPClient.Response>, bundle: ByteBuffer, chunks: [ChunkSource])) throws {
+        func collect(_ pending: (response: PendingCall, bundle: ByteBuffer, chunks: [ChunkSource])) throws {
             let reply: Reply
             do {
-                reply = try finish(pending.response)
+                reply = try pending.response.wait(self)
             } catch let error as RemoteError where error.code == "chunk_mismatch" {
                 throw RemoteError(
                     status: error.status, code: error.code,
@@ -479,10 +495,15 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let bundle = builder.take()
             sent += Int64(bundle.readableBytes)
             let unhashed = building.contains { $0.chunk.id == .zero }
-            inFlight.append(
-                (try start(
-                    .POST, "/v1/chunks", query: [("upload", uploadID)] + (unhashed ? [("assign_ids", "1")] : []),
-                    body: .byteBuffer(bundle), contentType: "application/octet-stream"), bundle, building))
+            let query = [("upload", uploadID)] + (unhashed ? [("assign_ids", "1")] : [])
+            let call: PendingCall
+            if let socketClient {
+                call = .socket(socketClient.post("/v1/chunks" + Self.queryString(query), body: bundle))
+            } else {
+                call = .client(
+                    try start(.POST, "/v1/chunks", query: query, body: .byteBuffer(bundle), contentType: "application/octet-stream"))
+            }
+            inFlight.append((call, bundle, building))
             building = []
             if inFlight.count > 2 { try collect(inFlight.removeFirst()) }
         }
@@ -1117,7 +1138,7 @@ struct ServerChunks: ChunkFetcher {
     func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
         let batches = RemoteRegistry.batches(
             chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
-        if let sockets = remote.socketFetcher {
+        if let sockets = remote.socketClient {
             return batches.map { sockets.fetch(ChunkIDList.encode(chunks[$0].map(\.id))) }
         }
         return try batches.map { range in

@@ -9,9 +9,9 @@ import Testing
 
 @testable import CairnRemote
 
-/// The blocking HTTP/1.1 client of chunk fetches (`SocketFetcher`) against a scripted server:
+/// The blocking HTTP/1.1 client of chunk uploads and fetches (`SocketClient`) against a scripted server:
 /// bodies by length and chunked, error replies, kept-alive connections the server closed.
-@Suite struct SocketFetcherTests {
+@Suite struct SocketClientTests {
     /// Answers requests on 127.0.0.1 with scripted replies, in order, each written in small pieces;
     /// after a reply marked `close` it closes the connection (without saying so in the reply).
     final class ScriptedServer: @unchecked Sendable {
@@ -129,7 +129,7 @@ import Testing
         return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
-    func fetch(_ fetcher: SocketFetcher) throws -> [UInt8] {
+    func fetch(_ fetcher: SocketClient) throws -> [UInt8] {
         try fetcher.fetch([1, 2, 3]).withBytes { Array($0) }
     }
 
@@ -141,7 +141,7 @@ import Testing
         chunked += "0\r\n\r\n"
         let server = try ScriptedServer([(Self.reply(Self.text), false), (chunked, false), (Self.reply([]), false)])
         defer { server.stop() }
-        let fetcher = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(server.port)/base", token: "t0k", lanes: 1))
+        let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(server.port)/base", token: "t0k", lanes: 1))
         #expect(try fetch(fetcher) == Self.text)
         #expect(try fetch(fetcher) == Self.text)
         #expect(try fetch(fetcher) == [])
@@ -154,7 +154,7 @@ import Testing
     @Test func aConnectionTheServerClosedIsReplacedOnce() throws {
         let server = try ScriptedServer([(Self.reply(Self.text), true), (Self.reply(Array(Self.text.prefix(10))), false)])
         defer { server.stop() }
-        let fetcher = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(server.port)", token: nil, lanes: 1))
+        let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(server.port)", token: nil, lanes: 1))
         #expect(try fetch(fetcher) == Self.text)
         #expect(try fetch(fetcher) == Array(Self.text.prefix(10)))
         #expect(server.connections == 2)
@@ -167,7 +167,7 @@ import Testing
             ("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + String(repeating: "x", count: 1000), true),
         ])
         defer { server.stop() }
-        let fetcher = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(server.port)", token: nil, lanes: 1))
+        let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(server.port)", token: nil, lanes: 1))
         #expect {
             try fetch(fetcher)
         } throws: {
@@ -180,25 +180,27 @@ import Testing
         }
         let (unused, port) = Self.portNobodyListensOn()
         defer { close(unused) }
-        let gone = try #require(SocketFetcher(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1))
+        let gone = try #require(SocketClient(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1))
         #expect { try fetch(gone) } throws: { ($0 as? RemoteError)?.code == "unreachable" }
     }
 
-    @Test func pullsFetchTheSameThroughTheHTTPClient() async throws {
-        // https servers are fetched from through AsyncHTTPClient: the same pull that way.
+    @Test func pushesAndPullsWorkTheSameThroughTheHTTPClient() async throws {
+        // https servers get chunk uploads and fetches through AsyncHTTPClient: the same that way.
         let f = try ServerFixture()
         let base = f.dir.sub("base")
         try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 3)
         try await f.application.test(.live) { client in
             let url = "http://127.0.0.1:\(client.port!)"
             try await onThread {
-                let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("push-cache"))
-                _ = try remote.pushReport(directory: base, request: PushRequest(model: "m", actor: ""), progress: nil)
+                let remote = try RemoteRegistry(
+                    url: url, token: f.writer, cacheDirectory: f.dir.sub("push-cache"), batchBytes: 1 << 20, socketFetches: false)
+                let report = try remote.pushReport(directory: base, request: PushRequest(model: "m", actor: ""), progress: nil)
+                #expect(report.transferredBytes! > 0)
                 for (sockets, out) in [(false, "out-ahc"), (true, "out-sockets")] {
                     let puller = try RemoteRegistry(
                         url: url, token: f.reader, cacheDirectory: f.dir.sub("cache-" + out), batchBytes: 1 << 20,
                         socketFetches: sockets)
-                    #expect((puller.socketFetcher != nil) == sockets)
+                    #expect((puller.socketClient != nil) == sockets)
                     let version = try puller.resolve(try Reference(parsing: "m@1"))
                     _ = try puller.pull(version, to: f.dir.sub(out), paths: nil, selection: nil, progress: nil)
                 }
@@ -223,6 +225,6 @@ import Testing
     }
 
     @Test func httpsIsLeftToTheHTTPClient() {
-        #expect(SocketFetcher(baseURL: "https://example.org", token: nil) == nil)
+        #expect(SocketClient(baseURL: "https://example.org", token: nil) == nil)
     }
 }

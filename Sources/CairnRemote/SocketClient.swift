@@ -6,14 +6,17 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Chunk fetches (`POST /v1/chunks/fetch`) for `http://` servers over plain HTTP/1.1 on blocking
-/// sockets: a reply's body is read from the socket straight into a reused buffer, in reads of up
-/// to the whole remaining body. Through AsyncHTTPClient a body arrives in 64 KiB reads, each copied
-/// once more into the reply buffer; that was half the client's extra CPU time in a remote pull.
+/// The bulk calls of pushes and pulls — chunk uploads (`POST /v1/chunks`) and fetches
+/// (`POST /v1/chunks/fetch`) — for `http://` servers, over plain HTTP/1.1 on blocking sockets.
+/// A request body goes from its buffer to the socket and a reply's body from the socket straight
+/// into a reused buffer, in reads of up to the whole remaining body. Through AsyncHTTPClient a body
+/// arrived in 64 KiB reads, each copied once more, and a bundle's buffer could still be held by
+/// the client when the next bundle wanted it (a fresh one then had every page faulted in); that
+/// was half the client's extra CPU time in a remote pull.
 ///
-/// Fetches run on a few connections (lanes), each a serial queue with one keep-alive connection;
-/// they are handed out in turn, so bundles arrive about in the order they are asked for.
-final class SocketFetcher: Sendable {
+/// Calls run on a few connections (lanes), each a serial queue with one keep-alive connection;
+/// they are handed out in turn, so replies arrive about in the order they are asked for.
+final class SocketClient: Sendable {
     let host: String
     let port: Int
     /// The server URL's path prefix (usually empty).
@@ -24,7 +27,7 @@ final class SocketFetcher: Sendable {
     private let turn = Atomic<Int>(0)
 
     /// nil for URLs it does not serve (https).
-    init?(baseURL: String, token: String?, lanes: Int = 2) {
+    init?(baseURL: String, token: String?, lanes: Int = 3) {
         guard let url = URL(string: baseURL), url.scheme == "http", let host = url.host, !host.isEmpty else { return nil }
         self.host = host
         port = url.port ?? 80
@@ -34,18 +37,24 @@ final class SocketFetcher: Sendable {
         self.lanes = (0..<lanes).map { Lane(index: $0) }
     }
 
-    /// Starts fetching `ids` as one bundle.
-    func fetch(_ body: [UInt8]) -> SocketBundle {
-        let bundle = SocketBundle()
+    /// Starts fetching the chunks whose ids (``ChunkIDList``) are `body`, as one bundle.
+    func fetch(_ body: [UInt8]) -> SocketReply {
+        post("/v1/chunks/fetch", body: ByteBuffer(bytes: body))
+    }
+
+    /// Starts a POST of `body` (`application/octet-stream`) to `path` (with its query), on the
+    /// next lane. `body` is not copied; the reply holds it until the call is done.
+    func post(_ path: String, body: ByteBuffer) -> SocketReply {
+        let reply = SocketReply()
         let lane = lanes[turn.add(1, ordering: .relaxed).oldValue % lanes.count]
-        var head = "POST \(prefix)/v1/chunks/fetch HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: cairn/0.1\r\n"
+        var head = "POST \(prefix)\(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: cairn/0.1\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
-        head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\n\r\n"
-        let request = Array(head.utf8) + body
+        head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.readableBytes)\r\n\r\n"
+        let request = Array(head.utf8)
         lane.queue.async { [self] in
-            bundle.complete(Result { try lane.exchange(request, with: self) })
+            reply.complete(Result { try lane.exchange(request, body: body, with: self) })
         }
-        return bundle
+        return reply
     }
 
     /// One connection and the queue that uses it.
@@ -60,12 +69,12 @@ final class SocketFetcher: Sendable {
 
         /// Sends `request` and reads the reply; a kept-alive connection that the server closed
         /// meanwhile is replaced once (a fetch only reads, so sending it again is safe).
-        func exchange(_ request: [UInt8], with fetcher: SocketFetcher) throws -> ByteBuffer {
+        func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ByteBuffer {
             var reused = socket >= 0
             while true {
-                if socket < 0 { socket = try Self.connect(fetcher) }
+                if socket < 0 { socket = try Self.connect(client) }
                 do {
-                    return try send(request, fetcher: fetcher)
+                    return try send(head, body: body)
                 } catch {
                     if socket >= 0 { close(socket) }
                     socket = -1
@@ -75,21 +84,24 @@ final class SocketFetcher: Sendable {
             }
         }
 
-        private func send(_ request: [UInt8], fetcher: SocketFetcher) throws -> ByteBuffer {
+        private static func sendAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, more: Bool) throws {
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL) | (more ? 0x8000 : 0))  // MSG_MORE
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EPIPE || errno == ECONNRESET { throw SocketFailure.closedBeforeReply }
+                    throw SocketFailure.system("send", errno)
+                }
+                done += n
+            }
+        }
+
+        private func send(_ head: [UInt8], body: ByteBuffer) throws -> ByteBuffer {
             let fd = socket
             var reader = Reader(fd: fd)
-            try request.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        if errno == EPIPE || errno == ECONNRESET { throw SocketFailure.closedBeforeReply }
-                        throw SocketFailure.system("send", errno)
-                    }
-                    done += n
-                }
-            }
+            try head.withUnsafeBytes { try Self.sendAll(fd, $0, more: body.readableBytes > 0) }
+            try body.withUnsafeReadableBytes { try Self.sendAll(fd, $0, more: false) }
             let head = try reader.head()
             var body = ReplyBuffers.shared.take()
             if head.chunked {
@@ -110,16 +122,16 @@ final class SocketFetcher: Sendable {
             return body
         }
 
-        private static func connect(_ fetcher: SocketFetcher) throws -> Int32 {
+        private static func connect(_ client: SocketClient) throws -> Int32 {
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var list: UnsafeMutablePointer<addrinfo>?
-            let status = getaddrinfo(fetcher.host, String(fetcher.port), &hints, &list)
+            let status = getaddrinfo(client.host, String(client.port), &hints, &list)
             guard status == 0, let first = list else {
                 throw RemoteError(
                     status: 0, code: "unreachable",
-                    message: "cannot reach \(fetcher.baseURL): \(String(cString: gai_strerror(status)))")
+                    message: "cannot reach \(client.baseURL): \(String(cString: gai_strerror(status)))")
             }
             defer { freeaddrinfo(list) }
             var failure = ECONNREFUSED
@@ -145,7 +157,7 @@ final class SocketFetcher: Sendable {
                 return fd
             }
             throw RemoteError(
-                status: 0, code: "unreachable", message: "cannot reach \(fetcher.baseURL): \(String(cString: strerror(failure)))")
+                status: 0, code: "unreachable", message: "cannot reach \(client.baseURL): \(String(cString: strerror(failure)))")
         }
     }
 
@@ -323,8 +335,9 @@ final class SocketFetcher: Sendable {
     }
 }
 
-/// A fetch by ``SocketFetcher`` on its way; its reply is kept once it has arrived.
-final class SocketBundle: PendingBundle, @unchecked Sendable {
+/// A call of ``SocketClient`` on its way; its reply (a chunk bundle for a fetch) is kept once it
+/// has arrived.
+final class SocketReply: PendingBundle, @unchecked Sendable {
     // @unchecked Sendable: `result` is written once before `arrived` is signalled, then read by
     // one thread at a time (the restore's read loop, then its stager).
     private let arrived = DispatchSemaphore(value: 0)
@@ -342,14 +355,19 @@ final class SocketBundle: PendingBundle, @unchecked Sendable {
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        try self.body().readableBytesView.withUnsafeBytes(body)
+    }
+
+    /// Waits for the reply; its body, or the server's error.
+    func body() throws -> ByteBuffer {
         if !waited {
             arrived.wait()
             waited = true
         }
         switch result! {
-        case .success(let buffer): return try buffer.readableBytesView.withUnsafeBytes(body)
-        case .failure(let error as SocketFetcher.SocketFailure):
-            throw RemoteError(status: 0, code: "unreachable", message: "chunk fetch failed: \(error)")
+        case .success(let buffer): return buffer
+        case .failure(let error as SocketClient.SocketFailure):
+            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach the server: \(error)")
         case .failure(let error): throw error
         }
     }
