@@ -101,8 +101,9 @@ public final class CairnServer: Sendable {
     let tokenCache = GenerationCache<TokenRecord?>()
     let statsCache = GenerationCache<RegistryStatistics>(capacity: 1)
     let uploads = UploadTable()
-    /// Buffers for chunk bundle bodies, reused across uploads.
+    /// Buffers for chunk bundles: replies to fetches, and request bodies of uploads.
     let bundleBuffers = BodyBuffers()
+    let uploadBodies = UploadBodies()
     let config: ServerConfig
 
     public init(registry: Registry, options: ServerOptions, logger: Logger = Logger(label: "cairn.server")) {
@@ -366,10 +367,10 @@ func binaryResponse(_ bytes: [UInt8]) -> Response {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
-/// Buffers of chunk bundles (request bodies of uploads, replies to fetches) kept for reuse:
-/// bundles are megabytes each, and a fresh buffer per request costs a page fault per 4 KiB (about
-/// 3 % of a remote push's CPU time). At most four are kept. A buffer given back while something
-/// still holds it (a reply still being sent) gets new storage on its next use, never shared.
+/// Buffers of chunk bundles sent in replies to fetches, kept for reuse: bundles are megabytes
+/// each, and a fresh buffer per request costs a page fault per 4 KiB. At most four are kept. A
+/// buffer given back while something still holds it (a reply still being sent) gets new storage
+/// on its next use, never shared.
 final class BodyBuffers: Sendable {
     private let free = Mutex<[ByteBuffer]>([])
 
@@ -386,10 +387,80 @@ final class BodyBuffers: Sendable {
     }
 }
 
+/// Memory for the request bodies of chunk uploads, kept for reuse (at most four): a fresh buffer
+/// per bundle cost a page fault per 4 KiB. Unlike a ByteBuffer, whose storage is replaced when it
+/// is written while anything else still holds it, a body's memory goes back to the pool exactly
+/// when its request is done with it (``give(_:)``).
+final class UploadBodies: Sendable {
+    /// `count` bytes received into `memory`.
+    final class Body: @unchecked Sendable {
+        // @unchecked Sendable: filled by the request's task, then read by one blocking call.
+        let memory: UnsafeMutableRawBufferPointer
+        var count = 0
+
+        init(capacity: Int) { memory = .allocate(byteCount: capacity, alignment: 64) }
+        deinit { memory.deallocate() }
+
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: memory[0..<count]) }
+    }
+
+    private let free = Mutex<[Body]>([])
+
+    /// An empty body of at least `capacity` bytes (rounded up to 4 MiB, so that kept bodies fit
+    /// bundles of slightly different sizes).
+    func take(capacity: Int) -> Body {
+        let kept = free.withLock { bodies -> Body? in
+            guard let i = bodies.firstIndex(where: { $0.memory.count >= capacity }) else { return nil }
+            return bodies.remove(at: i)
+        }
+        let body = kept ?? Body(capacity: max(1, (capacity + (4 << 20) - 1) / (4 << 20)) * (4 << 20))
+        body.count = 0
+        return body
+    }
+
+    func give(_ body: Body) {
+        free.withLock { if $0.count < 4 { $0.append(body) } }
+    }
+}
+
 extension Request {
-    /// The body, at most `limit` bytes (413 beyond); a body of known length is read into a buffer
-    /// from `buffers` when given (give it back with ``BodyBuffers/recycle(_:)``).
-    mutating func body(upTo limit: Int, buffers: BodyBuffers? = nil) async throws -> ByteBuffer {
+    /// The body of a chunk upload, at most `limit` bytes (413 beyond), in memory from `pool`
+    /// (give it back with ``UploadBodies/give(_:)``).
+    mutating func uploadBody(upTo limit: Int, pool: UploadBodies) async throws -> UploadBodies.Body {
+        guard let length = headers[.contentLength].flatMap({ Int($0) }) else {
+            let buffer = try await body(upTo: limit)
+            let body = pool.take(capacity: buffer.readableBytes)
+            buffer.withUnsafeReadableBytes { body.memory.copyMemory(from: $0) }
+            body.count = buffer.readableBytes
+            return body
+        }
+        guard length <= limit else {
+            throw APIError(
+                .contentTooLarge, "too_large", "the request body (\(length) bytes) is over the limit of \(limit) bytes")
+        }
+        let body = pool.take(capacity: length)
+        do {
+            for try await part in self.body {
+                guard body.count + part.readableBytes <= length else {
+                    throw APIError(.badRequest, "invalid_argument", "the request body is longer than its Content-Length")
+                }
+                part.withUnsafeReadableBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count...]).copyMemory(from: $0)
+                }
+                body.count += part.readableBytes
+            }
+            guard body.count == length else {
+                throw APIError(.badRequest, "invalid_argument", "the request body is shorter than its Content-Length")
+            }
+        } catch {
+            pool.give(body)
+            throw error
+        }
+        return body
+    }
+
+    /// The body, at most `limit` bytes (413 beyond).
+    mutating func body(upTo limit: Int) async throws -> ByteBuffer {
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw APIError(
                 .contentTooLarge,
@@ -399,7 +470,7 @@ extension Request {
         }
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > 64 << 10 {
             // Known size: one allocation of it, no regrowing (chunk bundles are megabytes).
-            var buffer = buffers?.take(capacity: length) ?? ByteBufferAllocator().buffer(capacity: length)
+            var buffer = ByteBufferAllocator().buffer(capacity: length)
             for try await part in self.body {
                 guard buffer.readableBytes + part.readableBytes <= length else {
                     throw APIError(.badRequest, "invalid_argument", "the request body is longer than its Content-Length")

@@ -52,22 +52,21 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let assignIDs = try request.query("assign_ids") == "1"
         if assignIDs, upload == nil { throw APIError.badRequest("assign_ids=1 needs an upload (?upload=ID)") }
         var request = request
-        let body = try await request.body(upTo: options.maxBatchBytes, buffers: server.bundleBuffers)
-        defer { server.bundleBuffers.recycle(body) }
+        let body = try await request.uploadBody(upTo: options.maxBatchBytes, pool: server.uploadBodies)
+        // Back to the pool once the blocking call below has returned: nothing reads it after that.
+        defer { server.uploadBodies.give(body) }
         let result: ChunkStoreResult
         do {
             result = try await server.blocking {
-                try body.readableBytesView.withUnsafeBytes { bytes in
-                    if let upload { return try upload.add(bundle: bytes, assignIDs: assignIDs) }
-                    return try store.storeChunks(bundle: bytes)
-                }
+                if let upload { return try upload.add(bundle: body.bytes, assignIDs: assignIDs) }
+                return try store.storeChunks(bundle: body.bytes)
             }
         } catch let error as CairnStoreError where error.code == .corruption {
             server.logger.warning("rejected chunk batch", metadata: ["user": "\(actor)", "error": "\(error.message)"])
             throw APIError(.unprocessableContent, "chunk_mismatch", error.message)
         }
         server.metrics.recordUpload(
-            wireBytes: body.readableBytes,
+            wireBytes: body.count,
             received: result.received,
             newChunks: result.newChunks,
             newBytes: result.newBytes
