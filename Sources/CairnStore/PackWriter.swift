@@ -141,7 +141,8 @@ final class PackWriter {
                 (staging.memory.baseAddress! + stagingCount).initializeMemory(as: UInt8.self, repeating: 0, count: count - stagingCount)
             }
             if count > 0 {
-                try FileIO.pwrite(fd, UnsafeRawBufferPointer(rebasing: staging.memory[0..<count]), at: stagingOffset, path: tempPath)
+                try FileIO.pwrite(
+                    fd, UnsafeRawBufferPointer(rebasing: staging.memory[0..<count]), at: stagingOffset, path: tempPath, direct: true)
             }
             let rest = max(stagingCount - count, 0)
             if rest > 0 { staging.memory.baseAddress!.copyMemory(from: staging.memory.baseAddress! + count, byteCount: rest) }

@@ -64,7 +64,8 @@ extension Store {
                     // The last piece of a file is written in whole blocks (the window has room
                     // for them) and the file cut back to its size below.
                     let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
-                    try FileIO.pwrite(fd, UnsafeRawBufferPointer(start: bytes.baseAddress, count: length), at: offset, path: temp)
+                    try FileIO.pwrite(
+                        fd, UnsafeRawBufferPointer(start: bytes.baseAddress, count: length), at: offset, path: temp, direct: direct)
                     progress?(TransferProgress(doneBytes: base + offset + Int64(bytes.count), totalBytes: total, newBytes: 0))
                 }
                 if direct, file.size % Int64(block) != 0, ftruncate(fd, off_t(file.size)) != 0 {
