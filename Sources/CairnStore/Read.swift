@@ -226,10 +226,7 @@ extension Store {
                     guard let fill, let fetch = current.fetch, !errors.isSet else { return }
                     do {
                         filled = try fill.fill(fetch, file: file, context: context) { chunk in
-                            guard offsets[chunk] >= clip.lowerBound, offsets[chunk + 1] <= clip.upperBound else { return nil }
-                            let start = Int(offsets[chunk] - clip.lowerBound)
-                            return UnsafeMutableRawBufferPointer(
-                                rebasing: destination[start..<start + Int(offsets[chunk + 1] - offsets[chunk])])
+                            Self.wholeChunk(at: offsets[chunk], length: offsets[chunk + 1] - offsets[chunk], clip: clip, in: destination)
                         } place: { chunk, bytes in
                             Self.place(bytes, at: offsets[chunk], clip: clip, into: destination)
                         }
@@ -261,6 +258,16 @@ extension Store {
             last += 1
         }
         return last
+    }
+
+    /// Where the chunk at `start` in the file (`length` bytes) goes in a window holding `clip`, if
+    /// the window holds all of it (it is then decoded straight there).
+    private static func wholeChunk(
+        at start: Int64, length: Int64, clip: Range<Int64>, in destination: UnsafeMutableRawBufferPointer
+    ) -> UnsafeMutableRawBufferPointer? {
+        guard start >= clip.lowerBound, start + length <= clip.upperBound else { return nil }
+        let from = Int(start - clip.lowerBound)
+        return UnsafeMutableRawBufferPointer(rebasing: destination[from..<from + Int(length)])
     }
 
     /// Copies a chunk's bytes (starting at `offset` in the file) into a window holding `clip`.
@@ -353,17 +360,13 @@ extension Store {
                     rebasing: ctx.readBuffer.memory[at..<at + member.location.recordLength])
                 let chunkStart = offsets[member.chunk]
                 let chunkEnd = chunkStart + Int64(chunk.length)
-                let whole = chunkStart >= clip.lowerBound && chunkEnd <= clip.upperBound
                 // Decode straight into the window when the whole chunk is wanted, else via scratch.
-                let target: UnsafeMutableRawBufferPointer =
-                    whole
-                    ? UnsafeMutableRawBufferPointer(
-                        rebasing: destination[Int(chunkStart - clip.lowerBound)..<Int(chunkEnd - clip.lowerBound)])
-                    : UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(chunk.length)])
+                let inWindow = Self.wholeChunk(at: chunkStart, length: Int64(chunk.length), clip: clip, in: destination)
+                let target = inWindow ?? UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(chunk.length)])
                 try decodeRecord(record, expected: chunk, location: member.location, into: target, context: ctx) {
                     readError(.corruption, file: file, chunk: chunk.id, context: context, $0)
                 }
-                if !whole {
+                if inWindow == nil {
                     let from = Swift.max(chunkStart, clip.lowerBound)
                     let to = Swift.min(chunkEnd, clip.upperBound)
                     (destination.baseAddress! + Int(from - clip.lowerBound)).copyMemory(
