@@ -47,7 +47,8 @@ final class SocketClient: Sendable {
     func post(_ path: String, body: ByteBuffer) -> SocketReply {
         let reply = SocketReply()
         let lane = lanes[turn.add(1, ordering: .relaxed).oldValue % lanes.count]
-        var head = "POST \(prefix)\(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: cairn/0.1\r\n"
+        let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"  // IPv6 literals in brackets
+        var head = "POST \(prefix)\(path) HTTP/1.1\r\nHost: \(authority)\r\nUser-Agent: cairn/0.1\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.readableBytes)\r\n\r\n"
         let request = Array(head.utf8)
