@@ -144,6 +144,26 @@ extension Store {
         return report
     }
 
+    /// Forgets the pack holding `chunk`: every chunk in it leaves the index and the pack is
+    /// retired (a later GC deletes its file). For a cache whose pack was found damaged, so that
+    /// those chunks are fetched again; a store of record would lose them. Returns how many chunks
+    /// were dropped (0 when `chunk` is not indexed).
+    public func dropPack(holding chunk: SHA256Digest) throws -> Int {
+        try lmdb {
+            try environment.write { txn in
+                guard let pack = try location(of: chunk, in: txn)?.packID else { return 0 }
+                var keys: [[UInt8]] = []
+                try txn.forEach(chunksDB) { key, value in
+                    if ChunkLocation(value)?.packID == pack { keys.append(Array(key)) }
+                    return true
+                }
+                for key in keys { _ = try txn.delete(chunksDB, key: key) }
+                try retirePack(pack, at: Date().timeIntervalSince1970, in: txn)
+                return keys.count
+            }
+        }
+    }
+
     private func retirePack(_ id: UInt64, at time: Double, in txn: Transaction) throws {
         try txn.delete(packsDB, key: PackRecord.key(id))
         var stamp = UInt64(time).littleEndian

@@ -15,21 +15,32 @@ extension Store {
     /// files are written (verified like every chunk), staged into the store and indexed once all
     /// files are written.
     ///
+    /// A cache heals itself: when one of its chunks is found damaged, the pack holding it is
+    /// dropped (``dropPack(holding:)``) and the restore starts again, fetching that pack's chunks.
+    ///
     /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`;
     ///   errors of `fetcher`.
     public func restore(
         _ files: [FileEntry], to directory: String, context: ReadContext = "",
         progress: ((TransferProgress) -> Void)? = nil, fetcher: (any ChunkFetcher)? = nil
     ) throws {
-        let fill = try fetcher.map { try RemoteFill(store: self, files: files, fetcher: $0) }
-        do {
-            try restoreFiles(files, to: directory, context: context, progress: progress, fill: fill)
-            try fill?.finishStaging()
-            try fill?.staging.commitChunks()
-        } catch {
-            try? fill?.finishStaging()
-            fill?.staging.abandon()
-            throw error
+        var dropped = 0
+        while true {
+            let fill = try fetcher.map { try RemoteFill(store: self, files: files, fetcher: $0) }
+            do {
+                try restoreFiles(files, to: directory, context: context, progress: progress, fill: fill)
+                try fill?.finishStaging()
+                try fill?.staging.commitChunks()
+                return
+            } catch {
+                try? fill?.finishStaging()
+                fill?.staging.abandon()
+                // A few damaged packs are dropped and fetched again; more, and something else is wrong.
+                guard fill != nil, dropped < 4, let damaged = (error as? CairnStoreError)?.damagedChunk,
+                    try dropPack(holding: damaged) > 0
+                else { throw error }
+                dropped += 1
+            }
         }
     }
 
@@ -473,6 +484,8 @@ extension Store {
         _ code: CairnStoreError.Code, file: FileEntry, chunk: SHA256Digest, context: ReadContext, _ what: String
     ) -> CairnStoreError {
         let prefix = context.isEmpty ? "" : "\(context): "
-        return CairnStoreError(code, "\(prefix)file \(file.path): chunk \(chunk.hex) \(what)")
+        var error = CairnStoreError(code, "\(prefix)file \(file.path): chunk \(chunk.hex) \(what)")
+        if code == .corruption { error.damagedChunk = chunk }
+        return error
     }
 }

@@ -1,3 +1,4 @@
+import Digest
 import Glibc
 
 /// An error from the store. `code` says what kind of failure it is (what a caller can act on);
@@ -22,6 +23,8 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
 
     public let code: Code
     public let message: String
+    /// For `.corruption` found reading a stored chunk: that chunk.
+    public internal(set) var damagedChunk: SHA256Digest?
 
     public init(_ code: Code, _ message: String) {
         self.code = code
@@ -32,7 +35,9 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
 
     /// The same error with `context` put in front of its message ("model m@3: …").
     public func prefixed(_ context: String) -> CairnStoreError {
-        CairnStoreError(code, "\(context): \(message)")
+        var error = CairnStoreError(code, "\(context): \(message)")
+        error.damagedChunk = damagedChunk
+        return error
     }
 
     static func io(_ operation: String, path: String, errno code: Int32) -> CairnStoreError {

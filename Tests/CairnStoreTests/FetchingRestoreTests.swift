@@ -79,6 +79,38 @@ import Testing
         #expect(try cache.verify(deep: true).isHealthy)
     }
 
+    @Test func aDamagedCachePackIsDroppedAndFetchedAgain() throws {
+        let bytes = FixtureData.bytes(count: 3 << 20, seed: 35)
+        let (dir, source, cache, manifest) = try setUp(["a.bin": bytes])
+        let fetcher = SourceFetcher(source)
+        try cache.restore(manifest.files, to: dir.sub("out"), fetcher: fetcher)
+        let askedBefore = fetcher.asked.withLock { $0.count }
+        // One byte of the first record's data in the cache's pack.
+        let pack = try #require(packFiles(cache.root).first)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: pack))
+        try handle.seek(toOffset: 16 + 48 + 100)
+        let byte = try #require(try handle.read(upToCount: 1)).first!
+        try handle.seek(toOffset: 16 + 48 + 100)
+        try handle.write(contentsOf: [byte ^ 0x5A])
+        try handle.close()
+        // Without a source of chunks, that is an error naming the damaged chunk.
+        #expect {
+            try cache.restore(manifest.files, to: dir.sub("plain"))
+        } throws: {
+            ($0 as? CairnStoreError)?.code == .corruption && ($0 as? CairnStoreError)?.damagedChunk != nil
+        }
+        // With one, the damaged pack is dropped and its chunks fetched again.
+        try cache.restore(manifest.files, to: dir.sub("again"), fetcher: fetcher)
+        #expect(try readFile(dir.sub("again/a.bin")) == bytes)
+        #expect(fetcher.asked.withLock { $0.count } > askedBefore)
+        #expect(try cache.verify(deep: true).isHealthy)
+        // And the cache serves the next restore alone.
+        let askedAfter = fetcher.asked.withLock { $0.count }
+        try cache.restore(manifest.files, to: dir.sub("third"), fetcher: fetcher)
+        #expect(try readFile(dir.sub("third/a.bin")) == bytes)
+        #expect(fetcher.asked.withLock { $0.count } == askedAfter)
+    }
+
     @Test func aCorruptFetchedChunkFailsTheRestoreAndLeavesNothing() throws {
         let files = ["a.bin": FixtureData.bytes(count: 2 << 20, seed: 33)]
         let (dir, source, cache, manifest) = try setUp(files)
