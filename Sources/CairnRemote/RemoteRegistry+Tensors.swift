@@ -31,10 +31,26 @@ extension RemoteRegistry: VersionContentReader {
             chunks: Array(file.chunks[first...last])
         )
         try fetchIntoCache([overlapping])
-        do {
-            try cacheStore().read(file, range: range, context: "model \(version.model) version \(version.version)", sink: sink)
-        } catch let error as CairnStoreError {
-            throw RegistryError(error.code == .notFound ? .notFound : error.code == .corruption ? .corruption : .io, error.message)
+        // A damaged pack in the cache is dropped and its chunks fetched again (up to four packs);
+        // the read goes on from where it stopped, as `sink` already has the bytes before it.
+        var done = range.lowerBound
+        var dropped = 0
+        while true {
+            do {
+                try cacheStore().read(file, range: done..<range.upperBound, context: "model \(version.model) version \(version.version)") {
+                    bytes, offset in
+                    try sink(bytes, offset)
+                    done = offset + Int64(bytes.count)
+                }
+                return
+            } catch let error as CairnStoreError {
+                if dropped < 4, let damaged = error.damagedChunk, try cacheStore().dropPack(holding: damaged) > 0 {
+                    dropped += 1
+                    try fetchIntoCache([overlapping])
+                    continue
+                }
+                throw RegistryError(error.code == .notFound ? .notFound : error.code == .corruption ? .corruption : .io, error.message)
+            }
         }
     }
 }

@@ -45,4 +45,36 @@ import Testing
             #expect(read < 2_000_000, "the server read \(read) bytes")
         }
     }
+
+    @Test func aDamagedCachePackIsFetchedAgainForTensorPulls() async throws {
+        let f = try ServerFixture()
+        let base = URL(fileURLWithPath: f.dir.sub("base"))
+        try FixtureModels.writeBase(to: base, shape: .small, seed: 2)
+        try f.pushLocally(base.path, model: "llama")
+        let v1 = try f.registry.resolve(try Reference(parsing: "llama@1"))
+        let localOut = f.dir.sub("local")
+        try f.registry.pullTensors(v1, matching: ["model.layers.1.*"], to: localOut)
+        let cacheDir = f.dir.sub("cache")
+        try await f.application.test(.live) { client in
+            let url = "http://localhost:\(client.port!)"
+            try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: cacheDir)
+                let v = try remote.resolve(try Reference(parsing: "llama@1"))
+                try remote.pullTensors(v, matching: ["model.layers.1.*"], to: f.dir.sub("first"))
+            }
+            // Every byte after each pack's header flipped: whatever the tensors read from it is damaged.
+            let packsDir = cacheDir + "/packs"
+            for case let name as String in FileManager.default.enumerator(atPath: packsDir)! where name.hasSuffix(".pack") {
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: packsDir + "/" + name))
+                for i in 64..<bytes.count - 64 { bytes[i] ^= 0x20 }
+                try bytes.write(to: URL(fileURLWithPath: packsDir + "/" + name))
+            }
+            try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: cacheDir)
+                let v = try remote.resolve(try Reference(parsing: "llama@1"))
+                try remote.pullTensors(v, matching: ["model.layers.1.*"], to: f.dir.sub("again"))
+            }
+        }
+        #expect(try readTree(f.dir.sub("again")) == readTree(localOut))
+    }
 }
