@@ -862,24 +862,26 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let rawTotal = missing.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) }
         var rawDone: Int64 = 0
         var received: Int64 = 0
-        var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
+        // Fetched through the same transport as a pull's (``ServerChunks``), one batch ahead.
+        let fetcher = ServerChunks(remote: self, config: config)
+        var inFlight: (bundles: [any PendingBundle], raw: Int64)?
         // Each bundle is verified (in parallel) on this thread, then written to the cache's packs
         // on a serial queue while the next one is verified.
         let writing = DispatchQueue(label: "cairn.cache.stage")
         let writeError = ErrorBox()
-        func store(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
-            let reply = try finish(pending.future)
-            received += Int64(reply.body.readableBytes)
-            let body = reply.body
-            // The server sent chunks raw only where compression did not help: keep them so.
-            let verified = try body.readableBytesView.withUnsafeBytes {
-                try staging.verify(bundle: $0, compressRaw: false)
-            }
-            writing.async {
-                do {
-                    try body.readableBytesView.withUnsafeBytes { _ = try staging.stage(verified, bundle: $0) }
-                } catch {
-                    writeError.record(error)
+        func store(_ pending: (bundles: [any PendingBundle], raw: Int64)) throws {
+            for bundle in pending.bundles {
+                // The server sent chunks raw only where compression did not help: keep them so.
+                let verified = try bundle.withBytes { bytes in
+                    received += Int64(bytes.count)
+                    return try staging.verify(bundle: bytes, compressRaw: false)
+                }
+                writing.async {
+                    do {
+                        try bundle.withBytes { _ = try staging.stage(verified, bundle: $0) }
+                    } catch {
+                        writeError.record(error)
+                    }
                 }
             }
             try writeError.rethrow()
@@ -887,15 +889,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             progress?(TransferProgress(done: rawDone, of: rawTotal, new: rawDone))
         }
         for range in batches {
-            let batch = Array(missing[range])
-            let future = try start(
-                .POST,
-                "/v1/chunks/fetch",
-                body: .bytes(ChunkIDList.encode(batch)),
-                contentType: "application/octet-stream"
-            )
+            let batch = missing[range].map { ChunkRef(id: $0, length: UInt32(lengths[$0]!)) }
+            let bundles = try fetcher.startFetch(batch)
             if let pending = inFlight { try store(pending) }
-            inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) })
+            inFlight = (bundles, batch.reduce(Int64(0)) { $0 + Int64($1.length) })
         }
         if let pending = inFlight { try store(pending) }
         writing.sync {}

@@ -64,12 +64,13 @@ final class SocketClient: Sendable {
         let queue: DispatchQueue
         private var socket: Int32 = -1
 
-        init(index: Int) { queue = DispatchQueue(label: "cairn.fetch.\(index)") }
+        init(index: Int) { queue = DispatchQueue(label: "cairn.socket.\(index)") }
 
         deinit { if socket >= 0 { close(socket) } }
 
         /// Sends `request` and reads the reply; a kept-alive connection that the server closed
-        /// meanwhile is replaced once (a fetch only reads, so sending it again is safe).
+        /// before any reply is replaced once (sending again is safe: a fetch only reads, and an
+        /// upload stages each chunk once however often it arrives).
         func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ByteBuffer {
             var reused = socket >= 0
             while true {
@@ -328,7 +329,7 @@ final class SocketClient: Sendable {
             guard bytes.count - from >= pattern.count else { return nil }
             var i = from
             while i + pattern.count <= bytes.count {
-                if bytes[i] == pattern[0] && Array(bytes[i..<i + pattern.count]) == pattern { return i }
+                if bytes[i..<i + pattern.count].elementsEqual(pattern) { return i }
                 i += 1
             }
             return nil

@@ -101,8 +101,9 @@ public final class CairnServer: Sendable {
     let tokenCache = GenerationCache<TokenRecord?>()
     let statsCache = GenerationCache<RegistryStatistics>(capacity: 1)
     let uploads = UploadTable()
-    /// Buffers for chunk bundles: replies to fetches, and request bodies of uploads.
-    let bundleBuffers = BodyBuffers()
+    /// Buffers of the chunk bundles sent in replies to fetches.
+    let fetchReplyBuffers = FetchReplyBuffers()
+    /// Memory for the chunk bundles received in uploads.
     let uploadBodies = UploadBodies()
     let config: ServerConfig
 
@@ -371,7 +372,7 @@ func binaryResponse(_ bytes: [UInt8]) -> Response {
 /// each, and a fresh buffer per request costs a page fault per 4 KiB. At most four are kept. A
 /// buffer given back while something still holds it (a reply still being sent) gets new storage
 /// on its next use, never shared.
-final class BodyBuffers: Sendable {
+final class FetchReplyBuffers: Sendable {
     private let free = Mutex<[ByteBuffer]>([])
 
     /// An empty buffer of at least `capacity` bytes.
@@ -469,7 +470,7 @@ extension Request {
             )
         }
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > 64 << 10 {
-            // Known size: one allocation of it, no regrowing (chunk bundles are megabytes).
+            // Known size: one allocation of it, no regrowing (bodies of manifests can be megabytes).
             var buffer = ByteBufferAllocator().buffer(capacity: length)
             for try await part in self.body {
                 guard buffer.readableBytes + part.readableBytes <= length else {

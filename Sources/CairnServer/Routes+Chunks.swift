@@ -82,7 +82,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         // the pool once the response is written.
         let bundle = try await server.blocking {
             let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes)
-            var buffer = server.bundleBuffers.take(capacity: plan.bound)
+            var buffer = server.fetchReplyBuffers.take(capacity: plan.bound)
             try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) { try store.export(plan, into: $0) }
             return buffer
         }
@@ -94,7 +94,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             body: ResponseBody(contentLength: bundle.readableBytes) { writer in
                 try await writer.write(bundle)
                 try await writer.finish(nil)
-                server.bundleBuffers.recycle(bundle)
+                server.fetchReplyBuffers.recycle(bundle)
             })
     }
 }
