@@ -71,7 +71,7 @@ final class SocketClient: Sendable {
         /// Sends `request` and reads the reply; a kept-alive connection that the server closed
         /// before any reply is replaced once (sending again is safe: a fetch only reads, and an
         /// upload stages each chunk once however often it arrives).
-        func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ByteBuffer {
+        func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ReceiveBuffer {
             var reused = socket >= 0
             while true {
                 if socket < 0 { socket = try Self.connect(client) }
@@ -99,26 +99,27 @@ final class SocketClient: Sendable {
             }
         }
 
-        private func send(_ head: [UInt8], body: ByteBuffer) throws -> ByteBuffer {
+        private func send(_ head: [UInt8], body: ByteBuffer) throws -> ReceiveBuffer {
             let fd = socket
             var reader = Reader(fd: fd)
             try head.withUnsafeBytes { try Self.sendAll(fd, $0, more: body.readableBytes > 0) }
             try body.withUnsafeReadableBytes { try Self.sendAll(fd, $0, more: false) }
             let head = try reader.head()
-            var body = ReplyBuffers.shared.take()
+            let body = ReceiveBuffers.shared.take(capacity: head.contentLength ?? 0)
             if head.chunked {
-                try reader.chunkedBody(into: &body)
+                try reader.chunkedBody(into: body)
             } else if let length = head.contentLength {
-                try reader.body(length, into: &body)
+                try reader.body(length, into: body)
             } else {
-                try reader.bodyToEnd(into: &body)
+                try reader.bodyToEnd(into: body)
             }
             if head.close {
                 close(socket)
                 socket = -1
             }
             if head.status >= 400 {
-                let reply = RemoteRegistry.Reply(status: head.status, headers: head.headers, body: body)
+                let reply = RemoteRegistry.Reply(status: head.status, headers: head.headers, body: body.byteBuffer())
+                ReceiveBuffers.shared.give(body)
                 throw RemoteRegistry.error(from: reply)
             }
             return body
@@ -273,27 +274,28 @@ final class SocketClient: Sendable {
         }
 
         /// `count` body bytes into `body`: what was read with the head, then straight from the socket.
-        mutating func body(_ count: Int, into body: inout ByteBuffer) throws {
-            body.reserveCapacity(minimumWritableBytes: count)
+        mutating func body(_ count: Int, into body: ReceiveBuffer) throws {
+            body.reserve(body.count + count)
             let early = min(count, buffered.count - start)
-            body.writeBytes(buffered[start..<start + early])
+            buffered[start..<start + early].withUnsafeBytes { body.append($0) }
             start += early
             var left = count - early
             while left > 0 {
-                let n = try body.writeWithUnsafeMutableBytes(minimumWritableBytes: left) { raw in
-                    try receive(UnsafeMutableRawBufferPointer(rebasing: raw[0..<left]))
-                }
+                let n = try receive(UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count..<body.count + left]))
                 guard n > 0 else { throw SocketFailure.malformed("the connection closed \(left) bytes before the body's end") }
+                body.count += n
                 left -= n
             }
         }
 
-        mutating func bodyToEnd(into body: inout ByteBuffer) throws {
-            body.writeBytes(buffered[start...])
+        mutating func bodyToEnd(into body: ReceiveBuffer) throws {
+            buffered[start...].withUnsafeBytes { body.append($0) }
             start = buffered.count
             while true {
-                let n = try body.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { try receive($0) }
+                body.reserve(body.count + (1 << 20))
+                let n = try receive(UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count...]))
                 if n == 0 { return }
+                body.count += n
             }
         }
 
@@ -310,7 +312,7 @@ final class SocketClient: Sendable {
             }
         }
 
-        mutating func chunkedBody(into body: inout ByteBuffer) throws {
+        mutating func chunkedBody(into body: ReceiveBuffer) throws {
             while true {
                 let sizeText = try line().split(separator: ";").first.map(String.init) ?? ""
                 guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
@@ -320,7 +322,7 @@ final class SocketClient: Sendable {
                     while try !line().isEmpty {}  // trailers, then the final empty line
                     return
                 }
-                try self.body(size, into: &body)
+                try self.body(size, into: body)
                 guard try line().isEmpty else { throw SocketFailure.malformed("chunk end") }
             }
         }
@@ -338,30 +340,34 @@ final class SocketClient: Sendable {
 }
 
 /// A call of ``SocketClient`` on its way; its reply (a chunk bundle for a fetch) is kept once it
-/// has arrived.
+/// has arrived, in a buffer that goes back to ``ReceiveBuffers`` with the call.
 final class SocketReply: PendingBundle, @unchecked Sendable {
     // @unchecked Sendable: `result` is written once before `arrived` is signalled, then read by
     // one thread at a time (the restore's read loop, then its stager).
     private let arrived = DispatchSemaphore(value: 0)
-    private var result: Result<ByteBuffer, any Error>?
+    private var result: Result<ReceiveBuffer, any Error>?
     private var waited = false
 
-    fileprivate func complete(_ result: Result<ByteBuffer, any Error>) {
+    fileprivate func complete(_ result: Result<ReceiveBuffer, any Error>) {
         self.result = result
         arrived.signal()
     }
 
     deinit {
-        // Taken out, so that the pool holds the only reference (else its next writer copies it).
-        if case .success(let body)? = result.take() { ReplyBuffers.shared.give(body) }
+        if case .success(let body)? = result { ReceiveBuffers.shared.give(body) }
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        try self.body().readableBytesView.withUnsafeBytes(body)
+        try body(try received().bytes)
     }
 
-    /// Waits for the reply; its body, or the server's error.
+    /// Waits for the reply; its body (a copy: replies other than bundles are small), or the
+    /// server's error.
     func body() throws -> ByteBuffer {
+        try received().byteBuffer()
+    }
+
+    private func received() throws -> ReceiveBuffer {
         if !waited {
             arrived.wait()
             waited = true
@@ -372,5 +378,73 @@ final class SocketReply: PendingBundle, @unchecked Sendable {
             throw RemoteError(status: 0, code: "unreachable", message: "cannot reach the server: \(error)")
         case .failure(let error): throw error
         }
+    }
+}
+
+/// Page-aligned memory a reply body is received into: `count` bytes of `memory`.
+final class ReceiveBuffer: @unchecked Sendable {
+    // @unchecked Sendable: used by one thread at a time (a lane's queue, then the reply's readers).
+    private(set) var memory: UnsafeMutableRawBufferPointer
+    var count = 0
+
+    init(capacity: Int) {
+        memory = .allocate(byteCount: max(capacity, 1), alignment: 4096)
+    }
+
+    deinit { memory.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: memory[0..<count]) }
+
+    /// Room for `capacity` bytes in all, keeping the bytes received so far.
+    func reserve(_ capacity: Int) {
+        guard capacity > memory.count else { return }
+        let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(capacity, 2 * memory.count), alignment: 4096)
+        grown.baseAddress!.copyMemory(from: memory.baseAddress!, byteCount: count)
+        memory.deallocate()
+        memory = grown
+    }
+
+    func append(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count > 0 else { return }
+        reserve(count + raw.count)
+        (memory.baseAddress! + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        count += raw.count
+    }
+
+    func byteBuffer() -> ByteBuffer { ByteBuffer(bytes: bytes) }
+}
+
+/// Reply bodies' memory, kept for reuse: a fresh multi-megabyte buffer costs a page fault and the
+/// zeroing of a page per 4 KiB on its first touch — on a VM, where fresh pages also cost the host,
+/// that was a sixth of a remote pull's CPU time. A body's memory goes back exactly when its reply
+/// is done with (unlike a ByteBuffer's, which is replaced when written while anything else still
+/// holds it), and a buffer is taken by the size it needs, so bundles of about the same size share
+/// them. At most eight are kept.
+final class ReceiveBuffers: Sendable {
+    static let shared = ReceiveBuffers()
+    private let free = Mutex<[ReceiveBuffer]>([])
+    /// Sizes are rounded up to this, so that buffers fit bundles of slightly different sizes.
+    private static let granule = 1 << 20
+
+    /// An empty buffer of at least `capacity` bytes.
+    func take(capacity: Int) -> ReceiveBuffer {
+        let kept = free.withLock { list -> ReceiveBuffer? in
+            // The smallest that fits, else the largest (which then gets memory of the right size).
+            if let i = list.indices.filter({ list[$0].memory.count >= capacity }).min(by: { list[$0].memory.count < list[$1].memory.count }) {
+                return list.remove(at: i)
+            }
+            guard let i = list.indices.max(by: { list[$0].memory.count < list[$1].memory.count }) else { return nil }
+            return list.remove(at: i)
+        }
+        let rounded = (capacity + Self.granule - 1) / Self.granule * Self.granule
+        guard let buffer = kept else { return ReceiveBuffer(capacity: rounded) }
+        buffer.count = 0
+        buffer.reserve(rounded)
+        return buffer
+    }
+
+    /// Keeps `buffer` for a later reply; its owner must not use it any more.
+    func give(_ buffer: ReceiveBuffer) {
+        free.withLock { if $0.count < 8 { $0.append(buffer) } }
     }
 }

@@ -254,10 +254,11 @@ extension Store {
             first = last
             round += 1
         }
+        // The last window's fetched chunks are staged (on the stager's thread) while it is written.
+        fill?.stage(verified)
         if let pending {
             try sink(UnsafeRawBufferPointer(rebasing: pending.buffer.memory[0..<pending.count]), pending.offset)
         }
-        fill?.stage(verified)
     }
 
     /// The end of the window that starts at chunk `from` (chunk offsets `offsets`, one more than
