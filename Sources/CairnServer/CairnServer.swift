@@ -48,10 +48,13 @@ public struct ServerOptions: Sendable {
 public struct CairnRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var identity: TokenRecord?
+    /// The connection the request came on.
+    public let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
         identity = nil
+        channel = source.channel
     }
 
     /// Bodies are collected with each route's own limit.
@@ -103,6 +106,7 @@ public final class CairnServer: Sendable {
     let uploads = UploadTable()
     /// Buffers of the chunk bundles sent in replies to fetches.
     let fetchReplyBuffers = FetchReplyBuffers()
+    let fileBodies = FileBodies()
     /// Memory for the chunk bundles received in uploads.
     let uploadBodies = UploadBodies()
     let config: ServerConfig
@@ -201,7 +205,7 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(server: server),
-        server: .http1(configuration: .init(additionalChannelHandlers: [LargeReads()])),
+        server: .http1(configuration: .init(additionalChannelHandlers: [LargeReads(), FileBodyWriter(bodies: server.fileBodies)])),
         configuration: .init(address: .hostname(server.options.host, port: server.options.port), serverName: "cairn"),
         onServerRunning: onServerRunning,
         logger: logger ?? server.logger

@@ -49,7 +49,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let upload = try request.query("upload").map { try server.uploads.get($0, user: actor) }
         // Chunks sent without ids (all zeros) get the SHA-256 of their bytes; only into an upload,
         // whose version commit then checks every id the manifest names.
-        let assignIDs = try request.query("assign_ids") == "1"
+        let assignIDs = request.query("assign_ids") == "1"
         if assignIDs, upload == nil { throw APIError.badRequest("assign_ids=1 needs an upload (?upload=ID)") }
         var request = request
         let body = try await request.uploadBody(upTo: options.maxBatchBytes, pool: server.uploadBodies)
@@ -78,8 +78,27 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         try context.require(.reader, "fetch chunks")
         var request = request
         let ids = try await idList(&request, limit: options.maxBatchIDs)
-        // The bundle is read from the packs straight into a reused buffer, which goes back to
-        // the pool once the response is written.
+        // On a connection that sends file bodies, the chunks' stored bytes go from the packs to
+        // the socket (FileBodies); elsewhere the bundle is read from the packs straight into a
+        // reused buffer, which goes back to the pool once the response is written.
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        if server.fileBodies.canSend(on: context.channel) {
+            let pieces = try await server.blocking {
+                try store.exportPieces(try store.planExport(ids, maxBytes: options.maxBatchBytes))
+            }
+            let size = pieces.size
+            server.metrics.recordFetch(wireBytes: size)
+            guard let marker = server.fileBodies.register(pieces, on: context.channel) else {
+                throw APIError(.serviceUnavailable, "connection_closed", "the connection closed before the reply")
+            }
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody(contentLength: size) { writer in
+                    try await writer.write(marker)
+                    try await writer.finish(nil)
+                })
+        }
         let bundle = try await server.blocking {
             let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes)
             var buffer = server.fetchReplyBuffers.take(capacity: plan.bound)
@@ -87,8 +106,6 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             return buffer
         }
         server.metrics.recordFetch(wireBytes: bundle.readableBytes)
-        var headers = HTTPFields()
-        headers[.contentType] = "application/octet-stream"
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody(contentLength: bundle.readableBytes) { writer in

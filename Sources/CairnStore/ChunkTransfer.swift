@@ -641,6 +641,108 @@ extension Store {
         return at
     }
 
+    /// A plan's bundle as pieces to send in order, for a sender that copies file ranges to a
+    /// socket itself (`sendfile`): the stored bytes of chunks sent as stored stay in their packs
+    /// and are named by range; the rest — the bundle's header, the entries' headers, chunks decoded
+    /// from deltas (as ``export(_:into:)`` decodes them) — is in ``bytes``. The bundle is the one
+    /// ``export(_:into:)`` writes, byte for byte.
+    public struct ExportPieces: Sendable {
+        public enum Piece: Sendable, Equatable {
+            /// A range of ``ExportPieces/bytes``.
+            case bytes(Range<Int>)
+            /// `length` bytes at `offset` of the pack open at ``ExportPieces/descriptors``[`file`].
+            case pack(file: Int, offset: Int64, length: Int)
+        }
+        public let bytes: [UInt8]
+        public let pieces: [Piece]
+        /// Descriptors open on the packs the pieces name, owned by the caller, who closes them.
+        public let descriptors: [Int32]
+        /// Bytes of the whole bundle.
+        public var size: Int {
+            pieces.reduce(0) {
+                switch $1 {
+                case .bytes(let range): $0 + range.count
+                case .pack(_, _, let length): $0 + length
+                }
+            }
+        }
+    }
+
+    /// The pieces of `plan`'s bundle (``ExportPieces``). The packs' records are not read here:
+    /// their bytes reach the receiver unchecked by the server, which verifies every chunk anyway;
+    /// a pack shorter than its records is refused here.
+    ///
+    /// - Throws: ``CairnStoreError``: `.corruption` for a missing or truncated pack or a damaged
+    ///   delta record.
+    public func exportPieces(_ plan: ChunkExport) throws -> ExportPieces {
+        let stored = plan.located.filter { Self.isSentAsStored($0.location) }
+        let others = plan.located.filter { !Self.isSentAsStored($0.location) }
+        // Chunks decoded here: a bundle of their own, whose entries follow the stored ones.
+        var decoded: [UInt8] = []
+        if !others.isEmpty {
+            let sub = ChunkExport(located: others, bound: ChunkBundle.size(storedLengths: others.map { Int($0.location.rawLength) }))
+            decoded = try [UInt8](unsafeUninitializedCapacity: sub.bound) { buffer, count in
+                count = 0
+                count = try export(sub, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        }
+        var descriptors: [Int32] = []
+        var files: [UInt64: Int] = [:]
+        var packEnds: [UInt64: Int64] = [:]
+        do {
+            for (_, location) in stored {
+                let end = Int64(location.offset) + Int64(location.recordLength)
+                packEnds[location.packID] = max(packEnds[location.packID] ?? 0, end)
+                guard files[location.packID] == nil else { continue }
+                let path = packPath(location.packID)
+                let fd = try packHandles.withDescriptor(for: location.packID, path: path) { dup($0) }
+                guard fd >= 0 else { throw CairnStoreError.io("open", path: path, errno: errno) }
+                descriptors.append(fd)
+                files[location.packID] = descriptors.count - 1
+            }
+            for (id, end) in packEnds {
+                var info = stat()
+                guard fstat(descriptors[files[id]!], &info) == 0 else {
+                    throw CairnStoreError.io("stat", path: packPath(id), errno: errno)
+                }
+                guard Int64(info.st_size) >= end else {
+                    throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(id)) is truncated: its records end at \(end), the file at \(info.st_size)")
+                }
+            }
+        } catch {
+            descriptors.forEach { close($0) }
+            throw error
+        }
+        let headerBytes = ChunkBundle.headerSize + stored.count * ChunkBundle.entryHeaderSize
+        var bytes = [UInt8](repeating: 0, count: headerBytes + max(decoded.count - ChunkBundle.headerSize, 0))
+        var pieces: [ExportPieces.Piece] = []
+        pieces.reserveCapacity(2 * stored.count + 2)
+        bytes.withUnsafeMutableBytes { out in
+            let p = out.baseAddress!
+            ChunkBundle.writeHeader(count: plan.located.count, to: p)
+            var at = ChunkBundle.headerSize
+            var from = 0
+            for (id, location) in stored {
+                at += ChunkBundle.writeEntryHeader(
+                    id: id, codec: Codec(rawValue: location.codecRaw)!, rawLength: Int(location.rawLength),
+                    storedLength: Int(location.storedLength), to: p + at)
+                pieces.append(.bytes(from..<at))
+                from = at
+                pieces.append(
+                    .pack(
+                        file: files[location.packID]!, offset: Int64(location.offset) + Int64(PackFormat.recordHeaderSize),
+                        length: Int(location.storedLength)))
+            }
+            if decoded.count > ChunkBundle.headerSize {
+                decoded.withUnsafeBytes { (p + at).copyMemory(from: $0.baseAddress! + ChunkBundle.headerSize, byteCount: $0.count - ChunkBundle.headerSize) }
+                at += decoded.count - ChunkBundle.headerSize
+            }
+            if at > from { pieces.append(.bytes(from..<at)) }
+        }
+        countRead(stored.reduce(0) { $0 + Int($1.location.storedLength) })
+        return ExportPieces(bytes: bytes, pieces: pieces, descriptors: descriptors)
+    }
+
     /// The stored chunks `ids` as a bundle (``planExport(_:maxBytes:)`` and ``export(_:into:)``).
     public func exportChunks(_ ids: [SHA256Digest], maxBytes: Int) throws -> [UInt8] {
         let plan = try planExport(ids, maxBytes: maxBytes)

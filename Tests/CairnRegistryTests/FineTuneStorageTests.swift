@@ -2,6 +2,7 @@ import CairnFixtures
 import CairnRegistry
 import CairnStore
 import Foundation
+import Glibc
 import Testing
 
 /// Byte planes and deltas against the parent: lossless for every dtype, chains stay one deep,
@@ -92,6 +93,44 @@ import Testing
         let perFile = try f.registry.storedBytesByFile(manifest)
         #expect(perFile["model.safetensors"]! > 0 && perFile["model.safetensors"]! < manifest.files[0].size)
         #expect(try f.registry.store.verify(deep: true).isHealthy)
+    }
+
+    /// What a server sends from files (`sendfile`) is the bundle `export` writes, byte for byte:
+    /// chunks stored as they are named by their range in a pack, deltas decoded into the bytes.
+    @Test func exportPiecesAssembleTheExportedBundle() throws {
+        let f = try RegistryFixture()
+        try Self.writeModel(f.dir("base"))
+        try Self.writeModel(f.dir("ft"), perturb: (7, 0.0005))
+        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
+        var request = PushRequest(model: "m", actor: "a")
+        request.parents = ["m@1"]
+        _ = try f.registry.push(directory: f.dir("ft").path, request: request)
+        #expect((try codecs(f)["delta"] ?? 0) > 0)
+        let store = f.registry.store
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
+        let ids = manifest.files.flatMap { $0.chunks.map(\.id) }
+        let plan = try store.planExport(ids, maxBytes: 256 << 20)
+        let expected = try store.exportChunks(ids, maxBytes: 256 << 20)
+        let pieces = try store.exportPieces(plan)
+        defer { pieces.descriptors.forEach { close($0) } }
+        var assembled: [UInt8] = []
+        var fromPacks = 0
+        for piece in pieces.pieces {
+            switch piece {
+            case .bytes(let range):
+                assembled += pieces.bytes[range]
+            case .pack(let file, let offset, let length):
+                var bytes = [UInt8](repeating: 0, count: length)
+                let got = bytes.withUnsafeMutableBytes { pread(pieces.descriptors[file], $0.baseAddress!, length, off_t(offset)) }
+                #expect(got == length)
+                assembled += bytes
+                fromPacks += length
+            }
+        }
+        #expect(pieces.size == expected.count)
+        #expect(assembled == expected)
+        // Both kinds: the fine-tune's deltas are decoded, its unchanged chunks come from the packs.
+        #expect(fromPacks > 0 && fromPacks < expected.count / 2)
     }
 
     @Test func fineTuneOfAFineTuneStaysOneDeepAndSurvivesItsParentsDeletion() throws {

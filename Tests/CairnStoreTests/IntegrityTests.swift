@@ -99,12 +99,17 @@ import Testing
         } throws: {
             ($0 as? CairnStoreError)?.code == .corruption && "\($0)".contains("does not match its record")
         }
-        // A pack cut short.
+        // A pack cut short: refused whether its bytes are read or sent from the file.
         try Data(original.prefix(original.count / 2)).write(to: URL(fileURLWithPath: pack))
         #expect {
             try store.exportChunks(ids, maxBytes: 8 << 20)
         } throws: {
             ($0 as? CairnStoreError)?.code == .corruption && "\($0)".contains("cut off")
+        }
+        #expect {
+            try store.exportPieces(try store.planExport(ids, maxBytes: 8 << 20))
+        } throws: {
+            ($0 as? CairnStoreError)?.code == .corruption && "\($0)".contains("truncated")
         }
     }
 
