@@ -372,7 +372,8 @@ func binaryResponse(_ bytes: [UInt8]) -> Response {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
-/// Buffers of chunk bundles sent in replies to fetches, kept for reuse: bundles are megabytes
+/// Buffers of chunk bundles sent in replies to fetches where the connection cannot send file bodies
+/// (``FileBodies``; a router under test), kept for reuse: bundles are megabytes
 /// each, and a fresh buffer per request costs a page fault per 4 KiB. At most four are kept. A
 /// buffer given back while something still holds it (a reply still being sent) gets new storage
 /// on its next use, never shared.

@@ -8,7 +8,9 @@ import Synchronization
 
 /// Response bodies whose bulk is sent from files by the kernel (`sendfile(2)`), not read into
 /// memory and written out again: a chunk fetch's stored bytes go from the page cache to the socket,
-/// which saves the server two copies of every byte it sends (half its CPU time in a pull).
+/// without the two copies through a reply buffer (and without the buffer: a fetch holds no bundle
+/// in memory). Server CPU per remote pull of a 338 MB model: 0.105 -> 0.090 s; most of what is left
+/// is the TCP work of the loopback connection.
 ///
 /// Hummingbird writes bodies as ByteBuffers only. A route registers the body here and writes the
 /// marker it gets back instead; ``FileBodyWriter``, a handler in each connection's pipeline, swaps
@@ -17,8 +19,7 @@ import Synchronization
 /// (``canSend(on:)``): elsewhere (a router under test) a route writes its body as bytes.
 final class FileBodies: Sendable {
     /// A registered body: ``CairnStore/Store/ExportPieces`` whose descriptors it owns.
-    struct Body: @unchecked Sendable {
-        // @unchecked Sendable: moved from the route's task to the channel's event loop, used by one at a time.
+    struct Body: Sendable {
         let pieces: Store.ExportPieces
         let bytes: ByteBuffer
     }
