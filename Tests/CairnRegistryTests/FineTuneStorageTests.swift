@@ -67,14 +67,21 @@ import Testing
         Dictionary(uniqueKeysWithValues: try f.registry.store.statistics().codecs.map { ($0.codec, $0.chunks) })
     }
 
-    @Test func everyDTypeRoundTripsThroughPlanesAndDeltas() throws {
-        let f = try RegistryFixture()
+    /// Pushes a base model as m@1 and a fine-tune of it (perturbed with `seed`) as m@2, naming m@1
+    /// as its parent; the fine-tune's push result.
+    @discardableResult
+    func pushBaseAndFineTune(_ f: RegistryFixture, seed: UInt64) throws -> PushResult {
         try Self.writeModel(f.dir("base"))
-        try Self.writeModel(f.dir("ft"), perturb: (99, 0.0005))
+        try Self.writeModel(f.dir("ft"), perturb: (seed, 0.0005))
         _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
         var request = PushRequest(model: "m", actor: "a")
         request.parents = ["m@1"]
-        let ft = try f.registry.push(directory: f.dir("ft").path, request: request)
+        return try f.registry.push(directory: f.dir("ft").path, request: request)
+    }
+
+    @Test func everyDTypeRoundTripsThroughPlanesAndDeltas() throws {
+        let f = try RegistryFixture()
+        let ft = try pushBaseAndFineTune(f, seed: 99)
         #expect(try pullMatches(f, "m@1", f.dir("base")))
         #expect(try pullMatches(f, "m@2", f.dir("ft")))
         let used = try codecs(f)
@@ -99,12 +106,7 @@ import Testing
     /// chunks stored as they are named by their range in a pack, deltas decoded into the bytes.
     @Test func exportPiecesAssembleTheExportedBundle() throws {
         let f = try RegistryFixture()
-        try Self.writeModel(f.dir("base"))
-        try Self.writeModel(f.dir("ft"), perturb: (7, 0.0005))
-        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
-        var request = PushRequest(model: "m", actor: "a")
-        request.parents = ["m@1"]
-        _ = try f.registry.push(directory: f.dir("ft").path, request: request)
+        try pushBaseAndFineTune(f, seed: 7)
         #expect((try codecs(f)["delta"] ?? 0) > 0)
         let store = f.registry.store
         let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
@@ -159,12 +161,7 @@ import Testing
 
     @Test func corruptReferenceIsReportedForEveryVersionThatNeedsIt() throws {
         let f = try RegistryFixture()
-        try Self.writeModel(f.dir("base"))
-        try Self.writeModel(f.dir("ft"), perturb: (5, 0.0005))
-        _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
-        var request = PushRequest(model: "m", actor: "a")
-        request.parents = ["m@1"]
-        _ = try f.registry.push(directory: f.dir("ft").path, request: request)
+        try pushBaseAndFineTune(f, seed: 5)
         // Damage the base's packs (they hold the reference chunks): flip a byte in the middle of the
         // big tensor's records of the first pack written.
         let packs = try FileManager.default.subpathsOfDirectory(atPath: f.registry.store.root + "/packs")
