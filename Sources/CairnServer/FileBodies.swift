@@ -91,6 +91,11 @@ final class FileBodies: Sendable {
 /// Swaps a ``FileBodies`` marker for its body's pieces, written to the HTTP/1 encoder as byte
 /// buffers and file regions. The socket is corked while they are sent, so that the small pieces
 /// between file ranges (a bundle's entry headers) leave in full segments, not one each.
+///
+/// The file ranges must stay readable until sent: packs are never cut short in place (GC deletes
+/// whole packs, and an open descriptor keeps a deleted file's bytes). A pack truncated from outside
+/// after ``CairnStore/Store/exportPieces(_:)`` checked its size would stall its connection (NIO
+/// keeps retrying a `sendfile` that sends nothing).
 final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
@@ -111,8 +116,10 @@ final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
         do {
             encoder = try context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
         } catch {
+            // The head (with its Content-Length) has gone out: the connection cannot be used further.
             handles.forEach { try? $0.close() }
             promise?.fail(error)
+            context.close(promise: nil)
             return
         }
         let cork = ChannelOptions.tcpOption(.init(rawValue: TCP_CORK))

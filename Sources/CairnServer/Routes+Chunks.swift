@@ -88,7 +88,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
                 try store.exportPieces(try store.planExport(ids, maxBytes: options.maxBatchBytes))
             }
             let size = pieces.size
-            server.metrics.recordFetch(wireBytes: size)
+            server.metrics.recordFetch(wireBytes: size, fromFiles: true)
             guard let marker = server.fileBodies.register(pieces, on: context.channel) else {
                 throw APIError(.serviceUnavailable, "connection_closed", "the connection closed before the reply")
             }
@@ -105,7 +105,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) { try store.export(plan, into: $0) }
             return buffer
         }
-        server.metrics.recordFetch(wireBytes: bundle.readableBytes)
+        server.metrics.recordFetch(wireBytes: bundle.readableBytes, fromFiles: false)
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody(contentLength: bundle.readableBytes) { writer in

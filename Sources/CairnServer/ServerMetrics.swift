@@ -15,6 +15,7 @@ public final class ServerMetrics: Sendable {
     private let bytesOut = Atomic<Int>(0)
     private let uploadBundleBytes = Atomic<Int>(0)
     private let fetchBundleBytes = Atomic<Int>(0)
+    private let fetchFileBytes = Atomic<Int>(0)
     private let chunksReceived = Atomic<Int>(0)
     private let chunksStored = Atomic<Int>(0)
     private let chunkBytesStored = Atomic<Int>(0)
@@ -38,13 +39,20 @@ public final class ServerMetrics: Sendable {
         chunkBytesStored.add(Int(newBytes), ordering: .relaxed)
     }
 
-    func recordFetch(wireBytes: Int) { fetchBundleBytes.add(wireBytes, ordering: .relaxed) }
+    /// A fetch reply of `wireBytes`, sent `fromFiles` (``FileBodies``) or from a buffer.
+    func recordFetch(wireBytes: Int, fromFiles: Bool) {
+        fetchBundleBytes.add(wireBytes, ordering: .relaxed)
+        if fromFiles { fetchFileBytes.add(wireBytes, ordering: .relaxed) }
+    }
 
     /// Bytes of chunk bundles received by `POST /v1/chunks` since the server started.
     public var chunkUploadBytes: Int { uploadBundleBytes.load(ordering: .relaxed) }
 
     /// Bytes of chunk bundles sent by `POST /v1/chunks/fetch` since the server started.
     public var chunkFetchBytes: Int { fetchBundleBytes.load(ordering: .relaxed) }
+
+    /// Of ``chunkFetchBytes``, those of replies sent from the pack files (`sendfile`).
+    public var chunkFetchBytesFromFiles: Int { fetchFileBytes.load(ordering: .relaxed) }
 
     /// Requests answered so far with this route and status.
     public func requestCount(route: String, status: Int) -> Int {
@@ -81,6 +89,8 @@ public final class ServerMetrics: Sendable {
         out += "cairn_chunk_upload_bytes_total \(uploadBundleBytes.load(ordering: .relaxed))\n"
         family("cairn_chunk_fetch_bytes_total", "counter", "Bytes of chunk bundles sent.")
         out += "cairn_chunk_fetch_bytes_total \(fetchBundleBytes.load(ordering: .relaxed))\n"
+        family("cairn_chunk_fetch_file_bytes_total", "counter", "Bytes of chunk bundles sent from the pack files (sendfile).")
+        out += "cairn_chunk_fetch_file_bytes_total \(fetchFileBytes.load(ordering: .relaxed))\n"
         family("cairn_chunks_received_total", "counter", "Chunks received in uploads (verified).")
         out += "cairn_chunks_received_total \(chunksReceived.load(ordering: .relaxed))\n"
         family("cairn_chunks_stored_total", "counter", "Chunks uploads added to the store.")

@@ -690,24 +690,35 @@ extension Store {
         var files: [UInt64: Int] = [:]
         var packEnds: [UInt64: Int64] = [:]
         do {
+            var packStarts: [UInt64: Int64] = [:]
             for (_, location) in stored {
                 let end = Int64(location.offset) + Int64(location.recordLength)
                 packEnds[location.packID] = max(packEnds[location.packID] ?? 0, end)
+                packStarts[location.packID] = min(packStarts[location.packID] ?? .max, Int64(location.offset))
                 guard files[location.packID] == nil else { continue }
+                // A descriptor of its own (not a duplicate of the shared one, which is set for
+                // random reads): the kernel reads ahead for the sender where the bytes are not cached.
                 let path = packPath(location.packID)
-                let fd = try packHandles.withDescriptor(for: location.packID, path: path) { dup($0) }
-                guard fd >= 0 else { throw CairnStoreError.io("open", path: path, errno: errno) }
+                let fd: Int32
+                do {
+                    fd = try FileIO.open(path, O_RDONLY)
+                } catch {
+                    throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(location.packID)) is missing or unreadable: \(error)")
+                }
                 descriptors.append(fd)
                 files[location.packID] = descriptors.count - 1
             }
             for (id, end) in packEnds {
+                let fd = descriptors[files[id]!]
                 var info = stat()
-                guard fstat(descriptors[files[id]!], &info) == 0 else {
+                guard fstat(fd, &info) == 0 else {
                     throw CairnStoreError.io("stat", path: packPath(id), errno: errno)
                 }
                 guard Int64(info.st_size) >= end else {
                     throw CairnStoreError(.corruption, "pack \(PackFormat.fileName(id)) is truncated: its records end at \(end), the file at \(info.st_size)")
                 }
+                let start = packStarts[id]!
+                posix_fadvise(fd, off_t(start), off_t(end - start), POSIX_FADV_WILLNEED)
             }
         } catch {
             descriptors.forEach { close($0) }

@@ -3,7 +3,9 @@ import CairnRegistry
 import CairnRemote
 import CairnServer
 import CairnStore
+import Digest
 import Foundation
+import Glibc
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -51,6 +53,65 @@ import Testing
             }
             #expect(open <= Self.packs(f).count)
         }
+        // Every fetch went out from the pack files.
+        #expect(f.server.metrics.chunkFetchBytesFromFiles > 0)
+        #expect(f.server.metrics.chunkFetchBytesFromFiles == f.server.metrics.chunkFetchBytes)
+    }
+
+    /// A fetch over a raw connection: the request for `ids`, then up to `read` bytes of the reply,
+    /// then a reset (SO_LINGER 0) instead of an orderly close.
+    static func fetchAndReset(port: Int, token: String, ids: [SHA256Digest], read: Int) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        var body: [UInt8] = []
+        for id in ids { body += id.bytes }
+        let head = "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(token)\r\nContent-Length: \(body.count)\r\n\r\n"
+        let request = Array(head.utf8) + body
+        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) } == request.count)
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var got = 0
+        while got < read {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, min($0.count, read - got), 0) }
+            if n <= 0 { break }
+            got += n
+        }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+    }
+
+    @Test func connectionsResetMidReplyLeaveNoDescriptorsOpen() async throws {
+        let f = try ServerFixture()
+        let base = f.dir.sub("base")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 13)
+        _ = try f.pushLocally(base, model: "m")
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m")))
+        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+        let size = try f.registry.store.planExport(ids, maxBytes: 1 << 30).bound
+        try await f.application.test(.live) { client in
+            let port = client.port!
+            try await onThread {
+                for _ in 0..<5 {
+                    try Self.fetchAndReset(port: port, token: f.reader, ids: ids, read: 100_000)  // mid-body
+                    try Self.fetchAndReset(port: port, token: f.reader, ids: ids, read: 0)  // before the reply
+                }
+            }
+            var open = Self.openPackDescriptors(f)
+            for _ in 0..<200 where open > Self.packs(f).count {
+                try await Task.sleep(for: .milliseconds(10))
+                open = Self.openPackDescriptors(f)
+            }
+            #expect(open <= Self.packs(f).count)
+        }
+        #expect(size > 1_000_000)  // the replies were cut well before their end
     }
 
     @Test func aTruncatedServerPackFailsThePullWithTheServersError() async throws {
@@ -71,7 +132,7 @@ import Testing
                     _ = try remote.pull(try remote.resolve(try Reference(parsing: "m")), to: out, paths: nil, selection: nil, progress: nil)
                 }
             } throws: { error in
-                "\(error)".contains("truncated")
+                "\(error)".contains("is truncated: its records end at")
             }
             // Files whose chunks sit in the packs' lost halves were not written.
             #expect(FixtureModels.baseShardFiles.contains { !FileManager.default.fileExists(atPath: out + "/" + $0) })
