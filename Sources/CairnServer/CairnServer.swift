@@ -205,7 +205,9 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(server: server),
-        server: .http1(configuration: .init(additionalChannelHandlers: [LargeReads(), FileBodyWriter(bodies: server.fileBodies)])),
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [LargeReads(), FileBodyWriter(bodies: server.fileBodies), WholeReplies()])),
         configuration: .init(address: .hostname(server.options.host, port: server.options.port), serverName: "cairn"),
         onServerRunning: onServerRunning,
         logger: logger ?? server.logger

@@ -88,6 +88,69 @@ import Testing
         close(fd)
     }
 
+    /// Sends `request` on a new connection with a small receive window, waits `pause` (the server
+    /// fills the socket's buffers meanwhile), then reads to the end of the stream; the reply's Content-Length and the bytes of
+    /// body that arrived.
+    static func readAfterPause(port: Int, request: [UInt8], pause: UInt32) -> (length: Int, got: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // A small receive window, so that the reply does not fit in the kernel's buffers.
+        var window: Int32 = 32 << 10
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
+        usleep(pause)
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n <= 0 { break }
+            reply += buffer[0..<n]
+        }
+        close(fd)
+        guard let end = reply.indices.first(where: { reply[$0...].starts(with: [13, 10, 13, 10]) }) else { return (-1, 0) }
+        let head = String(decoding: reply[..<end], as: UTF8.self).lowercased()
+        let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? -1
+        return (length, reply.count - end - 4)
+    }
+
+    /// A reply on a connection the client asked to close (`Connection: close`) reaches it whole,
+    /// however slowly it reads: from files and from buffers. (A graceful shutdown, which closes
+    /// connections from the server's side, is tested with a real process in CrossProcessTests.)
+    @Test func aReplyIsSentWholeBeforeItsConnectionCloses() async throws {
+        let f = try ServerFixture()
+        let base = f.dir.sub("base")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 14)
+        _ = try f.pushLocally(base, model: "m")
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m")))
+        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+        let shard = FixtureModels.baseShardFiles[0]
+        let shardSize = try FileManager.default.attributesOfItem(atPath: base + "/" + shard)[.size] as! Int
+        try await f.application.test(.live) { client in
+            let port = client.port!
+            let (fetch, file) = try await onThread {
+                var body: [UInt8] = []
+                for id in ids { body += id.bytes }
+                let fetch = Array(
+                    "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer \(f.reader)\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+                let file = Array(
+                    "GET /v1/models/m/versions/1/files/\(shard) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer \(f.reader)\r\n\r\n".utf8)
+                return (
+                    Self.readAfterPause(port: port, request: fetch, pause: 300_000),
+                    Self.readAfterPause(port: port, request: file, pause: 300_000)
+                )
+            }
+            #expect(fetch.length > 4 << 20 && fetch.got == fetch.length, "fetch: \(fetch)")
+            #expect(file.length == shardSize && file.got == file.length, "file: \(file)")
+        }
+    }
+
     @Test func connectionsResetMidReplyLeaveNoDescriptorsOpen() async throws {
         let f = try ServerFixture()
         let base = f.dir.sub("base")

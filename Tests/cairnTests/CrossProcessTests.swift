@@ -2,6 +2,7 @@ import CairnFixtures
 import CairnRegistry
 import CairnStore
 import Foundation
+import Glibc
 import Testing
 
 /// Tests that run the built `cairn` executable in child processes: what one process writes another
@@ -143,7 +144,7 @@ import Testing
         _ = try registry.delete(try Reference(parsing: "base@1"), actor: "t")
         let report = try registry.collectGarbage(gracePeriod: 0)
         #expect(report.removedChunks > 0)
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         child.waitUntilExit()
         #expect(child.terminationStatus == 0)
@@ -154,5 +155,79 @@ import Testing
         try registry.pull(try registry.resolve(try Reference(parsing: "ft@1")), to: w.dir("out").path)
         #expect(try sameFiles(w.dir("ft"), w.dir("out")))
         #expect(try store.verify(deep: true).isHealthy)
+    }
+
+    /// SIGTERM stops `cairn serve` only once the replies in flight have gone out whole: a large chunk
+    /// fetch, read slowly through a small receive window, arrives complete.
+    @Test func serveFinishesAReplyInFlightOnSIGTERM() throws {
+        let w = try Workspace()
+        try FixtureModels.writeBase(to: w.dir("base"), shape: .small, seed: 4)
+        #expect(try Self.cairn(["init", "--store", w.store]).status == 0)
+        #expect(try Self.cairn(["push", w.dir("base").path, "--model", "m", "--store", w.store]).status == 0)
+        let registry = try Registry(store: try Store.open(at: w.store))
+        let manifest = try registry.manifest(of: try registry.resolve(try Reference(parsing: "m")))
+        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+
+        let port = Int.random(in: 20_000..<40_000)
+        let log = w.dir("serve.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let server = Process()
+        server.executableURL = Self.executable
+        server.arguments = ["serve", "--store", w.store, "--port", "\(port)", "--log-level", "warning"]
+        let output = try FileHandle(forWritingTo: log)
+        server.standardOutput = output
+        server.standardError = output
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        var token = ""
+        for _ in 0..<300 where token.isEmpty {
+            usleep(20_000)
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if text.contains("listening on"), let line = text.split(separator: "\n").first(where: { $0.contains("export CAIRN_TOKEN=") }) {
+                token = String(line.split(separator: "=").last!)
+            }
+        }
+        #expect(!token.isEmpty)
+
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var window: Int32 = 32 << 10  // the reply cannot sit in the kernel's buffers
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        var body: [UInt8] = []
+        for id in ids { body += id.bytes }
+        let request = Array(
+            "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(token)\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) } == request.count)
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        func receive() -> Int {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n > 0 { reply += buffer[0..<n] }
+            return n
+        }
+        while reply.count < 64 << 10, receive() > 0 {}
+        server.terminate()  // SIGTERM, the reply under way
+        usleep(300_000)
+        while receive() > 0 {}
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+
+        let end = try #require(reply.indices.first { reply[$0...].starts(with: [13, 10, 13, 10]) })
+        let head = String(decoding: reply[..<end], as: UTF8.self).lowercased()
+        let length = try #require(
+            head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) })
+        #expect(length > 4 << 20)
+        #expect(reply.count - end - 4 == length)
+        // And they are the chunks asked for, byte for byte as the store exports them.
+        #expect(Array(reply[(end + 4)...]) == (try registry.store.exportChunks(ids, maxBytes: 1 << 30)))
     }
 }
