@@ -58,66 +58,18 @@ import Testing
         #expect(f.server.metrics.chunkFetchBytesFromFiles == f.server.metrics.chunkFetchBytes)
     }
 
-    /// A fetch over a raw connection: the request for `ids`, then up to `read` bytes of the reply,
-    /// then a reset (SO_LINGER 0) instead of an orderly close.
-    static func fetchAndReset(port: Int, token: String, ids: [SHA256Digest], read: Int) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(fd >= 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        var body: [UInt8] = []
-        for id in ids { body += id.bytes }
-        let head = "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(token)\r\nContent-Length: \(body.count)\r\n\r\n"
-        let request = Array(head.utf8) + body
-        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) } == request.count)
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        var got = 0
-        while got < read {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, min($0.count, read - got), 0) }
-            if n <= 0 { break }
-            got += n
-        }
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        close(fd)
-    }
+    /// The body of a fetch of `ids`: their 32-byte ids one after the other.
+    static func idList(_ ids: [SHA256Digest]) -> [UInt8] { ids.flatMap(\.bytes) }
 
     /// Sends `request` on a new connection with a small receive window, waits `pause` (the server
-    /// fills the socket's buffers meanwhile), then reads to the end of the stream; the reply's Content-Length and the bytes of
-    /// body that arrived.
+    /// fills the socket's buffers meanwhile), then reads to the end of the stream; the reply's
+    /// Content-Length and the bytes of body that arrived.
     static func readAfterPause(port: Int, request: [UInt8], pause: UInt32) -> (length: Int, got: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        // A small receive window, so that the reply does not fit in the kernel's buffers.
-        var window: Int32 = 32 << 10
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
+        guard let connection = RawConnection(port: port, receiveWindow: 32 << 10), connection.send(request) else { return (-1, 0) }
         usleep(pause)
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n <= 0 { break }
-            reply += buffer[0..<n]
-        }
-        close(fd)
-        guard let end = reply.indices.first(where: { reply[$0...].starts(with: [13, 10, 13, 10]) }) else { return (-1, 0) }
-        let head = String(decoding: reply[..<end], as: UTF8.self).lowercased()
-        let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? -1
-        return (length, reply.count - end - 4)
+        connection.receive()
+        guard let reply = connection.reply else { return (-1, 0) }
+        return (reply.length, reply.body.count)
     }
 
     /// A reply on a connection the client asked to close (`Connection: close`) reaches it whole,
@@ -135,12 +87,10 @@ import Testing
         try await f.application.test(.live) { client in
             let port = client.port!
             let (fetch, file) = try await onThread {
-                var body: [UInt8] = []
-                for id in ids { body += id.bytes }
-                let fetch = Array(
-                    "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer \(f.reader)\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
-                let file = Array(
-                    "GET /v1/models/m/versions/1/files/\(shard) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer \(f.reader)\r\n\r\n".utf8)
+                let fetch = RawConnection.request(
+                    "POST", "/v1/chunks/fetch", token: f.reader, body: Self.idList(ids), headers: ["Connection: close"])
+                let file = RawConnection.request(
+                    "GET", "/v1/models/m/versions/1/files/\(shard)", token: f.reader, headers: ["Connection: close"])
                 return (
                     Self.readAfterPause(port: port, request: fetch, pause: 300_000),
                     Self.readAfterPause(port: port, request: file, pause: 300_000)
@@ -161,10 +111,13 @@ import Testing
         let size = try f.registry.store.planExport(ids, maxBytes: 1 << 30).bound
         try await f.application.test(.live) { client in
             let port = client.port!
+            let request = RawConnection.request("POST", "/v1/chunks/fetch", token: f.reader, body: Self.idList(ids))
             try await onThread {
-                for _ in 0..<5 {
-                    try Self.fetchAndReset(port: port, token: f.reader, ids: ids, read: 100_000)  // mid-body
-                    try Self.fetchAndReset(port: port, token: f.reader, ids: ids, read: 0)  // before the reply
+                for read in [100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0] {  // mid-body, before the reply
+                    let connection = try #require(RawConnection(port: port))
+                    #expect(connection.send(request))
+                    if read > 0 { connection.receive(upTo: read) }
+                    connection.reset()
                 }
             }
             var open = Self.openPackDescriptors(f)

@@ -189,45 +189,19 @@ import Testing
         }
         #expect(!token.isEmpty)
 
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var window: Int32 = 32 << 10  // the reply cannot sit in the kernel's buffers
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        var body: [UInt8] = []
-        for id in ids { body += id.bytes }
-        let request = Array(
-            "POST /v1/chunks/fetch HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(token)\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
-        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) } == request.count)
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16 << 10)
-        func receive() -> Int {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n > 0 { reply += buffer[0..<n] }
-            return n
-        }
-        while reply.count < 64 << 10, receive() > 0 {}
+        let connection = try #require(RawConnection(port: port, receiveWindow: 32 << 10))  // the reply cannot sit in the kernel's buffers
+        #expect(connection.send(RawConnection.request("POST", "/v1/chunks/fetch", token: token, body: ids.flatMap(\.bytes))))
+        connection.receive(upTo: 64 << 10)
         server.terminate()  // SIGTERM, the reply under way
         usleep(300_000)
-        while receive() > 0 {}
+        connection.receive()
         server.waitUntilExit()
         #expect(server.terminationStatus == 0)
 
-        let end = try #require(reply.indices.first { reply[$0...].starts(with: [13, 10, 13, 10]) })
-        let head = String(decoding: reply[..<end], as: UTF8.self).lowercased()
-        let length = try #require(
-            head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) })
-        #expect(length > 4 << 20)
-        #expect(reply.count - end - 4 == length)
+        let reply = try #require(connection.reply)
+        #expect(reply.length > 4 << 20)
+        #expect(reply.body.count == reply.length)
         // And they are the chunks asked for, byte for byte as the store exports them.
-        #expect(Array(reply[(end + 4)...]) == (try registry.store.exportChunks(ids, maxBytes: 1 << 30)))
+        #expect(Array(reply.body) == (try registry.store.exportChunks(ids, maxBytes: 1 << 30)))
     }
 }
