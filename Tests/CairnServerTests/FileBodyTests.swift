@@ -14,6 +14,17 @@ import Testing
 @Suite struct FileBodyTests {
     static func url(_ client: some TestClientProtocol) -> String { "http://localhost:\(client.port!)" }
 
+    /// A server whose store holds a small base model as m@1 (pushed locally); the model's
+    /// directory and its chunk ids, each once.
+    static func serverWithBase(seed: UInt64) throws -> (f: ServerFixture, base: String, ids: [SHA256Digest]) {
+        let f = try ServerFixture()
+        let base = f.dir.sub("base")
+        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: seed)
+        _ = try f.pushLocally(base, model: "m")
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m")))
+        return (f, base, Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) })))
+    }
+
     /// The server's pack files, by path.
     static func packs(_ f: ServerFixture) -> [String] {
         let root = f.registry.store.root + "/packs"
@@ -29,10 +40,7 @@ import Testing
     }
 
     @Test func pullsAreByteExactAndLeaveNoDescriptorsOpen() async throws {
-        let f = try ServerFixture()
-        let base = f.dir.sub("base")
-        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 11)
-        _ = try f.pushLocally(base, model: "m")
+        let (f, base, _) = try Self.serverWithBase(seed: 11)
         try await f.application.test(.live) { client in
             let url = Self.url(client)
             for round in 0..<2 {
@@ -76,12 +84,7 @@ import Testing
     /// however slowly it reads: from files and from buffers. (A graceful shutdown, which closes
     /// connections from the server's side, is tested with a real process in CrossProcessTests.)
     @Test func aReplyIsSentWholeBeforeItsConnectionCloses() async throws {
-        let f = try ServerFixture()
-        let base = f.dir.sub("base")
-        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 14)
-        _ = try f.pushLocally(base, model: "m")
-        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m")))
-        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+        let (f, base, ids) = try Self.serverWithBase(seed: 14)
         let shard = FixtureModels.baseShardFiles[0]
         let shardSize = try FileManager.default.attributesOfItem(atPath: base + "/" + shard)[.size] as! Int
         try await f.application.test(.live) { client in
@@ -102,12 +105,7 @@ import Testing
     }
 
     @Test func connectionsResetMidReplyLeaveNoDescriptorsOpen() async throws {
-        let f = try ServerFixture()
-        let base = f.dir.sub("base")
-        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 13)
-        _ = try f.pushLocally(base, model: "m")
-        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m")))
-        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+        let (f, _, ids) = try Self.serverWithBase(seed: 13)
         let size = try f.registry.store.planExport(ids, maxBytes: 1 << 30).bound
         try await f.application.test(.live) { client in
             let port = client.port!
@@ -131,10 +129,7 @@ import Testing
     }
 
     @Test func aTruncatedServerPackFailsThePullWithTheServersError() async throws {
-        let f = try ServerFixture()
-        let base = f.dir.sub("base")
-        try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .small, seed: 12)
-        _ = try f.pushLocally(base, model: "m")
+        let (f, _, _) = try Self.serverWithBase(seed: 12)
         for pack in Self.packs(f) {
             let size = try FileManager.default.attributesOfItem(atPath: pack)[.size] as! Int
             #expect(truncate(pack, off_t(size / 2)) == 0)
