@@ -1065,64 +1065,43 @@ struct BundleBuffer {
     }
 }
 
-/// Reply bodies of chunk fetches read into reused buffers: AsyncHTTPClient's default collector
-/// grows a fresh buffer per reply, whose pages are faulted in anew each time (a third of a remote
-/// pull's page faults). At most four are kept.
-final class ReplyBuffers: Sendable {
-    static let shared = ReplyBuffers()
-    private let free = Mutex<[ByteBuffer]>([])
-
-    func take() -> ByteBuffer {
-        // Cleared here, where the buffer has no other owner: clearing a shared buffer allocates
-        // new storage, whose pages are faulted in again.
-        guard var buffer = free.withLock({ $0.popLast() }) else { return ByteBuffer() }
-        buffer.clear()
-        return buffer
-    }
-
-    /// Keeps `buffer` for a later reply; its owner must not use it any more.
-    func give(_ buffer: ByteBuffer) {
-        free.withLock { if $0.count < 8 { $0.append(buffer) } }
-    }
-}
-
-/// Collects a reply into a buffer from ``ReplyBuffers``, sized by its Content-Length. The body
-/// stays with the collector (``takeBody()``), not in the future's value, so that nothing else holds
-/// the buffer when it goes back to the pool.
+/// Collects a reply into a buffer from ``ReceiveBuffers``, sized by its Content-Length
+/// (AsyncHTTPClient's default collector grows a fresh buffer per reply, whose pages are faulted in
+/// anew each time). The body stays with the collector (``takeBody()``) until the reply's owner
+/// takes it.
 final class PooledReplyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
     // @unchecked Sendable: AsyncHTTPClient calls a delegate on its event loop only; `takeBody` is
     // called after the reply's future completed.
     typealias Response = RemoteRegistry.Reply
     private var status = 0
     private var headers = HTTPHeaders()
-    private var body: ByteBuffer
+    private var body: ReceiveBuffer?
 
-    init() { body = ReplyBuffers.shared.take() }
-
-    /// The body, once the reply is complete.
-    func takeBody() -> ByteBuffer {
-        let out = body
-        body = ByteBuffer()
-        return out
+    /// The body, once the reply is complete (to be given back to ``ReceiveBuffers``).
+    func takeBody() -> ReceiveBuffer {
+        defer { body = nil }
+        return body ?? ReceiveBuffers.shared.take(capacity: 0)
     }
 
     func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
         status = Int(head.status.code)
         headers = head.headers
-        if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }) {
-            body.reserveCapacity(minimumWritableBytes: length)
-        }
+        body = ReceiveBuffers.shared.take(capacity: head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
-        body.writeImmutableBuffer(part)
+        if body == nil { body = ReceiveBuffers.shared.take(capacity: part.readableBytes) }
+        part.withUnsafeReadableBytes { body!.append($0) }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
         // Error replies are small: they carry their body; a bundle stays here for takeBody().
-        Response(status: status, headers: headers, body: status >= 400 ? takeBody() : ByteBuffer())
+        guard status >= 400 else { return Response(status: status, headers: headers, body: ByteBuffer()) }
+        let error = takeBody()
+        defer { ReceiveBuffers.shared.give(error) }
+        return Response(status: status, headers: headers, body: error.byteBuffer())
     }
 }
 
@@ -1156,7 +1135,7 @@ final class FetchedBundle: PendingBundle, @unchecked Sendable {
     private let remote: RemoteRegistry
     private let collector: PooledReplyCollector
     private let future: EventLoopFuture<RemoteRegistry.Reply>
-    private var body: ByteBuffer?
+    private var body: ReceiveBuffer?
 
     init(remote: RemoteRegistry, collector: PooledReplyCollector, future: EventLoopFuture<RemoteRegistry.Reply>) {
         self.remote = remote
@@ -1165,8 +1144,7 @@ final class FetchedBundle: PendingBundle, @unchecked Sendable {
     }
 
     deinit {
-        // Taken out, so that the pool holds the only reference (else its next writer copies it).
-        if let body = body.take() { ReplyBuffers.shared.give(body) }
+        if let body { ReceiveBuffers.shared.give(body) }
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
@@ -1174,6 +1152,6 @@ final class FetchedBundle: PendingBundle, @unchecked Sendable {
             _ = try remote.finish(future)  // throws the server's error for an error reply
             self.body = collector.takeBody()
         }
-        return try self.body!.readableBytesView.withUnsafeBytes(body)
+        return try body(self.body!.bytes)
     }
 }
