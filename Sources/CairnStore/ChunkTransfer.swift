@@ -677,13 +677,20 @@ extension Store {
     public func exportPieces(_ plan: ChunkExport) throws -> ExportPieces {
         let stored = plan.located.filter { Self.isSentAsStored($0.location) }
         let others = plan.located.filter { !Self.isSentAsStored($0.location) }
-        // Chunks decoded here: a bundle of their own, whose entries follow the stored ones.
-        var decoded: [UInt8] = []
-        if !others.isEmpty {
+        // The bundle's header and the stored chunks' entry headers, then the chunks decoded here:
+        // exported as a bundle of their own right after the entry headers, whose 16-byte header
+        // the last entry headers then overwrite.
+        let headerBytes = ChunkBundle.headerSize + stored.count * ChunkBundle.entryHeaderSize
+        var bytes: [UInt8]
+        if others.isEmpty {
+            bytes = [UInt8](repeating: 0, count: headerBytes)
+        } else {
             let sub = ChunkExport(located: others, bound: ChunkBundle.size(storedLengths: others.map { Int($0.location.rawLength) }))
-            decoded = try [UInt8](unsafeUninitializedCapacity: sub.bound) { buffer, count in
+            let at = headerBytes - ChunkBundle.headerSize
+            bytes = try [UInt8](unsafeUninitializedCapacity: at + sub.bound) { buffer, count in
                 count = 0
-                count = try export(sub, into: UnsafeMutableRawBufferPointer(buffer))
+                let written = try export(sub, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[at...])))
+                count = at + written
             }
         }
         var descriptors: [Int32] = []
@@ -724,8 +731,6 @@ extension Store {
             descriptors.forEach { close($0) }
             throw error
         }
-        let headerBytes = ChunkBundle.headerSize + stored.count * ChunkBundle.entryHeaderSize
-        var bytes = [UInt8](repeating: 0, count: headerBytes + max(decoded.count - ChunkBundle.headerSize, 0))
         var pieces: [ExportPieces.Piece] = []
         pieces.reserveCapacity(2 * stored.count + 2)
         bytes.withUnsafeMutableBytes { out in
@@ -744,10 +749,7 @@ extension Store {
                         file: files[location.packID]!, offset: Int64(location.offset) + Int64(PackFormat.recordHeaderSize),
                         length: Int(location.storedLength)))
             }
-            if decoded.count > ChunkBundle.headerSize {
-                decoded.withUnsafeBytes { (p + at).copyMemory(from: $0.baseAddress! + ChunkBundle.headerSize, byteCount: $0.count - ChunkBundle.headerSize) }
-                at += decoded.count - ChunkBundle.headerSize
-            }
+            at = out.count  // the decoded chunks, if any, follow
             if at > from { pieces.append(.bytes(from..<at)) }
         }
         countRead(stored.reduce(0) { $0 + Int($1.location.storedLength) })
