@@ -168,26 +168,33 @@ import Testing
         let manifest = try registry.manifest(of: try registry.resolve(try Reference(parsing: "m")))
         let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
 
-        let port = Int.random(in: 20_000..<40_000)
         let log = w.dir("serve.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let server = Process()
         server.executableURL = Self.executable
-        server.arguments = ["serve", "--store", w.store, "--port", "\(port)", "--log-level", "warning"]
+        // Port 0: the server takes a free port and names it in its banner (a port picked here could be taken).
+        server.arguments = ["serve", "--store", w.store, "--port", "0", "--log-level", "warning"]
         let output = try FileHandle(forWritingTo: log)
         server.standardOutput = output
         server.standardError = output
         try server.run()
         defer { if server.isRunning { server.terminate() } }
+        // A debug build starting while other suites run can take seconds on a 2-core machine: wait up
+        // to a minute, and stop waiting if the server exits.
         var token = ""
-        for _ in 0..<300 where token.isEmpty {
+        var port = 0
+        var text = ""
+        for _ in 0..<3000 where port == 0 && server.isRunning {
             usleep(20_000)
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            if text.contains("listening on"), let line = text.split(separator: "\n").first(where: { $0.contains("export CAIRN_TOKEN=") }) {
-                token = String(line.split(separator: "=").last!)
-            }
+            text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            guard let listening = text.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
+                let tokenLine = text.split(separator: "\n").first(where: { $0.contains("export CAIRN_TOKEN=") })
+            else { continue }
+            token = String(tokenLine.split(separator: "=").last!)
+            let address = listening.split(separator: " ").first(where: { $0.hasPrefix("http://") }) ?? ""
+            port = Int(address.split(separator: ":").last ?? "") ?? 0
         }
-        #expect(!token.isEmpty)
+        try #require(port != 0 && !token.isEmpty, "cairn serve did not start; its output:\n\(text)")
 
         let connection = try #require(RawConnection(port: port, receiveWindow: 32 << 10))  // the reply cannot sit in the kernel's buffers
         #expect(connection.send(RawConnection.request("POST", "/v1/chunks/fetch", token: token, body: ids.flatMap(\.bytes))))
