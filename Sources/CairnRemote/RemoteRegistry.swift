@@ -838,10 +838,31 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
     }
 
-    /// Fetches into the cache the chunks of `files` it lacks, in batches (two in flight); returns
-    /// the bytes received. Each chunk is verified as it is stored.
+    /// Where a read gets the chunks the cache's packs lack: the files earlier pulls kept in the
+    /// cache, then the server.
+    func cacheThenServer(_ cache: Store) throws -> CacheThenServer {
+        CacheThenServer(files: try CachedFiles(cache: cache), server: ServerChunks(remote: self, config: try serverConfig()))
+    }
+
+    /// Fetches into the cache's packs the chunks of `files` they lack (from the cache's linked
+    /// files, else from the server), in batches (two in flight); returns the bytes received. Each
+    /// chunk is verified as it is stored. A linked file whose chunk does not verify is dropped and
+    /// the fetch starts again (up to four times).
     @discardableResult
     public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
+        var dropped = 0
+        while true {
+            do {
+                return try fetchIntoCacheOnce(files, progress: progress)
+            } catch let error as CairnStoreError {
+                guard dropped < 4, let damaged = error.damagedChunk, try cacheThenServer(try cacheStore()).dropSource(of: damaged)
+                else { throw error }
+                dropped += 1
+            }
+        }
+    }
+
+    private func fetchIntoCacheOnce(_ files: [FileEntry], progress: ((TransferProgress) -> Void)?) throws -> Int64 {
         let config = try serverConfig()
         let cache = try cacheStore()
         var lengths: [SHA256Digest: Int] = [:]
@@ -862,8 +883,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let rawTotal = missing.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) }
         var rawDone: Int64 = 0
         var received: Int64 = 0
-        // Fetched through the same transport as a pull's (``ServerChunks``), one batch ahead.
-        let fetcher = ServerChunks(remote: self, config: config)
+        // Read from the cache's linked files or fetched through the same transport as a pull's, one
+        // batch ahead.
+        let fetcher = try cacheThenServer(cache)
         var inFlight: (bundles: [any PendingBundle], raw: Int64)?
         // Each bundle is verified (in parallel) on this thread, then written to the cache's packs
         // on a serial queue while the next one is verified.
@@ -873,7 +895,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             for bundle in pending.bundles {
                 // The server sent chunks raw only where compression did not help: keep them so.
                 let verified = try bundle.withBytes { bytes in
-                    received += Int64(bytes.count)
+                    if !bundle.isKeptLocally { received += Int64(bytes.count) }
                     return try staging.verify(bundle: bytes, compressRaw: false)
                 }
                 writing.async {
@@ -929,12 +951,19 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 return file
             }
         }
-        // The files are restored from the cache as from a local store; the chunks it lacks are
-        // fetched window by window as they are needed, verified once, and kept in the cache.
-        let config = try serverConfig()
-        try cacheStore().restore(
+        // The files are restored from the cache as from a local store; the chunks it lacks are read
+        // from the files earlier pulls kept in it, or fetched from the server, window by window as
+        // they are needed, and verified once. Where the written files can be linked into the cache
+        // (one file system), they are its copy of their chunks; elsewhere the fetched chunks are
+        // written to the cache's packs as well.
+        let cache = try cacheStore()
+        let cached = try CachedFiles(cache: cache)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let links = cached.canLink(filesUnder: directory)
+        try cache.restore(
             files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress,
-            fetcher: ServerChunks(remote: self, config: config))
+            fetcher: try cacheThenServer(cache), keepsFetched: !links)
+        if links { try cached.add(files, writtenUnder: directory) }
         return files
     }
 

@@ -385,10 +385,12 @@ extension Store {
     ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
         func mismatch(_ what: String) -> CairnStoreError {
-            CairnStoreError(
+            var error = CairnStoreError(
                 .corruption,
                 "chunk \(e.id.hex) \(what); the whole batch was rejected and nothing was stored"
             )
+            error.damagedChunk = e.id
+            return error
         }
         return try workers.withContext { ctx in
             func target() -> UnsafeMutableRawBufferPointer {

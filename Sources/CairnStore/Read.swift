@@ -12,21 +12,25 @@ extension Store {
     /// been verified against its SHA-256: a corrupt chunk fails the read and leaves no wrong bytes.
     ///
     /// With `fetcher`, the store is a cache: chunks it lacks are fetched through `fetcher` as the
-    /// files are written (verified like every chunk), staged into the store and indexed once all
-    /// files are written.
+    /// files are written (verified like every chunk) and, with `keepsFetched`, staged into the store
+    /// and indexed once all files are written (without it, the caller keeps the written files as
+    /// the cache's copy of their chunks).
     ///
     /// A cache heals itself: when one of its chunks is found damaged, the pack holding it is
-    /// dropped (``dropPack(holding:)``) and the restore starts again, fetching that pack's chunks.
+    /// dropped (``dropPack(holding:)``), or the fetcher's local source of it
+    /// (``ChunkFetcher/dropSource(of:)``), and the restore starts again, fetching those chunks.
     ///
     /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`;
     ///   errors of `fetcher`.
     public func restore(
         _ files: [FileEntry], to directory: String, context: ReadContext = "",
-        progress: ((TransferProgress) -> Void)? = nil, fetcher: (any ChunkFetcher)? = nil
+        progress: ((TransferProgress) -> Void)? = nil, fetcher: (any ChunkFetcher)? = nil, keepsFetched: Bool = true
     ) throws {
         var dropped = 0
         while true {
-            let fill = try fetcher.map { try RemoteFill(store: self, files: files, fetcher: $0) }
+            let fill = try fetcher.map {
+                try RemoteFill(store: self, files: files, fetcher: $0, keepsFetched: keepsFetched)
+            }
             do {
                 try restoreFiles(files, to: directory, context: context, progress: progress, fill: fill)
                 try fill?.finishStaging()
@@ -36,8 +40,8 @@ extension Store {
                 try? fill?.finishStaging()
                 fill?.staging.abandon()
                 // A few damaged packs are dropped and fetched again; more, and something else is wrong.
-                guard fill != nil, dropped < 4, let damaged = (error as? CairnStoreError)?.damagedChunk,
-                    try dropPack(holding: damaged) > 0
+                guard let fetcher, dropped < 4, let damaged = (error as? CairnStoreError)?.damagedChunk,
+                    try dropPack(holding: damaged) > 0 || fetcher.dropSource(of: damaged)
                 else { throw error }
                 dropped += 1
             }

@@ -8,6 +8,14 @@ public protocol ChunkFetcher: Sendable {
     /// Starts fetching `chunks` (each once) as bundles (``ChunkBundle``), split as the other side's
     /// limits require; returns without waiting for them.
     func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle]
+
+    /// Drops the local source of `chunk`, which did not verify, so that it is fetched anew (from
+    /// the server) by a restore started again; returns whether there was such a source.
+    func dropSource(of chunk: SHA256Digest) throws -> Bool
+}
+
+extension ChunkFetcher {
+    public func dropSource(of chunk: SHA256Digest) throws -> Bool { false }
 }
 
 /// A bundle on its way.
@@ -15,6 +23,14 @@ public protocol PendingBundle: AnyObject, Sendable {
     /// Waits for the bundle, then calls `body` with its bytes (valid during the call; the same
     /// bytes on every call).
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T
+
+    /// Whether the bundle's chunks are kept locally already (read from the cache's own files): a
+    /// restore does not stage them.
+    var isKeptLocally: Bool { get }
+}
+
+extension PendingBundle {
+    public var isKeptLocally: Bool { false }
 }
 
 /// The fetching side of a restore from a cache (``Store/restore(_:to:context:progress:fetcher:)``):
@@ -27,6 +43,9 @@ final class RemoteFill: @unchecked Sendable {
     // or thread-safe (ChunkUpload).
     let fetcher: any ChunkFetcher
     let staging: ChunkUpload
+    /// Whether fetched chunks are staged into the store (not when the caller keeps the restored
+    /// files themselves as the cache's copy).
+    let keepsFetched: Bool
     /// Occurrences of each chunk in the files still to be written.
     private var remaining: [SHA256Digest: Int] = [:]
     /// Chunks whose fetch has been started (by an earlier window or this one).
@@ -34,8 +53,9 @@ final class RemoteFill: @unchecked Sendable {
     private let kept = Mutex<(chunks: [SHA256Digest: [UInt8]], bytes: Int)>(([:], 0))
     static let keepLimit = 64 << 20
 
-    init(store: Store, files: [FileEntry], fetcher: any ChunkFetcher) throws {
+    init(store: Store, files: [FileEntry], fetcher: any ChunkFetcher, keepsFetched: Bool) throws {
         self.fetcher = fetcher
+        self.keepsFetched = keepsFetched
         staging = try ChunkUpload(store: store, bypassesPageCache: true)
         for file in files {
             for chunk in file.chunks { remaining[chunk.id, default: 0] += 1 }
@@ -158,6 +178,7 @@ final class RemoteFill: @unchecked Sendable {
     /// Stages verified bundles into the store's packs, on a thread of its own: the restore goes on
     /// meanwhile (up to ``stageBacklog`` calls ahead). ``finishStaging()`` waits for it.
     func stage(_ bundles: [(bundle: any PendingBundle, verified: VerifiedBundle)]) {
+        let bundles = keepsFetched ? bundles.filter { !$0.bundle.isKeptLocally } : []
         guard !bundles.isEmpty else { return }
         stageSlots.wait()
         stager.async { [self] in

@@ -23,7 +23,7 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
 
     public let code: Code
     public let message: String
-    /// For `.corruption` found reading a stored chunk: that chunk.
+    /// For `.corruption` found in a chunk (stored, or in a bundle being verified): that chunk.
     public internal(set) var damagedChunk: SHA256Digest?
 
     public init(_ code: Code, _ message: String) {

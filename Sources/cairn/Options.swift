@@ -25,7 +25,9 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Local chunk cache for pulls from --remote (default: ~/.cache/cairn/remote/HOST_PORT).", valueName: "dir"))
+        help: ArgumentHelp(
+            "Local chunk cache for pulls from --remote (default: ~/.cache/cairn/remote/HOST_PORT); on the pulled files' file system it keeps them as hard links, not a copy.",
+            valueName: "dir"))
     var cache: String?
 
     /// The server in effect: --remote, else $CAIRN_REMOTE (unless --store is given).

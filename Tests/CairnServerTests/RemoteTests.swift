@@ -80,9 +80,11 @@ import Testing
             // shows that only their chunks came.
             #expect((1...fetched.0.count).contains(fetched.1))
             #expect(try readTree(out2).keys.sorted() == fetched.0)
-            let cacheStats = try Store.open(at: f.dir.sub("cache2")).statistics()
-            let jsonBytes = fetched.0.reduce(0) { $0 + (try! Data(contentsOf: base.appendingPathComponent($1)).count) }
-            #expect(cacheStats.uniqueBytes == Int64(jsonBytes))
+            // The cache keeps exactly those files, as links to the pulled ones.
+            let cached = try FileManager.default.contentsOfDirectory(atPath: f.dir.sub("cache2/files")).sorted()
+            let pulledHashes = try fetched.0.map { SHA256Digest.hash(Array(try Data(contentsOf: base.appendingPathComponent($0)))).hex }
+            #expect(cached == pulledHashes.sorted())
+            #expect(try Store.open(at: f.dir.sub("cache2")).statistics().uniqueBytes == 0)
         }
     }
 

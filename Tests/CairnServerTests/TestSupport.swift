@@ -15,8 +15,8 @@ import Testing
 final class TemporaryDirectory: Sendable {
     let path: String
 
-    init(_ label: String = "cairn-server-test") {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)").path
+    init(_ label: String = "cairn-server-test", under parent: String = FileManager.default.temporaryDirectory.path) {
+        path = parent + "/\(label)-\(UUID().uuidString)"
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
