@@ -71,15 +71,22 @@ struct CachedFiles: Sendable {
         for file in files where !file.chunks.isEmpty {
             let source = root + "/" + file.path
             let target = path(of: file.sha256)
-            let temporary = "\(target).\(getpid()).partial"
-            unlink(temporary)
+            let temporary = "\(target).\(UUID().uuidString).partial"
             if link(source, temporary) != 0 {
+                // Another file system mounted at a path of this one (a bind mount): a copy.
                 let reason = String(cString: strerror(errno))
                 do {
                     try FileManager.default.copyItem(atPath: source, toPath: temporary)
                 } catch {
-                    throw CairnStoreError(.io, "cannot keep \(source) in the chunk cache: link: \(reason); copy: \(error)")
+                    unlink(temporary)
+                    throw CairnStoreError(
+                        .io, "\(source) was pulled but cannot be kept in the chunk cache: link: \(reason); copy: \(error)")
                 }
+            }
+            var info = stat()
+            guard stat(temporary, &info) == 0, Int64(info.st_size) == file.size else {
+                unlink(temporary)  // replaced since it was written (another pull into the same directory)
+                continue
             }
             // A file already there may have been edited in place: the one just verified replaces it.
             guard rename(temporary, target) == 0 else {
@@ -102,7 +109,8 @@ struct CachedFiles: Sendable {
     }
 
     /// Drops the cached file holding `chunk` (which did not verify) from the cache; returns whether
-    /// there was one. Its other chunks' index entries stay, unused until a pull adds the file again.
+    /// the cache had the chunk in a file (the file may be gone already: another pull dropped it).
+    /// Its other chunks' index entries stay, unused until a pull adds the file again.
     func drop(holding chunk: SHA256Digest) throws -> Bool {
         let place = try cache.writeMetadata { txn -> Place? in
             guard let value = try txn.get(table, chunk.bytes), let place = Self.decode(value) else { return nil }
@@ -110,7 +118,8 @@ struct CachedFiles: Sendable {
             return place
         }
         guard let place else { return false }
-        return unlink(path(of: place.file)) == 0
+        unlink(path(of: place.file))
+        return true
     }
 
     static func encode(_ place: Place) -> [UInt8] {
@@ -168,10 +177,9 @@ struct CacheThenServer: ChunkFetcher {
 
 /// Chunks read from cached files into a bundle (raw codec) on a thread of their own.
 final class CachedFileBundle: PendingBundle, @unchecked Sendable {
-    // @unchecked Sendable: `bytes` and `failure` are written before `ready` is signalled and only
-    // read after waiting for it.
-    private var bytes: UnsafeMutableRawBufferPointer?
-    private var failure: (any Error)?
+    // @unchecked Sendable: `bytes` is written before `ready` is signalled and only read after
+    // waiting for it (by the first `withBytes`; later calls come after it).
+    private var bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private let ready = DispatchSemaphore(value: 0)
     private var waited = false
 
@@ -179,55 +187,45 @@ final class CachedFileBundle: PendingBundle, @unchecked Sendable {
 
     init(files: CachedFiles, chunks: [(ChunkRef, CachedFiles.Place)]) {
         DispatchQueue.global().async { [self] in
-            do {
-                bytes = try Self.read(files: files, chunks: chunks)
-            } catch {
-                failure = error
-            }
+            bytes = Self.read(files: files, chunks: chunks)
             ready.signal()
         }
     }
 
     deinit {
-        bytes?.deallocate()  // the reading closure holds `self` until it is done
+        bytes.deallocate()  // the reading closure holds `self` until it is done
     }
 
-    private static func read(files: CachedFiles, chunks: [(ChunkRef, CachedFiles.Place)]) throws -> UnsafeMutableRawBufferPointer {
+    private static func read(files: CachedFiles, chunks: [(ChunkRef, CachedFiles.Place)]) -> UnsafeMutableRawBufferPointer {
         let size = ChunkBundle.size(storedLengths: chunks.map { $0.1.length })
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
         var descriptors: [SHA256Digest: Int32] = [:]
-        defer { for fd in descriptors.values { close(fd) } }
-        do {
-            ChunkBundle.writeHeader(count: chunks.count, to: out.baseAddress!)
-            var at = ChunkBundle.headerSize
-            for (chunk, place) in chunks {
-                at += ChunkBundle.writeEntryHeader(
-                    id: chunk.id, codec: .raw, rawLength: place.length, storedLength: place.length, to: out.baseAddress! + at)
-                let path = files.path(of: place.file)
-                let fd = try descriptors[place.file] ?? {
-                    let fd = open(path, O_RDONLY | O_CLOEXEC)
-                    guard fd >= 0 else { throw CairnStoreError(.io, "open \(path): \(String(cString: strerror(errno)))") }
-                    descriptors[place.file] = fd
-                    return fd
-                }()
-                var done = 0
-                while done < place.length {
-                    let n = pread(fd, out.baseAddress! + at + done, place.length - done, off_t(place.offset) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else {
-                        // Shortened since it was located: zeros, which will not verify (the file is then dropped).
-                        (out.baseAddress! + at + done).initializeMemory(as: UInt8.self, repeating: 0, count: place.length - done)
-                        break
-                    }
-                    done += n
+        defer { for fd in descriptors.values where fd >= 0 { close(fd) } }
+        ChunkBundle.writeHeader(count: chunks.count, to: out.baseAddress!)
+        var at = ChunkBundle.headerSize
+        for (chunk, place) in chunks {
+            at += ChunkBundle.writeEntryHeader(
+                id: chunk.id, codec: .raw, rawLength: place.length, storedLength: place.length, to: out.baseAddress! + at)
+            let fd = descriptors[place.file] ?? {
+                let fd = open(files.path(of: place.file), O_RDONLY | O_CLOEXEC)
+                descriptors[place.file] = fd
+                return fd
+            }()
+            var done = 0
+            while done < place.length {
+                let n = fd < 0 ? 0 : pread(fd, out.baseAddress! + at + done, place.length - done, off_t(place.offset) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    // Gone, shortened or unreadable since it was located: zeros, which do not
+                    // verify, so the file is dropped and its chunks fetched instead.
+                    (out.baseAddress! + at + done).initializeMemory(as: UInt8.self, repeating: 0, count: place.length - done)
+                    break
                 }
-                at += place.length
+                done += n
             }
-            return out
-        } catch {
-            out.deallocate()
-            throw error
+            at += place.length
         }
+        return out
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
@@ -235,7 +233,6 @@ final class CachedFileBundle: PendingBundle, @unchecked Sendable {
             ready.wait()
             waited = true
         }
-        if let failure { throw failure }
-        return try body(UnsafeRawBufferPointer(bytes!))
+        return try body(UnsafeRawBufferPointer(bytes))
     }
 }

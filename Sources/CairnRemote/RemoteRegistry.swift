@@ -847,17 +847,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     /// Fetches into the cache's packs the chunks of `files` they lack (from the cache's linked
     /// files, else from the server), in batches (two in flight); returns the bytes received. Each
     /// chunk is verified as it is stored. A linked file whose chunk does not verify is dropped and
-    /// the fetch starts again (up to four times).
+    /// the fetch starts again.
     @discardableResult
     public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
-        var dropped = 0
         while true {
             do {
                 return try fetchIntoCacheOnce(files, progress: progress)
-            } catch let error as CairnStoreError {
-                guard dropped < 4, let damaged = error.damagedChunk, try cacheThenServer(try cacheStore()).dropSource(of: damaged)
-                else { throw error }
-                dropped += 1
+            } catch let error as CairnStoreError where error.droppedSource {
+                continue  // a linked file that did not verify was dropped: its chunks come from the server now
             }
         }
     }
@@ -890,13 +887,16 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         // Each bundle is verified (in parallel) on this thread, then written to the cache's packs
         // on a serial queue while the next one is verified.
         let writing = DispatchQueue(label: "cairn.cache.stage")
+        defer { writing.sync {} }  // before the staging is abandoned, should this throw
         let writeError = ErrorBox()
         func store(_ pending: (bundles: [any PendingBundle], raw: Int64)) throws {
             for bundle in pending.bundles {
                 // The server sent chunks raw only where compression did not help: keep them so.
-                let verified = try bundle.withBytes { bytes in
-                    if !bundle.isKeptLocally { received += Int64(bytes.count) }
-                    return try staging.verify(bundle: bytes, compressRaw: false)
+                let verified = try fetcher.verifying(bundle) {
+                    try bundle.withBytes { bytes in
+                        if !bundle.isKeptLocally { received += Int64(bytes.count) }
+                        return try staging.verify(bundle: bytes, compressRaw: false)
+                    }
                 }
                 writing.async {
                     do {

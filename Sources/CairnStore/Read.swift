@@ -17,7 +17,7 @@ extension Store {
     /// the cache's copy of their chunks).
     ///
     /// A cache heals itself: when one of its chunks is found damaged, the pack holding it is
-    /// dropped (``dropPack(holding:)``), or the fetcher's local source of it
+    /// dropped (``dropPack(holding:)``), or the fetcher's local source it came from
     /// (``ChunkFetcher/dropSource(of:)``), and the restore starts again, fetching those chunks.
     ///
     /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`;
@@ -39,10 +39,12 @@ extension Store {
             } catch {
                 try? fill?.finishStaging()
                 fill?.staging.abandon()
+                guard fill != nil, let error = error as? CairnStoreError else { throw error }
+                // A local source of the fetcher that did not verify was dropped: its chunks are
+                // fetched this time (each source is dropped once, so this ends).
+                if error.droppedSource { continue }
                 // A few damaged packs are dropped and fetched again; more, and something else is wrong.
-                guard let fetcher, dropped < 4, let damaged = (error as? CairnStoreError)?.damagedChunk,
-                    try dropPack(holding: damaged) > 0 || fetcher.dropSource(of: damaged)
-                else { throw error }
+                guard dropped < 4, let damaged = error.damagedChunk, try dropPack(holding: damaged) > 0 else { throw error }
                 dropped += 1
             }
         }

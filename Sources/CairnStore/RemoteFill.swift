@@ -16,6 +16,21 @@ public protocol ChunkFetcher: Sendable {
 
 extension ChunkFetcher {
     public func dropSource(of chunk: SHA256Digest) throws -> Bool { false }
+
+    /// Runs `verify` on `bundle`'s bytes. When a chunk does not verify, the error no longer names
+    /// it as a damaged chunk of the store (it came from elsewhere); if the bundle was read from a
+    /// local source of this fetcher, that source is dropped and the error says so
+    /// (``CairnStoreError/droppedSource``): the read can start again, fetching those chunks.
+    public func verifying<T>(_ bundle: any PendingBundle, _ verify: () throws -> T) throws -> T {
+        do {
+            return try verify()
+        } catch var error as CairnStoreError {
+            guard let chunk = error.damagedChunk else { throw error }
+            error.damagedChunk = nil
+            if bundle.isKeptLocally, try dropSource(of: chunk) { error.droppedSource = true }
+            throw error
+        }
+    }
 }
 
 /// A bundle on its way.
@@ -138,15 +153,17 @@ final class RemoteFill: @unchecked Sendable {
         let decodedInPlace = Mutex(Set<SHA256Digest>())
         var verified: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
         for bundle in bundles {
-            let checked = try bundle.withBytes { bytes in
-                try staging.verify(bundle: bytes, compressRaw: false) { id, _ in
-                    guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
-                    return memory(first)
-                } onVerified: { [self] id, raw in
-                    guard let indices = places[id] else { return }
-                    for i in indices { place(i, raw) }
-                    arrived.withLock { _ = $0.insert(id) }
-                    if laterUse.contains(id) { keep(id, raw) }
+            let checked = try fetcher.verifying(bundle) {
+                try bundle.withBytes { bytes in
+                    try staging.verify(bundle: bytes, compressRaw: false) { id, _ in
+                        guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
+                        return memory(first)
+                    } onVerified: { [self] id, raw in
+                        guard let indices = places[id] else { return }
+                        for i in indices { place(i, raw) }
+                        arrived.withLock { _ = $0.insert(id) }
+                        if laterUse.contains(id) { keep(id, raw) }
+                    }
                 }
             }
             verified.append((bundle, checked))

@@ -25,6 +25,9 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
     public let message: String
     /// For `.corruption` found in a chunk (stored, or in a bundle being verified): that chunk.
     public internal(set) var damagedChunk: SHA256Digest?
+    /// The chunk that did not verify came from a fetcher's local source, which was dropped
+    /// (``ChunkFetcher/verifying(_:_:)``): the read can start again and fetch it instead.
+    public internal(set) var droppedSource = false
 
     public init(_ code: Code, _ message: String) {
         self.code = code
@@ -37,6 +40,7 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
     public func prefixed(_ context: String) -> CairnStoreError {
         var error = CairnStoreError(code, "\(context): \(message)")
         error.damagedChunk = damagedChunk
+        error.droppedSource = droppedSource
         return error
     }
 

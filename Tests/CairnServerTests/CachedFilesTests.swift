@@ -133,6 +133,42 @@ import Testing
         }
     }
 
+    @Test func manyEditedShortenedOrMissingCachedFilesAreFetchedAgain() async throws {
+        // Six files, all changed behind the cache's back after the first pull: four edited in
+        // place, one shortened, one deleted from the cache. The next pull drops each (no limit on
+        // how many) and gets every byte right from the server.
+        let f = try ServerFixture()
+        let files = Dictionary(uniqueKeysWithValues: (0..<6).map { ("f\($0).bin", FixtureData.bytes(count: 300_000, seed: UInt64(40 + $0))) })
+        let tree = try f.writeTree("model", files)
+        try await f.application.test(.live) { client in
+            let url = "http://localhost:\(client.port!)"
+            let cache = f.dir.sub("cache")
+            let refetched = try await onThread {
+                let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: cache)
+                _ = try remote.pushReport(directory: tree, request: PushRequest(model: "m", actor: "x"), progress: nil)
+                let version = try remote.resolve(try Reference(parsing: "m@1"))
+                _ = try remote.pull(version, to: f.dir.sub("out"), paths: nil, selection: nil, progress: nil)
+                for i in 0..<4 {
+                    let handle = try #require(FileHandle(forWritingAtPath: f.dir.sub("out/f\(i).bin")))
+                    try handle.seek(toOffset: UInt64(1000 * i + 7))
+                    try handle.write(contentsOf: Array("edited".utf8))
+                    try handle.close()
+                }
+                #expect(truncate(f.dir.sub("out/f4.bin"), 1000) == 0)
+                #expect(unlink(Self.cachedPath(cache, files["f5.bin"]!)) == 0)
+                let before = f.server.metrics.chunkFetchBytes
+                _ = try remote.pull(version, to: f.dir.sub("out2"), paths: nil, selection: nil, progress: nil)
+                return f.server.metrics.chunkFetchBytes - before
+            }
+            #expect(try readTree(f.dir.sub("out2")) == readTree(tree))
+            #expect(refetched >= 6 * 300_000, "fetched \(refetched) bytes")
+            // The cache now holds the files just pulled.
+            for (path, bytes) in files {
+                #expect(Self.inode(Self.cachedPath(cache, bytes))?.inode == Self.inode(f.dir.sub("out2/" + path))?.inode)
+            }
+        }
+    }
+
     /// `/dev/shm` is another file system than the temporary directory on most machines.
     static let otherFileSystem: String? = {
         var shm = stat()
