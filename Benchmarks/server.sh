@@ -4,7 +4,7 @@
 #      requests/s and p50/p99 latency.
 #   2. push and pull of one model directory: locally (--store) and through `cairn serve`
 #      (--remote, a new model on the server and an empty client cache), in MB/s of the directory's
-#      size; REPEAT runs each (default 3), median and best.
+#      size; REPEAT runs each (default 3), interleaved, median and best.
 #
 # usage: Benchmarks/server.sh [WORKDIR]      (default /tmp/cairn-server-bench; needs ~4 GB)
 # env:   DURATION=10 (seconds of wrk), CONNECTIONS=64, MODEL_DIR=<dir to push> (default: the base
@@ -36,26 +36,27 @@ echo "model directory: $MODEL_DIR ($BYTES bytes)"
 
 now() { date +%s.%N; }
 mbps() { python3 -c "print(f'{$BYTES / ($2 - $1) / 1e6:.1f}')"; }
-# Source in the page cache, earlier writes flushed: each timed run starts from the same state.
-warm() { find "$1" -type f -exec cat {} + >/dev/null; sync; }
+# Before each timed run: the source in the page cache, earlier writes flushed, and 1 GiB of page
+# cache written and freed. On a VM the first touch of a never-used guest page costs the host too:
+# writing 225 MB through the page cache took 0.56 s of CPU time the first time and 0.04 s once
+# freed pages were reused (dd, this machine), and a run that happened to get fresh pages was up to
+# twice as slow. Freed pages first, every run, local and remote alike.
+RECYCLE_MB=${RECYCLE_MB:-1024}
+settle() {
+    find "$1" -type f -exec cat {} + >/dev/null
+    dd if=/dev/zero of="$WORK/recycle" bs=4M count=$((RECYCLE_MB / 4)) 2>/dev/null
+    rm -f "$WORK/recycle"
+    sync
+}
 
-# Each transfer runs REPEAT times (fresh stores and caches, warm page cache for the source);
-# the table gives the median and the best run.
+# Each run (REPEAT, default 3): a local push and a remote push of the model directory, then a
+# local and a remote pull of it, interleaved so that both see the same state of the machine; fresh
+# stores, a new server and an empty client cache each time. The table gives the median and the
+# best run, and the median of the runs' own remote/local ratios.
 REPEAT=${REPEAT:-3}
 stats() { python3 -c "import statistics,sys; v=sorted(float(x) for x in sys.argv[1:]); print(f'{statistics.median(v):.1f} (best {v[-1]:.1f})')" "$@"; }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.1f}')" "$@"; }
-
-LOCAL_PUSHES=(); LOCAL_PULLS=()
-for i in $(seq 1 "$REPEAT"); do
-    rm -rf "$WORK/local" "$WORK/out-local"
-    "$CAIRN" init --store "$WORK/local" >/dev/null
-    warm "$MODEL_DIR"
-    t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
-    LOCAL_PUSHES+=("$(mbps "$t0" "$t1")")
-    sync; t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
-    LOCAL_PULLS+=("$(mbps "$t0" "$t1")")
-done
-rm -rf "$WORK/out-local"
+ratios() { python3 -c "import statistics,sys; n=len(sys.argv)//2; l=[float(x) for x in sys.argv[1:n+1]]; r=[float(x) for x in sys.argv[n+1:]]; q=sorted(b/a for a,b in zip(l,r)); print(f'{100*statistics.median(q):.0f}% (runs: ' + ', '.join(f'{100*x:.0f}%' for x in q) + ')')" "$@"; }
 
 # Each remote run: a server on a new, empty store (its first start prints an admin token).
 SERVER=""
@@ -79,20 +80,30 @@ start_server() {
     R=(--remote "$URL" --token "$TOKEN")
 }
 
-REMOTE_PUSHES=(); REMOTE_PULLS=()
+LOCAL_PUSHES=(); LOCAL_PULLS=(); REMOTE_PUSHES=(); REMOTE_PULLS=()
 ROUNDTRIP=byte-exact
 for i in $(seq 1 "$REPEAT"); do
+    rm -rf "$WORK/local" "$WORK/out-local" "$WORK/out-remote" "$WORK/cache"
+    "$CAIRN" init --store "$WORK/local" >/dev/null
     start_server
-    warm "$MODEL_DIR"
+
+    settle "$MODEL_DIR"
+    t0=$(now); "$CAIRN" push "$MODEL_DIR" --model bench --store "$WORK/local" --json >/dev/null; t1=$(now)
+    LOCAL_PUSHES+=("$(mbps "$t0" "$t1")")
+    settle "$MODEL_DIR"
     t0=$(now); PUSHED=$("$CAIRN" push "$MODEL_DIR" --model bench "${R[@]}" --json); t1=$(now)
     REMOTE_PUSHES+=("$(mbps "$t0" "$t1")")
     SENT=$(echo "$PUSHED" | python3 -c "import json,sys; print(json.load(sys.stdin)['transferred_bytes'])")
-    rm -rf "$WORK/out-remote" "$WORK/cache"
-    sync; t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
+
+    settle "$WORK/local/config.json"
+    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-local" --store "$WORK/local" >/dev/null; t1=$(now)
+    LOCAL_PULLS+=("$(mbps "$t0" "$t1")")
+    settle "$WORK/local/config.json"
+    t0=$(now); "$CAIRN" pull bench@1 --out "$WORK/out-remote" --cache "$WORK/cache" "${R[@]}" >/dev/null; t1=$(now)
     REMOTE_PULLS+=("$(mbps "$t0" "$t1")")
     diff -r "$MODEL_DIR" "$WORK/out-remote" >/dev/null || ROUNDTRIP=MISMATCH
 done
-rm -rf "$WORK/out-remote" "$WORK/cache"
+rm -rf "$WORK/out-local" "$WORK/out-remote" "$WORK/cache"
 LOCAL_PUSH=$(median "${LOCAL_PUSHES[@]}"); REMOTE_PUSH=$(median "${REMOTE_PUSHES[@]}")
 LOCAL_PULL=$(median "${LOCAL_PULLS[@]}"); REMOTE_PULL=$(median "${REMOTE_PULLS[@]}")
 
@@ -113,6 +124,6 @@ echo "| measurement | result |"
 echo "|---|---|"
 echo "| lookups of MODEL@production, $CONNECTIONS connections, ${DURATION}s | $RPS requests/s, p50 $P50, p99 $P99 ${ERRORS:+($ERRORS)} |"
 echo "| push, local store | $(stats "${LOCAL_PUSHES[@]}") MB/s |"
-echo "| push, remote (loopback) | $(stats "${REMOTE_PUSHES[@]}") MB/s: $(pct "$REMOTE_PUSH" "$LOCAL_PUSH") of local; $SENT bytes of chunks sent |"
+echo "| push, remote (loopback) | $(stats "${REMOTE_PUSHES[@]}") MB/s: $(pct "$REMOTE_PUSH" "$LOCAL_PUSH") of local; per run $(ratios "${LOCAL_PUSHES[@]}" "${REMOTE_PUSHES[@]}"); $SENT bytes of chunks sent |"
 echo "| pull, local store | $(stats "${LOCAL_PULLS[@]}") MB/s |"
-echo "| pull, remote (loopback, empty cache) | $(stats "${REMOTE_PULLS[@]}") MB/s: $(pct "$REMOTE_PULL" "$LOCAL_PULL") of local; $ROUNDTRIP |"
+echo "| pull, remote (loopback, empty cache) | $(stats "${REMOTE_PULLS[@]}") MB/s: $(pct "$REMOTE_PULL" "$LOCAL_PULL") of local; per run $(ratios "${LOCAL_PULLS[@]}" "${REMOTE_PULLS[@]}"); $ROUNDTRIP |"
