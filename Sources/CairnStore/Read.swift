@@ -57,7 +57,15 @@ extension Store {
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         var done: Int64 = 0
         try FileIO.makeDirectories(directory)
+        // The last window of each file is written, and the file closed and renamed into place, on
+        // a writer thread while the next file is read (one such window at a time): a model of many
+        // files does not wait for the disk between them (40 files of 8 MB: 0.48 -> 0.32 s).
+        let writer = DispatchQueue(label: "cairn.restore.last-window")
+        let writerSlot = DispatchSemaphore(value: 1)
+        let writeErrors = FirstError()
+        defer { writer.sync {} }  // nothing of this restore is written after it returns or throws
         for (index, file) in files.enumerated() {
+            try writeErrors.rethrow()
             try RelativePath.validate(file.path)
             let target = directory + "/" + file.path
             let parent = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
@@ -68,35 +76,75 @@ extension Store {
             // disk without page-cache copies, whose fresh pages are slow to fault in on a VM (a
             // pull of a 338 MB model took 0.25–0.9 s buffered, depending on the state of memory).
             let (fd, direct) = try FileIO.createForDirectWrites(temp)
+            let block = Self.directIOBlock
+            // The last piece of a file is written in whole blocks (the window has room for them)
+            // and the file cut back to its size; then it is renamed into place.
+            @Sendable func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+                let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
+                try FileIO.pwrite(fd, UnsafeRawBufferPointer(start: bytes.baseAddress, count: length), at: offset, path: temp, direct: direct)
+            }
+            // Closes the file and renames it into place (removes it if that fails).
+            @Sendable func finish() throws {
+                let cut = !direct || file.size % Int64(block) == 0 || ftruncate(fd, off_t(file.size)) == 0
+                let code = errno
+                close(fd)
+                do {
+                    guard cut else { throw CairnStoreError.io("truncate", path: temp, errno: code) }
+                    try FileIO.rename(temp, target)
+                } catch {
+                    unlink(temp)
+                    throw error
+                }
+            }
+            // Whether the file is still this loop's to finish or clean up (not the writer's).
+            var owned = true
             do {
                 if ftruncate(fd, off_t(file.size)) != 0 {
                     throw CairnStoreError.io("truncate", path: temp, errno: errno)
                 }
                 let base = done
-                let block = Self.directIOBlock
                 try read(
                     file, range: 0..<file.size, context: context, alignment: direct ? block : 1, fill: fill,
-                    following: files[(index + 1)...]
+                    following: files[(index + 1)...],
+                    handOver: { window, count, offset in
+                        owned = false
+                        progress?(TransferProgress(doneBytes: base + offset + Int64(count), totalBytes: total, newBytes: 0))
+                        writerSlot.wait()
+                        writer.async {
+                            defer {
+                                BufferPool.give(window)
+                                writerSlot.signal()
+                            }
+                            do {
+                                try write(UnsafeRawBufferPointer(rebasing: window.memory[0..<count]), at: offset)
+                            } catch {
+                                close(fd)
+                                unlink(temp)
+                                writeErrors.record(error)
+                                return
+                            }
+                            do { try finish() } catch { writeErrors.record(error) }
+                        }
+                    }
                 ) { bytes, offset in
-                    // The last piece of a file is written in whole blocks (the window has room
-                    // for them) and the file cut back to its size below.
-                    let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
-                    try FileIO.pwrite(
-                        fd, UnsafeRawBufferPointer(start: bytes.baseAddress, count: length), at: offset, path: temp, direct: direct)
+                    try write(bytes, at: offset)
                     progress?(TransferProgress(doneBytes: base + offset + Int64(bytes.count), totalBytes: total, newBytes: 0))
                 }
-                if direct, file.size % Int64(block) != 0, ftruncate(fd, off_t(file.size)) != 0 {
-                    throw CairnStoreError.io("truncate", path: temp, errno: errno)
+                if owned {  // an empty file
+                    owned = false
+                    try finish()
                 }
-                close(fd)
             } catch {
-                close(fd)
-                unlink(temp)
+                if owned {
+                    close(fd)
+                    unlink(temp)
+                }
                 throw error
             }
-            try FileIO.rename(temp, target)
             done += file.size
         }
+        writer.sync {}
+        try writeErrors.rethrow()
     }
 
     /// Reads `range` of `file` in order and hands the bytes to `sink` in windows of up to 16 MiB,
@@ -126,10 +174,13 @@ extension Store {
     /// With `fill`, chunks the store lacks are fetched through it instead of failing the read.
     /// `following` are the files to be read whole after this one: near its end, their first
     /// windows are prepared (pack bytes requested from the disk, missing chunks from `fill`), so
-    /// that the pipeline does not drain between files.
+    /// that the pipeline does not drain between files. With `handOver`, the last window does not go
+    /// to `sink`: its buffer is handed over with the byte count and file offset `sink` would get,
+    /// for the caller to write while it goes on (and give back to ``BufferPool``).
     func read(
         _ file: FileEntry, range: Range<Int64>, context: ReadContext, alignment: Int, fill: RemoteFill? = nil,
-        following: ArraySlice<FileEntry> = [], sink: (UnsafeRawBufferPointer, Int64) throws -> Void
+        following: ArraySlice<FileEntry> = [], handOver: ((AlignedBuffer, Int, Int64) -> Void)? = nil,
+        sink: (UnsafeRawBufferPointer, Int64) throws -> Void
     ) throws {
         guard range.lowerBound >= 0, range.upperBound <= file.size else {
             throw CairnStoreError(
@@ -151,7 +202,8 @@ extension Store {
         // before its own bytes, and room to round its end up to a whole block.
         let windowCapacity = Swift.min(Int(range.count), Self.readWindow) + config.chunker.max + 2 * (alignment - 1)
         let windows = [BufferPool.take(capacity: windowCapacity), BufferPool.take(capacity: windowCapacity)]
-        defer { windows.forEach(BufferPool.give) }
+        var handedOver: AlignedBuffer?
+        defer { for window in windows where window !== handedOver { BufferPool.give(window) } }
         // The window whose bytes go to `sink` next: `count` bytes from the start of `buffer`, whose
         // first byte is at `offset` in the file.
         var pending: (buffer: AlignedBuffer, count: Int, offset: Int64)? = nil
@@ -262,7 +314,11 @@ extension Store {
         }
         // The last window's fetched chunks are staged (on the stager's thread) while it is written.
         fill?.stage(verified)
-        if let pending {
+        guard let pending else { return }
+        if let handOver {
+            handedOver = pending.buffer
+            handOver(pending.buffer, pending.count, pending.offset)
+        } else {
             try sink(UnsafeRawBufferPointer(rebasing: pending.buffer.memory[0..<pending.count]), pending.offset)
         }
     }

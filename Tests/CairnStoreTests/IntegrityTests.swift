@@ -19,6 +19,36 @@ import Testing
         #expect(deep.verifiedBytes == (try store.statistics()).uniqueBytes)
     }
 
+    @Test func aCorruptChunkInALaterFileLeavesTheFilesBeforeItWholeAndNothingAfter() throws {
+        // A restore writes each file's last window while it reads the next file: the files before
+        // the damaged one are complete when the restore fails, the damaged one and those after it
+        // are absent, and no temporary file is left.
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir, packSize: 64 << 20)
+        var originals: [String: [UInt8]] = [:]
+        for i in 0..<8 {
+            let name = "f\(i).bin"
+            originals[name] = FixtureData.bytes(count: 300_000 + 4096 * i + i, seed: UInt64(60 + i))
+            try writeFile(dir.sub("in/" + name), originals[name]!)
+        }
+        let (manifest, _) = try push(store, dir.sub("in"))
+        let pack = try #require(packFiles(store.root).first)
+        // Random bytes are stored raw: the second chunk of f5.bin is found in the pack by its content.
+        let packBytes = try readFile(pack)
+        let offsets = try #require(manifest.file("f5.bin")).chunkOffsets()
+        let needle = Array(originals["f5.bin"]![Int(offsets[1])..<Int(offsets[1]) + 64])
+        let at = try #require((0..<(packBytes.count - 64)).first { packBytes[$0] == needle[0] && Array(packBytes[$0..<$0 + 64]) == needle })
+        try flipByte(pack, at: at + 10)
+
+        #expect(throws: CairnStoreError.self) { try store.restore(manifest.files, to: dir.sub("out")) }
+        for i in 0..<5 {
+            #expect(try readFile(dir.sub("out/f\(i).bin")) == originals["f\(i).bin"]!, "f\(i).bin")
+        }
+        for i in 5..<8 { #expect(!FileManager.default.fileExists(atPath: dir.sub("out/f\(i).bin"))) }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter { $0.contains("cairn-partial") }
+        #expect(leftovers.isEmpty)
+    }
+
     @Test func flippedByteIsFoundByDeepVerifyAndFailsReads() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir, packSize: 64 << 20)
