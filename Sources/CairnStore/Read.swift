@@ -64,6 +64,9 @@ extension Store {
         let writerSlot = DispatchSemaphore(value: 1)
         let writeErrors = FirstError()
         defer { writer.sync {} }  // nothing of this restore is written after it returns or throws
+        // The temporary file the writer may still hold: a file to be written under the same name
+        // (the same path twice, or in other case on a case-folding file system) waits for it.
+        var inFlight = ""
         for (index, file) in files.enumerated() {
             try writeErrors.rethrow()
             try RelativePath.validate(file.path)
@@ -72,6 +75,7 @@ extension Store {
             try FileIO.makeDirectories(parent.isEmpty ? "/" : parent)
             let name = file.path.split(separator: "/").last!
             let temp = "\(parent)/.\(name).cairn-partial"
+            if temp.lowercased() == inFlight { writer.sync {} }
             // Direct I/O where the file system allows it: the bytes go from the read windows to the
             // disk without page-cache copies, whose fresh pages are slow to fault in on a VM (a
             // pull of a 338 MB model took 0.25–0.9 s buffered, depending on the state of memory).
@@ -108,12 +112,20 @@ extension Store {
                     following: files[(index + 1)...],
                     handOver: { window, count, offset in
                         owned = false
+                        inFlight = temp.lowercased()
+                        // Reported as read and verified; the restore returns once it is written.
                         progress?(TransferProgress(doneBytes: base + offset + Int64(count), totalBytes: total, newBytes: 0))
                         writerSlot.wait()
                         writer.async {
                             defer {
                                 BufferPool.give(window)
                                 writerSlot.signal()
+                            }
+                            // After a failed write of an earlier file, no later file is put in place.
+                            guard !writeErrors.isSet else {
+                                close(fd)
+                                unlink(temp)
+                                return
                             }
                             do {
                                 try write(UnsafeRawBufferPointer(rebasing: window.memory[0..<count]), at: offset)
@@ -127,10 +139,13 @@ extension Store {
                         }
                     }
                 ) { bytes, offset in
+                    try writeErrors.rethrow()
                     try write(bytes, at: offset)
                     progress?(TransferProgress(doneBytes: base + offset + Int64(bytes.count), totalBytes: total, newBytes: 0))
                 }
                 if owned {  // an empty file
+                    writer.sync {}
+                    try writeErrors.rethrow()
                     owned = false
                     try finish()
                 }

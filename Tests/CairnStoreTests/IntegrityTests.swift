@@ -49,6 +49,48 @@ import Testing
         #expect(leftovers.isEmpty)
     }
 
+    @Test func aFileThatCannotBePutInPlaceStopsTheRestore() throws {
+        // f2.bin's target is a directory, so its rename fails on the writer thread while f3.bin is
+        // being read: the restore fails naming it, the files before it are whole, no file after it
+        // is put in place, and no temporary file is left.
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        var originals: [String: [UInt8]] = [:]
+        for i in 0..<6 {
+            originals["f\(i).bin"] = FixtureData.bytes(count: 200_000 + i, seed: UInt64(80 + i))
+            try writeFile(dir.sub("in/f\(i).bin"), originals["f\(i).bin"]!)
+        }
+        try writeFile(dir.sub("in/g-empty.bin"), [])
+        let (manifest, _) = try push(store, dir.sub("in"))
+        try writeFile(dir.sub("out/f2.bin/x"), [1])
+        do {
+            try store.restore(manifest.files, to: dir.sub("out"))
+            Issue.record("a restore onto a directory succeeded")
+        } catch let error as CairnStoreError {
+            #expect(error.code == .io)
+            #expect(error.message.contains("f2.bin"))
+        }
+        for i in 0..<2 { #expect(try readFile(dir.sub("out/f\(i).bin")) == originals["f\(i).bin"]!) }
+        for name in ["f3.bin", "f4.bin", "f5.bin", "g-empty.bin"] {
+            #expect(!FileManager.default.fileExists(atPath: dir.sub("out/" + name)), "\(name)")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter { $0.contains("cairn-partial") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func theSamePathAskedForTwiceComesBackWhole() throws {
+        // Asked for twice, a file is written twice in turn (the second waits for the writer of the
+        // first) and comes back whole.
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        let bytes = FixtureData.bytes(count: 5 << 20, seed: 90)
+        try writeFile(dir.sub("in/w.bin"), bytes)
+        let (manifest, _) = try push(store, dir.sub("in"))
+        try store.restore(manifest.files + manifest.files, to: dir.sub("out"))
+        #expect(try readFile(dir.sub("out/w.bin")) == bytes)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")) == ["w.bin"])
+    }
+
     @Test func flippedByteIsFoundByDeepVerifyAndFailsReads() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir, packSize: 64 << 20)

@@ -69,7 +69,8 @@ import Testing
     @Test func filesAroundBlockSizesAndAcrossReadWindows() throws {
         // Restores write whole 4 KiB blocks (direct I/O) and carry a window's unfinished block into
         // the next: sizes next to block multiples, and a file of three 16 MiB read windows whose
-        // chunk boundaries fall anywhere, must come back exact and at their own sizes.
+        // chunk boundaries fall anywhere, must come back exact and at their own sizes; so must an
+        // empty and a small file after them (each file's last window is written while the next is read).
         _ = try roundTrip(
             [
                 "a.bin": FixtureData.bytes(count: 4095, seed: 11),
@@ -77,6 +78,8 @@ import Testing
                 "c.bin": FixtureData.bytes(count: 4097, seed: 13),
                 "d.bin": FixtureData.bytes(count: (16 << 20) + 1, seed: 14),
                 "e.bin": FixtureData.bytes(count: (33 << 20) + 1234, seed: 15),
+                "f-empty.bin": [],
+                "g.bin": FixtureData.bytes(count: 100, seed: 16),
             ], packSize: 8 << 20)
     }
 
