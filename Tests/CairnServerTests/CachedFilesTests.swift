@@ -58,14 +58,17 @@ import Testing
         func cached(_ bytes: [UInt8]) -> String { cache + "/files/" + SHA256Digest.hash(bytes).hex }
     }
 
-    /// Runs `body` on a thread once `files` were pushed and pulled (cache under `cacheParent`, by
-    /// default the fixture's directory); returns what it returns and the source tree's path.
+    /// Runs `body` on a thread once `files` were pushed and pulled into `out` (cache and `out` under
+    /// `cacheParent` and `outParent`, by default the fixture's directory); returns what it returns
+    /// and the source tree's path.
     static func afterAPull<T: Sendable>(
-        _ files: [String: [UInt8]] = tree, cacheParent: String? = nil, _ body: @escaping @Sendable (Pulled) throws -> T
+        _ files: [String: [UInt8]] = tree, cacheParent: String? = nil, outParent: String? = nil,
+        _ body: @escaping @Sendable (Pulled) throws -> T
     ) async throws -> (result: T, tree: String, f: ServerFixture) {
         let f = try ServerFixture()
         let source = try f.writeTree("model", files)
         let cache = (cacheParent ?? f.dir.path) + "/cache"
+        let out = (outParent ?? f.dir.path) + "/out"
         let result = try await f.application.test(.live) { client in
             let url = "http://localhost:\(client.port!)"
             return try await onThread {
@@ -73,7 +76,7 @@ import Testing
                 _ = try remote.pushReport(directory: source, request: PushRequest(model: "m", actor: "x"), progress: nil)
                 let version = try remote.resolve(try Reference(parsing: "m@1"))
                 let before = f.server.metrics.chunkFetchBytes
-                _ = try remote.pull(version, to: f.dir.sub("out"), paths: nil, selection: nil, progress: nil)
+                _ = try remote.pull(version, to: out, paths: nil, selection: nil, progress: nil)
                 return try body(
                     Pulled(f: f, remote: remote, version: version, cache: cache, firstFetch: f.server.metrics.chunkFetchBytes - before))
             }
@@ -178,5 +181,20 @@ import Testing
         #expect(r.second == 0)
         #expect(!FileManager.default.fileExists(atPath: parent.sub("cache/files")))
         #expect(try readTree(f.dir.sub("out2")) == readTree(tree))
+    }
+
+    @Test(.enabled(if: otherFileSystem != nil, "needs /dev/shm on another file system than the temporary directory"))
+    func chunksReadFromLinkedFilesAreNotCopiedIntoPacks() async throws {
+        // The first pull, onto the cache's file system, links its files; a pull onto another file
+        // system then reads every chunk from those links: it fetches nothing and, though it keeps
+        // fetched chunks in packs, copies none of these there.
+        let parent = TemporaryDirectory("cairn-cache-test", under: Self.otherFileSystem!)
+        let (r, tree, f) = try await Self.afterAPull(cacheParent: parent.path, outParent: parent.path) { p in
+            (elsewhere: try p.pull(into: "elsewhere"), stored: try p.remote.cacheStore().statistics().uniqueBytes)
+        }
+        #expect(r.elsewhere == 0)
+        #expect(r.stored == 0)
+        #expect(FileManager.default.fileExists(atPath: parent.sub("cache/files/" + SHA256Digest.hash(Self.big).hex)))
+        #expect(try readTree(f.dir.sub("elsewhere")) == readTree(tree))
     }
 }
