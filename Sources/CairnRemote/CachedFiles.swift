@@ -3,6 +3,7 @@ import Digest
 import Dispatch
 import Foundation
 import Glibc
+import Synchronization
 
 /// Whole files that pulls wrote, kept in the chunk cache as hard links instead of a second copy of
 /// their bytes in the cache's packs: `files/<sha256 of the file>` under the cache directory, and in
@@ -61,6 +62,23 @@ struct CachedFiles: Sendable {
             }
         }
         return places
+    }
+
+    /// Reads `chunk` (`target.count` bytes) from the cached file holding it; false if none does.
+    /// The bytes are not verified here.
+    func read(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let place = (try? locate([ChunkRef(id: chunk, length: UInt32(target.count))]))?[chunk] else { return false }
+        let fd = open(path(of: place.file), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var done = 0
+        while done < target.count {
+            let n = pread(fd, target.baseAddress! + done, target.count - done, off_t(place.offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
     }
 
     /// Links each of `files`, just written under `directory` and verified, into the cache (copies it
@@ -142,10 +160,19 @@ struct CachedFiles: Sendable {
 }
 
 /// A restore's source of the chunks its cache store lacks: the cache's linked files first, read and
-/// sent on as bundles of raw chunks (verified by the restore like any bundle), then the server.
-struct CacheThenServer: ChunkFetcher {
+/// sent on as bundles of raw chunks (verified by the restore like any bundle), then the server —
+/// asked for deltas as stored while ``asksForDeltas`` (the cache holds a parent's files, which the
+/// deltas are rebuilt from) and for whole chunks once one could not be rebuilt.
+final class CacheThenServer: ChunkFetcher {
     let files: CachedFiles
     let server: ServerChunks
+    let asksForDeltas: Atomic<Bool>
+
+    init(files: CachedFiles, server: ServerChunks, asksForDeltas: Bool = false) {
+        self.files = files
+        self.server = server
+        self.asksForDeltas = Atomic(asksForDeltas)
+    }
     /// Raw bytes per bundle read from cached files.
     static let bundleBytes = 16 << 20
 
@@ -168,11 +195,15 @@ struct CacheThenServer: ChunkFetcher {
             bundles.append(CachedFileBundle(files: files, chunks: Array(local[start..<end])))
             start = end
         }
-        if !remote.isEmpty { bundles += try server.startFetch(remote) }
+        if !remote.isEmpty { bundles += try server.startFetch(remote, deltas: asksForDeltas.load(ordering: .relaxed)) }
         return bundles
     }
 
     func dropSource(of chunk: SHA256Digest) throws -> Bool { try files.drop(holding: chunk) }
+
+    func readLocal(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool { files.read(chunk, into: target) }
+
+    func stopDeltas() -> Bool { asksForDeltas.exchange(false, ordering: .relaxed) }
 }
 
 /// Chunks read from cached files into a bundle (raw codec) on a thread of their own, in a reused

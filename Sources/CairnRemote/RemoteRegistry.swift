@@ -840,8 +840,27 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     /// Where a read gets the chunks the cache's packs lack: the files earlier pulls kept in the
     /// cache, then the server.
-    func cacheThenServer(_ cache: Store) throws -> CacheThenServer {
-        CacheThenServer(files: try CachedFiles(cache: cache), server: ServerChunks(remote: self, config: try serverConfig()))
+    func cacheThenServer(_ cache: Store, asksForDeltas: Bool = false) throws -> CacheThenServer {
+        CacheThenServer(
+            files: try CachedFiles(cache: cache), server: ServerChunks(remote: self, config: try serverConfig()),
+            asksForDeltas: asksForDeltas)
+    }
+
+    /// Whether the cache holds most of the chunks of one of `version`'s parents (in its packs or
+    /// linked files): then the chunks the server stores as deltas against them can come as deltas.
+    func cacheHoldsAParent(of version: VersionRecord, cache: Store, cached: CachedFiles) -> Bool {
+        for parent in version.parents {
+            guard let reference = try? Reference(parsing: parent), let record = try? resolve(reference),
+                let manifest = try? self.manifest(of: record)
+            else { continue }
+            var unique = Set<SHA256Digest>()
+            let refs = manifest.files.flatMap(\.chunks).filter { unique.insert($0.id).inserted }
+            guard !refs.isEmpty, let missing = try? Set(cache.missingChunks(refs.map(\.id))),
+                let linked = try? cached.locate(refs.filter { missing.contains($0.id) })
+            else { continue }
+            if (refs.count - missing.count + linked.count) * 2 >= refs.count { return true }
+        }
+        return false
     }
 
     /// Fetches into the cache's packs the chunks of `files` they lack (from the cache's linked
@@ -960,9 +979,13 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let cached = try CachedFiles(cache: cache)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let links = cached.canLink(filesUnder: directory)
+        // Deltas come as such only where nothing fetched is kept in packs (their references may
+        // not be there).
+        let serverSendsDeltas = try serverConfig().sendsDeltas == true
+        let deltas = links && serverSendsDeltas && cacheHoldsAParent(of: version, cache: cache, cached: cached)
         try cache.restore(
             files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress,
-            fetcher: try cacheThenServer(cache), keepsFetched: !links)
+            fetcher: try cacheThenServer(cache, asksForDeltas: deltas), keepsFetched: !links)
         if links { try cached.add(files, writtenUnder: directory) }
         return files
     }
@@ -1140,11 +1163,15 @@ struct ServerChunks: ChunkFetcher {
     let remote: RemoteRegistry
     let config: ServerConfig
 
-    func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
+    func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] { try startFetch(chunks, deltas: false) }
+
+    /// With `deltas`, chunks the server stores as deltas come as such (``ChunkBundle/parse(_:maxChunk:allowingDeltas:)``).
+    func startFetch(_ chunks: [ChunkRef], deltas: Bool) throws -> [any PendingBundle] {
         let batches = RemoteRegistry.batches(
             chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
+        let path = "/v1/chunks/fetch" + (deltas ? "?deltas=1" : "")
         if let sockets = remote.socketClient {
-            return batches.map { sockets.fetch(ChunkIDList.encode(chunks[$0].map(\.id))) }
+            return batches.map { sockets.post(path, body: ByteBuffer(bytes: ChunkIDList.encode(chunks[$0].map(\.id)))) }
         }
         return try batches.map { range in
             let batch = chunks[range].map(\.id)
@@ -1152,7 +1179,7 @@ struct ServerChunks: ChunkFetcher {
             return FetchedBundle(
                 remote: remote, collector: collector,
                 future: try remote.start(
-                    .POST, "/v1/chunks/fetch", body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream",
+                    .POST, path, body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream",
                     collector: collector))
         }
     }

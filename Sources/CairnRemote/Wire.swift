@@ -18,6 +18,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// Whether `POST /v1/chunks?upload=ID&assign_ids=1` takes chunks without ids (all zeros) and
     /// answers with the ids it computed (nil from older servers, which do not).
     public var assignsChunkIDs: Bool?
+    /// Whether `POST /v1/chunks/fetch?deltas=1` sends chunks stored as deltas as stored, for a
+    /// client that holds their references (nil from older servers, which decode them always).
+    public var sendsDeltas: Bool?
 
     public init(
         chunker: ChunkerParameters,
@@ -25,7 +28,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         maxBatchBytes: Int,
         maxBatchIDs: Int,
         version: String,
-        assignsChunkIDs: Bool? = true
+        assignsChunkIDs: Bool? = true,
+        sendsDeltas: Bool? = true
     ) {
         self.chunker = chunker
         self.compressionLevel = compressionLevel
@@ -33,6 +37,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         self.maxBatchIDs = maxBatchIDs
         self.version = version
         self.assignsChunkIDs = assignsChunkIDs
+        self.sendsDeltas = sendsDeltas
     }
 
     enum CodingKeys: String, CodingKey {
@@ -41,6 +46,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         case maxBatchBytes = "max_batch_bytes"
         case maxBatchIDs = "max_batch_ids"
         case assignsChunkIDs = "assigns_chunk_ids"
+        case sendsDeltas = "sends_deltas"
     }
 }
 

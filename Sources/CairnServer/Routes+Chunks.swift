@@ -78,6 +78,8 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         try context.require(.reader, "fetch chunks")
         var request = request
         let ids = try await idList(&request, limit: options.maxBatchIDs)
+        // `deltas=1`: the client holds the parent chunks deltas are stored against.
+        let deltas = request.query("deltas") == "1"
         // On a connection that sends file bodies, the chunks' stored bytes go from the packs to
         // the socket (FileBodies); elsewhere the bundle is read from the packs straight into a
         // reused buffer, which goes back to the pool once the response is written.
@@ -85,7 +87,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         headers[.contentType] = "application/octet-stream"
         if server.fileBodies.canSend(on: context.channel) {
             let pieces = try await server.blocking {
-                try store.exportPieces(try store.planExport(ids, maxBytes: options.maxBatchBytes))
+                try store.exportPieces(try store.planExport(ids, maxBytes: options.maxBatchBytes, sendingDeltas: deltas))
             }
             let size = pieces.size
             server.metrics.recordFetch(wireBytes: size, fromFiles: true)
@@ -100,7 +102,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
                 })
         }
         let bundle = try await server.blocking {
-            let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes)
+            let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes, sendingDeltas: deltas)
             var buffer = server.fetchReplyBuffers.take(capacity: plan.bound)
             try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) { try store.export(plan, into: $0) }
             return buffer

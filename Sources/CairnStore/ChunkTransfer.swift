@@ -90,7 +90,10 @@ public enum ChunkBundle {
     /// - Parameter maxChunk: the largest raw length accepted (the store's maximum chunk size).
     /// - Throws: ``CairnStoreError`` with `.invalidArgument` for a malformed bundle, a chunk larger
     ///   than `maxChunk`, or an unknown codec.
-    public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int) throws -> [Entry] {
+    /// With `allowingDeltas`, entries may also be deltas as a store keeps them (codec delta: the
+    /// reference's id, then the byte planes of the difference), for a receiver that holds the
+    /// references (``Store/planExport(_:maxBytes:sendingDeltas:)``).
+    public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int, allowingDeltas: Bool = false) throws -> [Entry] {
         func bad(_ what: String) -> CairnStoreError { CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)") }
         guard b.count >= headerSize, Array(b[0..<8]) == magic else { throw bad("bad magic") }
         let count = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
@@ -107,7 +110,9 @@ public enum ChunkBundle {
             let raw = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 36, as: UInt32.self)))
             let stored = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at + 40, as: UInt32.self)))
             at += entryHeaderSize
-            guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue || codec == Codec.byteGrouped.rawValue else {
+            guard codec == Codec.raw.rawValue || codec == Codec.zstd.rawValue || codec == Codec.byteGrouped.rawValue
+                || (allowingDeltas && codec == Codec.delta.rawValue)
+            else {
                 throw bad("chunk \(id.shortHex)… uses codec \(codec); bundles carry raw, zstd or byte-plane chunks only")
             }
             guard elementSize == 0 || elementSize == 2 || elementSize == 4, flags & ~1 == 0 else {
@@ -327,14 +332,18 @@ extension Store {
     ///
     /// With `assignIDs`, an entry whose id is all zeros takes the SHA-256 of its bytes as its id
     /// (a sender that did not hash its chunks); any other id must still match.
+    ///
+    /// With `references`, entries may be deltas: each is rebuilt from the reference chunk
+    /// `references` gives (its raw bytes, or nil when it has none), then verified like any chunk.
     func verifyBundle(
         _ bundle: UnsafeRawBufferPointer,
         compressRaw: Bool,
         assignIDs: Bool = false,
         decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)? = nil,
+        references: ReferenceSource? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> VerifiedBundle {
-        var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max)
+        var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max, allowingDeltas: references != nil)
         let digests = UnsafeMutableBufferPointer<SHA256Digest>.allocate(capacity: Swift.max(entries.count, 1))
         digests.initialize(repeating: .zero)
         defer { digests.deallocate() }
@@ -342,7 +351,9 @@ extension Store {
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
         for (i, e) in entries.enumerated()
-        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw != Codec.raw.rawValue && e.storedLength >= e.rawLength) {
+        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw != Codec.raw.rawValue && e.storedLength >= e.rawLength)
+            || e.codecRaw == Codec.delta.rawValue
+        {
             slots[i] = outputSize
             outputSize += Self.encodingRoom(e.rawLength)
         }
@@ -355,7 +366,7 @@ extension Store {
             do {
                 (forms[i], digests[i]) = try verifyEntry(
                     entries[i], bundle: bundle, slot: slots[i], output: output, assignID: assignIDs, decodeInto: decodeInto,
-                    onVerified: onVerified)
+                    references: references, onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
@@ -381,6 +392,7 @@ extension Store {
         output: AlignedBuffer,
         assignID: Bool,
         decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)?,
+        references: ReferenceSource? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
@@ -422,6 +434,37 @@ extension Store {
                     throw mismatch("cannot be decoded (\(error))")
                 }
                 raw = UnsafeRawBufferPointer(target)
+            case .delta:
+                // Rebuilt from its reference, which must be held here; any failure says so, for
+                // the receiver to fetch the chunk whole instead.
+                func unusable(_ what: String) -> CairnStoreError {
+                    var error = CairnStoreError(.notFound, "chunk \(e.id.hex) came as a delta \(what)")
+                    error.deltaFailed = true
+                    return error
+                }
+                guard let references, data.count > 33 else { throw mismatch("is a delta, which was not asked for") }
+                let referenceID = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: data[0..<32]))
+                guard let base = references(referenceID, e.rawLength, ctx), base.count == e.rawLength else {
+                    throw unusable("against chunk \(referenceID.hex), which is not held here")
+                }
+                let target = target()
+                do {
+                    try ByteGrouping.decode(
+                        UnsafeRawBufferPointer(rebasing: data[32...]), rotate: false, into: target, planes: ctx.planes.memory,
+                        decompressor: ctx.decompressor)
+                } catch {
+                    throw mismatch("cannot be decoded (\(error))")
+                }
+                ByteGrouping.add(target, reference: base, elementSize: Int(data[32]))
+                ctx.hasher.update(UnsafeRawBufferPointer(target))
+                guard ctx.hasher.finalize() == e.id else {
+                    throw unusable("against chunk \(referenceID.hex), whose bytes here do not rebuild it")
+                }
+                try onVerified?(e.id, UnsafeRawBufferPointer(target))
+                // Kept as its raw bytes, should it be stored (its reference may not be): every
+                // delta entry has a slot (``verifyBundle``).
+                (output.memory.baseAddress! + slot).copyMemory(from: target.baseAddress!, byteCount: e.rawLength)
+                return ((.raw, e.rawLength, nil), e.id)
             default:
                 throw mismatch("uses codec \(e.codecRaw), which bundles do not carry")
             }
@@ -535,13 +578,26 @@ extension Store {
         fileprivate let located: [(id: SHA256Digest, location: ChunkLocation)]
         /// The most bytes the bundle can take: a buffer of this size holds it.
         public let bound: Int
+        /// Whether chunks stored as deltas travel as stored (for a receiver that holds their
+        /// references) instead of decoded.
+        public let sendsDeltas: Bool
+
+        /// Whether a chunk travels as stored: raw, zstd and byte planes do, and deltas when the
+        /// plan sends them; other deltas are decoded.
+        fileprivate func sentAsStored(_ l: ChunkLocation) -> Bool {
+            l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue || l.codecRaw == Codec.byteGrouped.rawValue
+                || (sendsDeltas && l.codecRaw == Codec.delta.rawValue)
+        }
     }
 
-    /// Locates the stored chunks `ids` (each once) for a bundle of at most `maxBytes`.
+    /// Locates the stored chunks `ids` (each once) for a bundle of at most `maxBytes`. With
+    /// `sendingDeltas`, chunks stored as deltas go as stored: codec delta, their stored bytes being
+    /// the reference's id and the byte planes of the difference (the receiver must hold the
+    /// reference to decode them).
     ///
     /// - Throws: ``CairnStoreError``: `.notFound` naming the first chunk not stored,
     ///   `.invalidArgument` when the bundle could exceed `maxBytes`.
-    public func planExport(_ ids: [SHA256Digest], maxBytes: Int) throws -> ChunkExport {
+    public func planExport(_ ids: [SHA256Digest], maxBytes: Int, sendingDeltas: Bool = false) throws -> ChunkExport {
         var unique: [SHA256Digest] = []
         var seen = Set<SHA256Digest>()
         for id in ids where seen.insert(id).inserted { unique.append(id) }
@@ -558,9 +614,10 @@ extension Store {
             }
         }
         // At most: stored bytes as they are, decoded chunks no larger than raw (zstd or raw).
+        let sendsAsStored = ChunkExport(located: [], bound: 0, sendsDeltas: sendingDeltas).sentAsStored
         let bound = ChunkBundle.size(
             storedLengths: located.map {
-                Self.isSentAsStored($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength)
+                sendsAsStored($0.location) ? Int($0.location.storedLength) : Int($0.location.rawLength)
             }
         )
         guard bound <= maxBytes else {
@@ -570,12 +627,7 @@ extension Store {
             )
         }
         located.sort { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
-        return ChunkExport(located: located, bound: bound)
-    }
-
-    /// Whether a chunk travels as stored: raw, zstd and byte planes do; deltas are decoded.
-    private static func isSentAsStored(_ l: ChunkLocation) -> Bool {
-        l.codecRaw == Codec.raw.rawValue || l.codecRaw == Codec.zstd.rawValue || l.codecRaw == Codec.byteGrouped.rawValue
+        return ChunkExport(located: located, bound: bound, sendsDeltas: sendingDeltas)
     }
 
     /// Writes the bundle of `plan`'s chunks into `out` (at least `plan.bound` bytes); returns its
@@ -583,7 +635,8 @@ extension Store {
     /// (the receiver verifies every chunk): their bytes are read from the packs straight into
     /// place. Chunks stored as deltas against a parent chunk are decoded, verified and sent as byte
     /// planes (or raw), after the others, so a bundle never depends on chunks the receiver may
-    /// lack. Each record's header is checked against the index.
+    /// lack — unless the plan sends deltas as stored (``planExport(_:maxBytes:sendingDeltas:)``).
+    /// Each record's header is checked against the index.
     ///
     /// - Throws: ``CairnStoreError``: `.corruption` for a damaged or truncated record.
     public func export(_ plan: ChunkExport, into out: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -593,7 +646,7 @@ extension Store {
         // entries decoded here, which follow the others.
         var positions = [Int](repeating: -1, count: located.count)
         var at = ChunkBundle.headerSize
-        for (i, item) in located.enumerated() where Self.isSentAsStored(item.location) {
+        for (i, item) in located.enumerated() where plan.sentAsStored(item.location) {
             positions[i] = at
             at += ChunkBundle.entryHeaderSize + Int(item.location.storedLength)
         }
@@ -677,8 +730,8 @@ extension Store {
     /// - Throws: ``CairnStoreError``: `.corruption` for a missing or truncated pack or a damaged
     ///   delta record.
     public func exportPieces(_ plan: ChunkExport) throws -> ExportPieces {
-        let stored = plan.located.filter { Self.isSentAsStored($0.location) }
-        let others = plan.located.filter { !Self.isSentAsStored($0.location) }
+        let stored = plan.located.filter { plan.sentAsStored($0.location) }
+        let others = plan.located.filter { !plan.sentAsStored($0.location) }
         // The bundle's header and the stored chunks' entry headers, then the chunks decoded here:
         // exported as a bundle of their own right after the entry headers, whose 16-byte header
         // the last entry headers then overwrite.
@@ -687,7 +740,8 @@ extension Store {
         if others.isEmpty {
             bytes = [UInt8](repeating: 0, count: headerBytes)
         } else {
-            let sub = ChunkExport(located: others, bound: ChunkBundle.size(storedLengths: others.map { Int($0.location.rawLength) }))
+            let sub = ChunkExport(
+                located: others, bound: ChunkBundle.size(storedLengths: others.map { Int($0.location.rawLength) }), sendsDeltas: false)
             let at = headerBytes - ChunkBundle.headerSize
             bytes = try [UInt8](unsafeUninitializedCapacity: at + sub.bound) { buffer, count in
                 count = 0

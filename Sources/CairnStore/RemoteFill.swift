@@ -12,10 +12,20 @@ public protocol ChunkFetcher: Sendable {
     /// Drops the local source of `chunk`, which did not verify, so that it is fetched anew (from
     /// the server) by a restore started again; returns whether there was such a source.
     func dropSource(of chunk: SHA256Digest) throws -> Bool
+
+    /// Reads the raw bytes of `chunk` from a local source into `target` (exactly its length), if it
+    /// has one: the reference of a delta it fetched. The bytes are not verified here (the chunk
+    /// rebuilt from them is).
+    func readLocal(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool
+
+    /// Stops asking for deltas (one that was sent could not be rebuilt); returns whether it asked.
+    func stopDeltas() -> Bool
 }
 
 extension ChunkFetcher {
     public func dropSource(of chunk: SHA256Digest) throws -> Bool { false }
+    public func readLocal(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool { false }
+    public func stopDeltas() -> Bool { false }
 
     /// Runs `verify` on `bundle`'s bytes. When a chunk does not verify, the error no longer names
     /// it as a damaged chunk of the store (it came from elsewhere); if the bundle was read from a
@@ -25,12 +35,20 @@ extension ChunkFetcher {
         do {
             return try verify()
         } catch var error as CairnStoreError {
+            // A delta that could not be rebuilt: fetched whole next time.
+            if error.deltaFailed, stopDeltas() { error.droppedSource = true }
             guard let chunk = error.damagedChunk else { throw error }
             error.damagedChunk = nil
             if bundle.isKeptLocally, try dropSource(of: chunk) { error.droppedSource = true }
             throw error
         }
     }
+}
+
+extension Store {
+    /// Gives the raw bytes of a delta's reference chunk (id, length), valid until the context is
+    /// used again, or nil when it is not held.
+    typealias ReferenceSource = (SHA256Digest, Int, WorkerContext) -> UnsafeRawBufferPointer?
 }
 
 /// A bundle on its way.
@@ -57,6 +75,7 @@ final class RemoteFill: @unchecked Sendable {
     // @unchecked Sendable: `remaining` is used by the read loop's thread only; the rest is locked
     // or thread-safe (ChunkUpload).
     let fetcher: any ChunkFetcher
+    let store: Store
     let staging: ChunkUpload
     /// Whether fetched chunks are staged into the store (not when the caller keeps the restored
     /// files themselves as the cache's copy).
@@ -70,6 +89,7 @@ final class RemoteFill: @unchecked Sendable {
 
     init(store: Store, files: [FileEntry], fetcher: any ChunkFetcher, keepsFetched: Bool) throws {
         self.fetcher = fetcher
+        self.store = store
         self.keepsFetched = keepsFetched
         staging = try ChunkUpload(store: store, bypassesPageCache: true)
         for file in files {
@@ -152,13 +172,23 @@ final class RemoteFill: @unchecked Sendable {
         // Chunks given a place to be decoded into: each once, should a bundle repeat a chunk.
         let decodedInPlace = Mutex(Set<SHA256Digest>())
         var verified: [(bundle: any PendingBundle, verified: VerifiedBundle)] = []
+        // A delta's reference: in the store, else in the fetcher's local source.
+        let references: Store.ReferenceSource = { [store, fetcher] id, length, ctx in
+            if let bytes = try? store.loadReference(id, length: length, context: ctx, verify: false) { return bytes }
+            ctx.reference.reserve(length)
+            let target = UnsafeMutableRawBufferPointer(rebasing: ctx.reference.memory[0..<length])
+            return fetcher.readLocal(id, into: target) ? UnsafeRawBufferPointer(target) : nil
+        }
         for bundle in bundles {
             let checked = try fetcher.verifying(bundle) {
                 try bundle.withBytes { bytes in
-                    try staging.verify(bundle: bytes, compressRaw: false) { id, _ in
-                        guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
-                        return memory(first)
-                    } onVerified: { [self] id, raw in
+                    try store.verifyBundle(
+                        bytes, compressRaw: false,
+                        decodeInto: { id, _ in
+                            guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
+                            return memory(first)
+                        }, references: references
+                    ) { [self] id, raw in
                         guard let indices = places[id] else { return }
                         for i in indices { place(i, raw) }
                         arrived.withLock { _ = $0.insert(id) }

@@ -135,6 +135,38 @@ import Testing
         #expect(fromPacks > 0 && fromPacks < expected.count / 2)
     }
 
+    /// Sent to a receiver that holds their references, deltas travel as stored (codec delta, their
+    /// stored bytes, from the packs); a store never takes such a bundle as an upload.
+    @Test func exportsSendDeltasAsStoredWhenAskedAndUploadsRefuseThem() throws {
+        let f = try RegistryFixture()
+        try pushBaseAndFineTune(f, seed: 8)
+        let store = f.registry.store
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
+        let ids = manifest.files.flatMap { $0.chunks.map(\.id) }
+        let deltas = try #require(try store.statistics().codecs.first { $0.codec == "delta" })
+        func bundle(_ sendingDeltas: Bool) throws -> [UInt8] {
+            let plan = try store.planExport(ids, maxBytes: 256 << 20, sendingDeltas: sendingDeltas)
+            var out = [UInt8](repeating: 0, count: plan.bound)
+            let n = try out.withUnsafeMutableBytes { try store.export(plan, into: $0) }
+            // The pieces a server sends from files are the same bundle.
+            let pieces = try store.exportPieces(plan)
+            defer { pieces.descriptors.forEach { close($0) } }
+            #expect(pieces.size == n)
+            return Array(out[0..<n])
+        }
+        let asStored = try bundle(true)
+        let decoded = try bundle(false)
+        let storedEntries = try asStored.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24, allowingDeltas: true) }
+        #expect(storedEntries.filter { $0.codecRaw == Codec.delta.rawValue }.count == deltas.chunks)
+        #expect(try decoded.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) }.count == storedEntries.count)
+        #expect(asStored.count < decoded.count)
+        // Not allowed for, a bundle with deltas is malformed: an upload of it stores nothing.
+        #expect(throws: CairnStoreError.self) { _ = try asStored.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) } }
+        let other = try Store.create(at: f.dir("other").path)
+        #expect(throws: CairnStoreError.self) { _ = try asStored.withUnsafeBytes { try other.storeChunks(bundle: $0) } }
+        #expect(try other.statistics().chunkCount == 0)
+    }
+
     @Test func fineTuneOfAFineTuneStaysOneDeepAndSurvivesItsParentsDeletion() throws {
         let f = try RegistryFixture()
         try Self.writeModel(f.dir("base"))
