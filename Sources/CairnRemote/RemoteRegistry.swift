@@ -849,6 +849,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
     /// Whether the cache holds most of the chunks of one of `version`'s parents (in its packs or
     /// linked files): then the chunks the server stores as deltas against them can come as deltas.
     func cacheHoldsAParent(of version: VersionRecord, cache: Store, cached: CachedFiles) -> Bool {
+        // An empty cache holds nothing: no requests.
+        let holdsSomething = [cached.directory, cache.root + "/packs"].contains {
+            !((try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? []).isEmpty
+        }
+        guard holdsSomething else { return false }
         for parent in version.parents {
             guard let reference = try? Reference(parsing: parent), let record = try? resolve(reference),
                 let manifest = try? self.manifest(of: record)

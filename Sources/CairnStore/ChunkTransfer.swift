@@ -335,12 +335,15 @@ extension Store {
     ///
     /// With `references`, entries may be deltas: each is rebuilt from the reference chunk
     /// `references` gives (its raw bytes, or nil when it has none), then verified like any chunk.
+    /// With `unbuilt`, a delta that cannot be rebuilt is recorded there and left out (no
+    /// `onVerified`), and the result cannot be staged; without it, it fails the bundle.
     func verifyBundle(
         _ bundle: UnsafeRawBufferPointer,
         compressRaw: Bool,
         assignIDs: Bool = false,
         decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)? = nil,
         references: ReferenceSource? = nil,
+        unbuilt: UnbuiltDeltas? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> VerifiedBundle {
         var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max, allowingDeltas: references != nil)
@@ -350,9 +353,11 @@ extension Store {
         // Where each chunk's stored form goes when it is not the received bytes.
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
+        // Deltas rebuilt here are kept as raw bytes in a slot, should the bundle be staged (their
+        // references may not be stored); not when it never is.
         for (i, e) in entries.enumerated()
-        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw != Codec.raw.rawValue && e.storedLength >= e.rawLength)
-            || e.codecRaw == Codec.delta.rawValue
+        where (compressRaw && e.codecRaw == Codec.raw.rawValue) || (e.codecRaw != Codec.raw.rawValue && e.codecRaw != Codec.delta.rawValue && e.storedLength >= e.rawLength)
+            || (e.codecRaw == Codec.delta.rawValue && unbuilt == nil)
         {
             slots[i] = outputSize
             outputSize += Self.encodingRoom(e.rawLength)
@@ -366,7 +371,7 @@ extension Store {
             do {
                 (forms[i], digests[i]) = try verifyEntry(
                     entries[i], bundle: bundle, slot: slots[i], output: output, assignID: assignIDs, decodeInto: decodeInto,
-                    references: references, onVerified: onVerified)
+                    references: references, unbuilt: unbuilt, onVerified: onVerified)
             } catch {
                 errors.record(error)
             }
@@ -379,7 +384,8 @@ extension Store {
             throw error
         }
         if assignIDs { for i in entries.indices { entries[i].id = digests[i] } }
-        return VerifiedBundle(entries: entries, slots: slots, output: output, forms: forms)
+        let hasDeltas = entries.contains { $0.codecRaw == Codec.delta.rawValue }
+        return VerifiedBundle(entries: entries, slots: slots, output: output, forms: forms, stageable: unbuilt == nil || !hasDeltas)
     }
 
     /// Decodes and hashes one bundle entry; returns its stored form (writing it to `output` at `slot`
@@ -393,6 +399,7 @@ extension Store {
         assignID: Bool,
         decodeInto: ((SHA256Digest, Int) -> UnsafeMutableRawBufferPointer?)?,
         references: ReferenceSource? = nil,
+        unbuilt: UnbuiltDeltas? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
@@ -435,17 +442,21 @@ extension Store {
                 }
                 raw = UnsafeRawBufferPointer(target)
             case .delta:
-                // Rebuilt from its reference, which must be held here; any failure says so, for
-                // the receiver to fetch the chunk whole instead.
-                func unusable(_ what: String) -> CairnStoreError {
-                    var error = CairnStoreError(.notFound, "chunk \(e.id.hex) came as a delta \(what)")
-                    error.deltaFailed = true
-                    return error
-                }
+                // Rebuilt from its reference, which must be held here; else left to be fetched
+                // whole (with `unbuilt`) or failing the bundle.
                 guard let references, data.count > 33 else { throw mismatch("is a delta, which was not asked for") }
                 let referenceID = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: data[0..<32]))
+                func unusable(differs: Bool) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
+                    guard let unbuilt else {
+                        throw CairnStoreError(
+                            .notFound,
+                            "chunk \(e.id.hex) came as a delta against chunk \(referenceID.hex), which \(differs ? "does not rebuild it" : "is not held") here")
+                    }
+                    unbuilt.add(UnbuiltDelta(chunk: ChunkRef(id: e.id, length: UInt32(e.rawLength)), reference: referenceID, referenceDiffers: differs))
+                    return ((.raw, 0, nil), e.id)
+                }
                 guard let base = references(referenceID, e.rawLength, ctx), base.count == e.rawLength else {
-                    throw unusable("against chunk \(referenceID.hex), which is not held here")
+                    return try unusable(differs: false)
                 }
                 let target = target()
                 do {
@@ -457,13 +468,10 @@ extension Store {
                 }
                 ByteGrouping.add(target, reference: base, elementSize: Int(data[32]))
                 ctx.hasher.update(UnsafeRawBufferPointer(target))
-                guard ctx.hasher.finalize() == e.id else {
-                    throw unusable("against chunk \(referenceID.hex), whose bytes here do not rebuild it")
-                }
+                guard ctx.hasher.finalize() == e.id else { return try unusable(differs: true) }
                 try onVerified?(e.id, UnsafeRawBufferPointer(target))
-                // Kept as its raw bytes, should it be stored (its reference may not be): every
-                // delta entry has a slot (``verifyBundle``).
-                (output.memory.baseAddress! + slot).copyMemory(from: target.baseAddress!, byteCount: e.rawLength)
+                // Kept as its raw bytes where the bundle may be staged (its reference may not be).
+                if slot >= 0 { (output.memory.baseAddress! + slot).copyMemory(from: target.baseAddress!, byteCount: e.rawLength) }
                 return ((.raw, e.rawLength, nil), e.id)
             default:
                 throw mismatch("uses codec \(e.codecRaw), which bundles do not carry")
@@ -1233,16 +1241,19 @@ public final class VerifiedBundle: @unchecked Sendable {
     let slots: [Int]
     let output: AlignedBuffer
     let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
+    /// False for a bundle whose deltas were rebuilt (or left out) without keeping their raw bytes.
+    let stageable: Bool
 
     /// Takes ownership of `output` (back to the pool) and `forms` (deallocated).
     init(
         entries: [ChunkBundle.Entry], slots: [Int], output: AlignedBuffer,
-        forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
+        forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>, stageable: Bool = true
     ) {
         self.entries = entries
         self.slots = slots
         self.output = output
         self.forms = forms
+        self.stageable = stageable
     }
 
     /// Every chunk's id, in bundle order (as assigned, where the receiver assigned them).
@@ -1364,6 +1375,9 @@ public final class ChunkUpload: @unchecked Sendable {
     /// are neither indexed nor staged yet. `bundle` must be the same bytes `verify` saw.
     @discardableResult
     public func stage(_ verified: VerifiedBundle, bundle: UnsafeRawBufferPointer) throws -> ChunkStoreResult {
+        guard verified.stageable else {
+            throw CairnStoreError(.invalidArgument, "a bundle whose deltas were rebuilt without keeping them cannot be stored")
+        }
         let absent = Set(try store.missingChunks(verified.entries.map(\.id)))
         return try locked {
             guard !closed else { throw CairnStoreError(.conflict, "this upload was already committed or abandoned") }

@@ -18,7 +18,7 @@ public protocol ChunkFetcher: Sendable {
     /// rebuilt from them is).
     func readLocal(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool
 
-    /// Stops asking for deltas (one that was sent could not be rebuilt); returns whether it asked.
+    /// Stops asking for deltas (one that was sent could not be rebuilt here); returns whether it asked.
     func stopDeltas() -> Bool
 }
 
@@ -35,8 +35,6 @@ extension ChunkFetcher {
         do {
             return try verify()
         } catch var error as CairnStoreError {
-            // A delta that could not be rebuilt: fetched whole next time.
-            if error.deltaFailed, stopDeltas() { error.droppedSource = true }
             guard let chunk = error.damagedChunk else { throw error }
             error.damagedChunk = nil
             if bundle.isKeptLocally, try dropSource(of: chunk) { error.droppedSource = true }
@@ -49,6 +47,21 @@ extension Store {
     /// Gives the raw bytes of a delta's reference chunk (id, length), valid until the context is
     /// used again, or nil when it is not held.
     typealias ReferenceSource = (SHA256Digest, Int, WorkerContext) -> UnsafeRawBufferPointer?
+
+    /// A chunk that came as a delta and could not be rebuilt here: its reference is not held
+    /// (`referenceDiffers` false) or gave other bytes.
+    struct UnbuiltDelta: Sendable {
+        var chunk: ChunkRef
+        var reference: SHA256Digest
+        var referenceDiffers: Bool
+    }
+
+    /// The deltas of a verification that could not be rebuilt (added from several threads).
+    final class UnbuiltDeltas: Sendable {
+        private let list = Mutex<[UnbuiltDelta]>([])
+        func add(_ delta: UnbuiltDelta) { list.withLock { $0.append(delta) } }
+        var all: [UnbuiltDelta] { list.withLock { $0 } }
+    }
 }
 
 /// A bundle on its way.
@@ -179,7 +192,10 @@ final class RemoteFill: @unchecked Sendable {
             let target = UnsafeMutableRawBufferPointer(rebasing: ctx.reference.memory[0..<length])
             return fetcher.readLocal(id, into: target) ? UnsafeRawBufferPointer(target) : nil
         }
-        for bundle in bundles {
+        // Deltas that cannot be rebuilt here (nothing fetched is staged then) are fetched whole
+        // afterwards; where something is staged, no delta is asked for.
+        let unbuilt = keepsFetched ? nil : Store.UnbuiltDeltas()
+        func check(_ bundle: any PendingBundle) throws {
             let checked = try fetcher.verifying(bundle) {
                 try bundle.withBytes { bytes in
                     try store.verifyBundle(
@@ -187,7 +203,7 @@ final class RemoteFill: @unchecked Sendable {
                         decodeInto: { id, _ in
                             guard let first = places[id]?.first, decodedInPlace.withLock({ $0.insert(id).inserted }) else { return nil }
                             return memory(first)
-                        }, references: references
+                        }, references: references, unbuilt: unbuilt
                     ) { [self] id, raw in
                         guard let indices = places[id] else { return }
                         for i in indices { place(i, raw) }
@@ -197,6 +213,13 @@ final class RemoteFill: @unchecked Sendable {
                 }
             }
             verified.append((bundle, checked))
+        }
+        for bundle in bundles { try check(bundle) }
+        if let failed = unbuilt?.all, !failed.isEmpty {
+            // The cache lacks some references (or holds changed ones, dropped): no more deltas.
+            _ = fetcher.stopDeltas()
+            for delta in failed where delta.referenceDiffers { _ = try? fetcher.dropSource(of: delta.reference) }
+            for bundle in try fetcher.startFetch(failed.map(\.chunk)) { try check(bundle) }
         }
         let got = arrived.withLock { $0 }
         if let absent = fetched.first(where: { !got.contains($0) }) {

@@ -28,9 +28,6 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
     /// The chunk that did not verify came from a fetcher's local source, which was dropped
     /// (``ChunkFetcher/verifying(_:_:)``): the read can start again and fetch it instead.
     public internal(set) var droppedSource = false
-    /// A chunk sent as a delta could not be rebuilt here: its reference is not held, or gave other
-    /// bytes. Fetched whole, it would be.
-    public internal(set) var deltaFailed = false
 
     public init(_ code: Code, _ message: String) {
         self.code = code
@@ -44,7 +41,6 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
         var error = CairnStoreError(code, "\(context): \(message)")
         error.damagedChunk = damagedChunk
         error.droppedSource = droppedSource
-        error.deltaFailed = deltaFailed
         return error
     }
 

@@ -1,8 +1,10 @@
 import CairnFixtures
 import CairnRegistry
-import CairnStore
+import Digest
+@testable import CairnStore
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// Byte planes and deltas against the parent: lossless for every dtype, chains stay one deep,
@@ -148,10 +150,21 @@ import Testing
             let plan = try store.planExport(ids, maxBytes: 256 << 20, sendingDeltas: sendingDeltas)
             var out = [UInt8](repeating: 0, count: plan.bound)
             let n = try out.withUnsafeMutableBytes { try store.export(plan, into: $0) }
-            // The pieces a server sends from files are the same bundle.
+            // The pieces a server sends from files are the same bundle, byte for byte.
             let pieces = try store.exportPieces(plan)
             defer { pieces.descriptors.forEach { close($0) } }
-            #expect(pieces.size == n)
+            var assembled: [UInt8] = []
+            for piece in pieces.pieces {
+                switch piece {
+                case .bytes(let range):
+                    assembled += pieces.bytes[range]
+                case .pack(let file, let offset, let length):
+                    var bytes = [UInt8](repeating: 0, count: length)
+                    _ = bytes.withUnsafeMutableBytes { pread(pieces.descriptors[file], $0.baseAddress!, length, off_t(offset)) }
+                    assembled += bytes
+                }
+            }
+            #expect(assembled == Array(out[0..<n]))
             return Array(out[0..<n])
         }
         let asStored = try bundle(true)
@@ -165,6 +178,50 @@ import Testing
         let other = try Store.create(at: f.dir("other").path)
         #expect(throws: CairnStoreError.self) { _ = try asStored.withUnsafeBytes { try other.storeChunks(bundle: $0) } }
         #expect(try other.statistics().chunkCount == 0)
+    }
+
+    /// A receiver rebuilds the deltas it holds the references of and sets the others aside to be
+    /// fetched whole; such a verification can never be stored (its deltas kept no raw bytes).
+    @Test func deltasWithoutTheirReferenceAreSetAsideNotStored() throws {
+        let f = try RegistryFixture()
+        try pushBaseAndFineTune(f, seed: 9)
+        let store = f.registry.store
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
+        let ids = manifest.files.flatMap { $0.chunks.map(\.id) }
+        let plan = try store.planExport(ids, maxBytes: 256 << 20, sendingDeltas: true)
+        var bundle = [UInt8](repeating: 0, count: plan.bound)
+        let n = try bundle.withUnsafeMutableBytes { try store.export(plan, into: $0) }
+        let entries = try bundle.withUnsafeBytes { try ChunkBundle.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), maxChunk: 1 << 24, allowingDeltas: true) }
+        let deltaIDs = Set(entries.filter { $0.codecRaw == Codec.delta.rawValue }.map(\.id))
+        #expect(!deltaIDs.isEmpty)
+
+        // A receiver holding no reference: every delta set aside, every other chunk verified.
+        let receiver = try Store.create(at: f.dir("receiver").path)
+        let unbuilt = Store.UnbuiltDeltas()
+        let verifiedIDs = Mutex(Set<SHA256Digest>())
+        let verified = try bundle.withUnsafeBytes { raw in
+            try receiver.verifyBundle(
+                UnsafeRawBufferPointer(rebasing: raw[0..<n]), compressRaw: false, references: { _, _, _ in nil }, unbuilt: unbuilt
+            ) { id, _ in verifiedIDs.withLock { _ = $0.insert(id) } }
+        }
+        #expect(Set(unbuilt.all.map(\.chunk.id)) == deltaIDs)
+        #expect(unbuilt.all.allSatisfy { !$0.referenceDiffers })
+        #expect(verifiedIDs.withLock { $0 } == Set(entries.map(\.id)).subtracting(deltaIDs))
+        let upload = try ChunkUpload(store: receiver)
+        #expect(throws: CairnStoreError.self) { _ = try bundle.withUnsafeBytes { try upload.stage(verified, bundle: UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        upload.abandon()
+
+        // Holding the references (the sender's own store): every delta rebuilt and verified.
+        let all = Mutex(Set<SHA256Digest>())
+        let none = Store.UnbuiltDeltas()
+        _ = try bundle.withUnsafeBytes { raw in
+            try store.verifyBundle(
+                UnsafeRawBufferPointer(rebasing: raw[0..<n]), compressRaw: false,
+                references: { id, length, ctx in try? store.loadReference(id, length: length, context: ctx) }, unbuilt: none
+            ) { id, _ in all.withLock { _ = $0.insert(id) } }
+        }
+        #expect(none.all.isEmpty)
+        #expect(all.withLock { $0 } == Set(entries.map(\.id)))
     }
 
     @Test func fineTuneOfAFineTuneStaysOneDeepAndSurvivesItsParentsDeletion() throws {

@@ -68,8 +68,9 @@ import Testing
     }
 
     @Test func aParentFileEditedInPlaceMakesThePullFetchTheChunksWhole() async throws {
-        // The parent's cached files give the deltas' references; one edited in place gives wrong
-        // ones: the rebuilt chunks do not verify, the pull stops asking for deltas and starts again.
+        // The parent's cached files give the unchanged chunks and the deltas' references; edited in
+        // place, they give wrong ones: the files are dropped, deltas that cannot be rebuilt are
+        // fetched whole, and the pull still writes the fine-tune exactly.
         let (_, f, _, variant) = try await Self.withFineTune { f, url, cache in
             _ = try Self.pull(url, f, cache: cache, "m@1", to: "base-out")
             for shard in FixtureModels.baseShardFiles {
