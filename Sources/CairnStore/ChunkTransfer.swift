@@ -460,13 +460,10 @@ extension Store {
                 }
                 let target = target()
                 do {
-                    try ByteGrouping.decode(
-                        UnsafeRawBufferPointer(rebasing: data[32...]), rotate: false, into: target, planes: ctx.planes.memory,
-                        decompressor: ctx.decompressor)
+                    try Self.rebuildDelta(data, reference: base, into: target, context: ctx)
                 } catch {
                     throw mismatch("cannot be decoded (\(error))")
                 }
-                ByteGrouping.add(target, reference: base, elementSize: Int(data[32]))
                 ctx.hasher.update(UnsafeRawBufferPointer(target))
                 guard ctx.hasher.finalize() == e.id else { return try unusable(differs: true) }
                 try onVerified?(e.id, UnsafeRawBufferPointer(target))

@@ -514,14 +514,10 @@ extension Store {
                 throw fail("is stored as a delta against chunk \(reference.hex), which cannot be read: \(error.message)")
             }
             do {
-                try ByteGrouping.decode(
-                    UnsafeRawBufferPointer(rebasing: data[32...]), rotate: false, into: target, planes: ctx.planes.memory,
-                    decompressor: ctx.decompressor)
+                try Self.rebuildDelta(data, reference: base, into: target, context: ctx)
             } catch {
                 throw fail("cannot be decoded (\(error)); the pack is corrupt")
             }
-            let elementSize = Int(data[32])
-            ByteGrouping.add(target, reference: base, elementSize: elementSize)
         case nil:
             throw fail("uses unknown codec \(header.codecRaw) (written by a newer cairn?)")
         }
@@ -531,6 +527,18 @@ extension Store {
         guard digest == expected.id else {
             throw fail("is corrupt: its SHA-256 is \(digest.shortHex)…, expected \(expected.id.shortHex)…")
         }
+    }
+
+    /// Rebuilds a chunk stored as a delta — `data`: its reference's id [32], then the byte planes of
+    /// the difference — from the reference's raw bytes, into `target`. Not verified here.
+    static func rebuildDelta(
+        _ data: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer,
+        context ctx: WorkerContext
+    ) throws {
+        try ByteGrouping.decode(
+            UnsafeRawBufferPointer(rebasing: data[32...]), rotate: false, into: target, planes: ctx.planes.memory,
+            decompressor: ctx.decompressor)
+        ByteGrouping.add(target, reference: reference, elementSize: Int(data[32]))
     }
 
     /// Reads, decodes and verifies a delta's reference chunk into `ctx.reference`. References are

@@ -104,19 +104,9 @@ import Testing
         #expect(try f.registry.store.verify(deep: true).isHealthy)
     }
 
-    /// What a server sends from files (`sendfile`) is the bundle `export` writes, byte for byte:
-    /// chunks stored as they are named by their range in a pack, deltas decoded into the bytes.
-    @Test func exportPiecesAssembleTheExportedBundle() throws {
-        let f = try RegistryFixture()
-        try pushBaseAndFineTune(f, seed: 7)
-        #expect((try codecs(f)["delta"] ?? 0) > 0)
-        let store = f.registry.store
-        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
-        let ids = manifest.files.flatMap { $0.chunks.map(\.id) }
-        let plan = try store.planExport(ids, maxBytes: 256 << 20)
-        let expected = try store.exportChunks(ids, maxBytes: 256 << 20)
-        let pieces = try store.exportPieces(plan)
-        defer { pieces.descriptors.forEach { close($0) } }
+    /// The bundle export pieces describe, read from the packs they name; and how many of its bytes
+    /// came from the packs.
+    static func assemble(_ pieces: Store.ExportPieces) -> (bytes: [UInt8], fromPacks: Int) {
         var assembled: [UInt8] = []
         var fromPacks = 0
         for piece in pieces.pieces {
@@ -131,6 +121,23 @@ import Testing
                 fromPacks += length
             }
         }
+        return (assembled, fromPacks)
+    }
+
+    /// What a server sends from files (`sendfile`) is the bundle `export` writes, byte for byte:
+    /// chunks stored as they are named by their range in a pack, deltas decoded into the bytes.
+    @Test func exportPiecesAssembleTheExportedBundle() throws {
+        let f = try RegistryFixture()
+        try pushBaseAndFineTune(f, seed: 7)
+        #expect((try codecs(f)["delta"] ?? 0) > 0)
+        let store = f.registry.store
+        let manifest = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "m@2")))
+        let ids = manifest.files.flatMap { $0.chunks.map(\.id) }
+        let plan = try store.planExport(ids, maxBytes: 256 << 20)
+        let expected = try store.exportChunks(ids, maxBytes: 256 << 20)
+        let pieces = try store.exportPieces(plan)
+        defer { pieces.descriptors.forEach { close($0) } }
+        let (assembled, fromPacks) = Self.assemble(pieces)
         #expect(pieces.size == expected.count)
         #expect(assembled == expected)
         // Both kinds: the fine-tune's deltas are decoded, its unchanged chunks come from the packs.
@@ -153,18 +160,7 @@ import Testing
             // The pieces a server sends from files are the same bundle, byte for byte.
             let pieces = try store.exportPieces(plan)
             defer { pieces.descriptors.forEach { close($0) } }
-            var assembled: [UInt8] = []
-            for piece in pieces.pieces {
-                switch piece {
-                case .bytes(let range):
-                    assembled += pieces.bytes[range]
-                case .pack(let file, let offset, let length):
-                    var bytes = [UInt8](repeating: 0, count: length)
-                    _ = bytes.withUnsafeMutableBytes { pread(pieces.descriptors[file], $0.baseAddress!, length, off_t(offset)) }
-                    assembled += bytes
-                }
-            }
-            #expect(assembled == Array(out[0..<n]))
+            #expect(Self.assemble(pieces).bytes == Array(out[0..<n]))
             return Array(out[0..<n])
         }
         let asStored = try bundle(true)
