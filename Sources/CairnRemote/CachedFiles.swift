@@ -71,14 +71,20 @@ struct CachedFiles: Sendable {
         let fd = open(path(of: place.file), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
+        return Self.readFully(fd, into: target, at: place.offset) == target.count
+    }
+
+    /// Reads `target.count` bytes at `offset` of `fd` (-1: nothing); returns how many it got
+    /// before the end of the file or an error.
+    static func readFully(_ fd: Int32, into target: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
         var done = 0
-        while done < target.count {
-            let n = pread(fd, target.baseAddress! + done, target.count - done, off_t(place.offset) + off_t(done))
+        while fd >= 0, done < target.count {
+            let n = pread(fd, target.baseAddress! + done, target.count - done, off_t(offset) + off_t(done))
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
+            guard n > 0 else { break }
             done += n
         }
-        return true
+        return done
     }
 
     /// Links each of `files`, just written under `directory` and verified, into the cache (copies it
@@ -245,17 +251,12 @@ final class CachedFileBundle: PendingBundle, @unchecked Sendable {
                 descriptors[place.file] = fd
                 return fd
             }()
-            var done = 0
-            while done < place.length {
-                let n = fd < 0 ? 0 : pread(fd, out.baseAddress! + at + done, place.length - done, off_t(place.offset) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    // Gone, shortened or unreadable since it was located: zeros, which do not
-                    // verify, so the file is dropped and its chunks fetched instead.
-                    (out.baseAddress! + at + done).initializeMemory(as: UInt8.self, repeating: 0, count: place.length - done)
-                    break
-                }
-                done += n
+            let target = UnsafeMutableRawBufferPointer(start: out.baseAddress! + at, count: place.length)
+            let got = CachedFiles.readFully(fd, into: target, at: place.offset)
+            if got < place.length {
+                // Gone, shortened or unreadable since it was located: zeros, which do not verify,
+                // so the file is dropped and its chunks fetched instead.
+                (target.baseAddress! + got).initializeMemory(as: UInt8.self, repeating: 0, count: place.length - got)
             }
             at += place.length
         }

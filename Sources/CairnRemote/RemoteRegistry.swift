@@ -1174,9 +1174,8 @@ struct ServerChunks: ChunkFetcher {
     func startFetch(_ chunks: [ChunkRef], deltas: Bool) throws -> [any PendingBundle] {
         let batches = RemoteRegistry.batches(
             chunks.map { Int($0.length) }, limit: max(config.maxBatchBytes / 2, config.chunker.max), maxCount: config.maxBatchIDs)
-        let path = "/v1/chunks/fetch" + (deltas ? "?deltas=1" : "")
         if let sockets = remote.socketClient {
-            return batches.map { sockets.post(path, body: ByteBuffer(bytes: ChunkIDList.encode(chunks[$0].map(\.id)))) }
+            return batches.map { sockets.fetch(ChunkIDList.encode(chunks[$0].map(\.id)), deltas: deltas) }
         }
         return try batches.map { range in
             let batch = chunks[range].map(\.id)
@@ -1184,7 +1183,8 @@ struct ServerChunks: ChunkFetcher {
             return FetchedBundle(
                 remote: remote, collector: collector,
                 future: try remote.start(
-                    .POST, path, body: .bytes(ChunkIDList.encode(batch)), contentType: "application/octet-stream",
+                    .POST, "/v1/chunks/fetch" + (deltas ? "?deltas=1" : ""), body: .bytes(ChunkIDList.encode(batch)),
+                    contentType: "application/octet-stream",
                     collector: collector))
         }
     }

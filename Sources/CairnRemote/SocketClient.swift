@@ -37,9 +37,10 @@ final class SocketClient: Sendable {
         self.lanes = (0..<lanes).map { Lane(index: $0) }
     }
 
-    /// Starts fetching the chunks whose ids (``ChunkIDList``) are `body`, as one bundle.
-    func fetch(_ body: [UInt8]) -> SocketReply {
-        post("/v1/chunks/fetch", body: ByteBuffer(bytes: body))
+    /// Starts fetching the chunks whose ids (``ChunkIDList``) are `body`, as one bundle (with
+    /// `deltas`, chunks stored as deltas come as such).
+    func fetch(_ body: [UInt8], deltas: Bool = false) -> SocketReply {
+        post("/v1/chunks/fetch" + (deltas ? "?deltas=1" : ""), body: ByteBuffer(bytes: body))
     }
 
     /// Starts a POST of `body` (`application/octet-stream`) to `path` (with its query), on the
