@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "CairnFixtures", targets: ["CairnFixtures"]),
         .library(name: "CairnServer", targets: ["CairnServer"]),
         .library(name: "CairnRemote", targets: ["CairnRemote"]),
+        .library(name: "CairnAPI", targets: ["CairnAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,11 +40,14 @@ let package = Package(
         .target(name: "CairnFormats"),
         // Models, versions and their records, on top of the engine.
         .target(name: "CairnRegistry", dependencies: ["CairnStore", "CairnFormats", "Digest"]),
+        // What client and server share: the JSON bodies of the API, the error vocabulary's statuses
+        // and exit codes, chunk id lists, path encoding. No HTTP library.
+        .target(name: "CairnAPI", dependencies: ["CairnRegistry", "CairnStore", "Digest"]),
         // The HTTP server (Hummingbird 2): REST API under /v1, chunk protocol, files with Range, tokens.
         .target(
             name: "CairnServer",
             dependencies: [
-                "CairnRegistry", "CairnStore", "CairnRemote", "Digest",
+                "CairnAPI", "CairnRegistry", "CairnStore", "Digest",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -58,7 +62,7 @@ let package = Package(
         .target(
             name: "CairnRemote",
             dependencies: [
-                "CairnRegistry", "CairnStore", "Digest",
+                "CairnAPI", "CairnRegistry", "CairnStore", "Digest",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -71,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnRegistry", "CairnStore", "CairnFixtures", "CairnServer", "CairnRemote",
+                "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "CairnServer", "CairnRemote",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -86,7 +90,7 @@ let package = Package(
         .testTarget(
             name: "CairnServerTests",
             dependencies: [
-                "CairnServer", "CairnRemote", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest", "cairn",
+                "CairnServer", "CairnRemote", "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest", "cairn",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -65,7 +65,7 @@ public struct Glob: Sendable, Equatable, CustomStringConvertible {
 
 /// Which files of a version to take: all that match an include pattern (all, when there is none)
 /// and no exclude pattern.
-public struct FileSelection: Sendable, Equatable {
+public struct FileSelection: Sendable, Equatable, CustomStringConvertible {
     public var include: [Glob]
     public var exclude: [Glob]
 
@@ -75,6 +75,14 @@ public struct FileSelection: Sendable, Equatable {
     }
 
     public var selectsEverything: Bool { include.isEmpty && exclude.isEmpty }
+
+    /// The patterns, for messages: `include *.safetensors, config.json; exclude *.bin`.
+    public var description: String {
+        var parts: [String] = []
+        if !include.isEmpty { parts.append("include " + include.map(\.pattern).joined(separator: ", ")) }
+        if !exclude.isEmpty { parts.append("exclude " + exclude.map(\.pattern).joined(separator: ", ")) }
+        return parts.isEmpty ? "everything" : parts.joined(separator: "; ")
+    }
 
     public func contains(_ path: String) -> Bool {
         (include.isEmpty || include.contains { $0.matches(path) }) && !exclude.contains { $0.matches(path) }

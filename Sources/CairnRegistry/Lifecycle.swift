@@ -72,7 +72,7 @@ extension Registry {
                 var hint = "allowed moves are experimental → staging → production, archived → staging, and any stage → archived"
                 if version.stage == .experimental && target == .production { hint = "promote it to staging first" }
                 if version.stage == .archived && target == .production {
-                    hint = "promote it to staging first" + (version.everProduction ? ", or return it with `cairn rollback \(model.name) --to \(version.version)`" : "")
+                    hint = "promote it to staging first" + (version.everProduction ? ", or return it to production with a rollback of \(model.name) to version \(version.version)" : "")
                 }
                 throw RegistryError(.refused, "cannot promote \(ref) from \(version.stage.rawValue) to \(target.rawValue): \(hint)")
             }
@@ -171,7 +171,7 @@ extension Registry {
         try ModelName.validate(name)
         try Self.validateActor(actor)
         guard let reason = Self.normalizedReason(reason) else {
-            throw RegistryError(.invalidArgument, "a rollback needs a reason (--reason)")
+            throw RegistryError(.invalidArgument, "a rollback needs a reason")
         }
         return try write { txn in
             var model = try self.model(name, in: txn)

@@ -291,13 +291,26 @@ public final class Registry: @unchecked Sendable {
         _ version: VersionRecord, to directory: String, paths: [String]? = nil, selection: FileSelection? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws -> [FileEntry] {
-        let manifest = try manifest(of: version)
+        let files = try Self.files(of: try manifest(of: version), version: version, paths: paths, selection: selection)
+        try storeCall {
+            try store.restore(files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress)
+        }
+        return files
+    }
+
+    /// The files of a version a pull writes: all, those `selection` matches, or those at `paths`.
+    /// The one rule local and remote pulls share.
+    ///
+    /// - Throws: ``RegistryError`` with `.notFound` when the selection matches no file or a path is
+    ///   not in the version.
+    public static func files(
+        of manifest: Manifest, version: VersionRecord, paths: [String]?, selection: FileSelection?
+    ) throws -> [FileEntry] {
         var files = manifest.files
         if let selection, !selection.selectsEverything {
             files = files.filter { selection.contains($0.path) }
             guard !files.isEmpty else {
-                let patterns = (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
-                throw RegistryError(.notFound, "no file of \(version.reference) matches \(patterns.joined(separator: " "))")
+                throw RegistryError(.notFound, "no file of \(version.reference) matches \(selection)")
             }
         }
         if let paths {
@@ -307,9 +320,6 @@ public final class Registry: @unchecked Sendable {
                 }
                 return file
             }
-        }
-        try storeCall {
-            try store.restore(files, to: directory, context: "model \(version.model) version \(version.version)", progress: progress)
         }
         return files
     }

@@ -206,7 +206,7 @@ extension VersionContentReader {
             if !matching.isEmpty { plans.append(TensorFilePlan(file: file, header: header, tensors: matching)) }
         }
         guard !plans.isEmpty else {
-            var what = "no tensor of \(version.reference) matches " + patterns.map { "--tensor \($0)" }.joined(separator: " ")
+            var what = "no tensor of \(version.reference) matches " + patterns.joined(separator: ", ")
             if let selection, !selection.selectsEverything { what += " in the selected files" }
             throw RegistryError(.notFound, what)
         }

@@ -1,3 +1,4 @@
+import CairnAPI
 import CairnRegistry
 import CairnStore
 
@@ -49,7 +50,7 @@ extension RemoteRegistry: VersionContentReader {
                     try fetchIntoCache([overlapping])
                     continue
                 }
-                throw RegistryError(error.code == .notFound ? .notFound : error.code == .corruption ? .corruption : .io, error.message)
+                throw RegistryError(error.code, error.message)
             }
         }
     }

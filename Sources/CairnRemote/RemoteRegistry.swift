@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CairnAPI
 import CairnRegistry
 import CairnStore
 import Digest
@@ -11,24 +12,6 @@ import Synchronization
 
 /// An error a server returned (or failing to reach it) that has no ``RegistryError`` equivalent:
 /// `unauthenticated` (401), `forbidden` (403), `too_large` (413), `missing_chunks` (409), …
-public struct RemoteError: Error, CustomStringConvertible, Sendable {
-    /// The HTTP status, 0 when the server could not be reached.
-    public let status: Int
-    public let code: String
-    public let message: String
-    /// For `missing_chunks`: the chunks the server lacks.
-    public let missing: [SHA256Digest]
-
-    public init(status: Int, code: String, message: String, missing: [SHA256Digest] = []) {
-        self.status = status
-        self.code = code
-        self.message = message
-        self.missing = missing
-    }
-
-    public var description: String { message }
-}
-
 /// The registry on a `cairn serve` server, with the same operations as a local ``Registry``.
 ///
 /// ```swift
@@ -193,7 +176,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         do {
             reply = try future.wait()
         } catch {
-            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach \(baseURL): \(Self.reason(error))")
+            throw RemoteError(status: 0, code: .unreachable, message: "cannot reach \(baseURL): \(Self.reason(error))")
         }
         if reply.status >= 400 { throw Self.error(from: reply) }
         return reply
@@ -249,7 +232,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         } catch {
             throw RemoteError(
                 status: reply.status,
-                code: "bad_response",
+                code: .badResponse,
                 message: "unexpected reply from \(baseURL)\(path): \(error)"
             )
         }
@@ -262,25 +245,14 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let text = String(decoding: reply.body.readableBytesView.prefix(200), as: UTF8.self)
             return RemoteError(
                 status: reply.status,
-                code: "http_\(reply.status)",
+                code: ErrorCode(code: nil, status: reply.status),
                 message: "server answered \(reply.status): \(text)"
             )
         }
         let e = body.error
-        let mapped: RegistryError.Code? =
-            switch e.code {
-            case "not_found": .notFound
-            case "invalid_argument": .invalidArgument
-            case "refused": .refused
-            case "conflict": .conflict
-            case "corruption": .corruption
-            case "io": .io
-            default: nil
-            }
-        if let mapped { return RegistryError(mapped, e.message) }
         return RemoteError(
             status: reply.status,
-            code: e.code,
+            code: ErrorCode(code: e.code, status: reply.status),
             message: e.message,
             missing: (e.missing ?? []).compactMap { SHA256Digest(hex: $0) }
         )
@@ -335,7 +307,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             guard let list = reply.body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
                 throw RemoteError(
                     status: reply.status,
-                    code: "bad_response",
+                    code: .badResponse,
                     message: "malformed id list from \(baseURL)"
                 )
             }
@@ -364,7 +336,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let reply: Reply
             do {
                 reply = try finish(pending.future)
-            } catch let error as RemoteError where error.code == "chunk_mismatch" {
+            } catch let error as RemoteError where error.code == .chunkMismatch {
                 throw RemoteError(
                     status: error.status,
                     code: error.code,
@@ -470,7 +442,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             let reply: Reply
             do {
                 reply = try pending.response.wait(self)
-            } catch let error as RemoteError where error.code == "chunk_mismatch" {
+            } catch let error as RemoteError where error.code == .chunkMismatch {
                 throw RemoteError(
                     status: error.status, code: error.code,
                     message: "\(error.message) (did a file change while it was being pushed? push again)")
@@ -479,11 +451,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             guard pending.chunks.contains(where: { $0.chunk.id == .zero }) else { return }
             let ids = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data).ids ?? []
             guard ids.count == pending.chunks.count else {
-                throw RemoteError(status: 0, code: "protocol", message: "the server assigned \(ids.count) chunk ids for \(pending.chunks.count) chunks")
+                throw RemoteError(status: 0, code: .badResponse, message: "the server assigned \(ids.count) chunk ids for \(pending.chunks.count) chunks")
             }
             for (chunk, hex) in zip(pending.chunks, ids) where chunk.chunk.id == .zero {
                 guard let id = SHA256Digest(hex: hex) else {
-                    throw RemoteError(status: 0, code: "protocol", message: "the server assigned an invalid chunk id \(hex)")
+                    throw RemoteError(status: 0, code: .badResponse, message: "the server assigned an invalid chunk id \(hex)")
                 }
                 var chunk = chunk
                 chunk.chunk.id = id
@@ -552,7 +524,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 let result = try json(.POST, Self.modelPath(request.model) + "/versions", body: body, as: PushResult.self)
                 committed = true
                 return PushReport(result: result, transferredBytes: sent)
-            } catch let error as RemoteError where error.code == "missing_chunks" && attempt < 3 {
+            } catch let error as RemoteError where error.code == .missingChunks && attempt < 3 {
                 // A garbage collection on the server dropped chunks this push found there.
                 let again = try upload(
                     tree.chunkSources(Set(error.missing)), config: config, into: uploadID, progress: progress)
@@ -562,7 +534,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                 throw error
             }
         }
-        throw RemoteError(status: 409, code: "missing_chunks", message: "chunks kept disappearing on the server; push again")
+        throw RemoteError(status: 409, code: .missingChunks, message: "chunks kept disappearing on the server; push again")
     }
 
 
@@ -601,7 +573,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         guard let past = try decodeVersion(reply).past else {
             throw RemoteError(
                 status: reply.status,
-                code: "bad_response",
+                code: .badResponse,
                 message: "the server did not answer for a point in time"
             )
         }
@@ -614,7 +586,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         } catch {
             throw RemoteError(
                 status: reply.status,
-                code: "bad_response",
+                code: .badResponse,
                 message: "unexpected version document from \(baseURL): \(error)"
             )
         }
@@ -648,7 +620,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         let path = query.model.map { Self.modelPath($0) + "/versions" } ?? "/v1/versions"
         let reply = try call(.GET, path, query: items)
         guard let array = try JSONSerialization.jsonObject(with: reply.data) as? [Any] else {
-            throw RemoteError(status: reply.status, code: "bad_response", message: "expected a list of versions")
+            throw RemoteError(status: reply.status, code: .badResponse, message: "expected a list of versions")
         }
         return try array.map { try VersionDocument.decode(try JSONSerialization.data(withJSONObject: $0)).info }
     }
@@ -829,7 +801,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
                         at: path,
                         config: StoreConfig(chunker: config.chunker, compressionLevel: config.compressionLevel)
                     )
-                } catch let error as CairnStoreError where error.code == .alreadyExists {
+                } catch let error as CairnStoreError where error.code == .conflict {
                     store = try Store.open(at: path)  // another process created it meanwhile
                 }
             }
@@ -954,27 +926,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         selection: FileSelection?,
         progress: ((TransferProgress) -> Void)?
     ) throws -> [FileEntry] {
-        let manifest = try manifest(of: version)
-        var files = manifest.files
-        if let selection, !selection.selectsEverything {
-            files = files.filter { selection.contains($0.path) }
-            guard !files.isEmpty else {
-                let patterns =
-                    (selection.include.map { "--include \($0)" } + selection.exclude.map { "--exclude \($0)" })
-                throw RegistryError(
-                    .notFound,
-                    "no file of \(version.reference) matches \(patterns.joined(separator: " "))"
-                )
-            }
-        }
-        if let paths {
-            files = try paths.map { path in
-                guard let file = manifest.file(path) else {
-                    throw RegistryError(.notFound, "\(version.reference) has no file \(path)")
-                }
-                return file
-            }
-        }
+        let files = try Registry.files(of: try manifest(of: version), version: version, paths: paths, selection: selection)
         // The files are restored from the cache as from a local store; the chunks it lacks are read
         // from the files earlier pulls kept in it, or fetched from the server, window by window as
         // they are needed, and verified once. Where the written files can be linked into the cache
@@ -1039,7 +991,7 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
             guard reply.body.readableBytes == current.window.count else {
                 throw RemoteError(
                     status: reply.status,
-                    code: "bad_response",
+                    code: .badResponse,
                     message: "asked for \(current.window.count) bytes of \(path), got \(reply.body.readableBytes)"
                 )
             }

@@ -134,7 +134,7 @@ final class SocketClient: Sendable {
             let status = getaddrinfo(client.host, String(client.port), &hints, &list)
             guard status == 0, let first = list else {
                 throw RemoteError(
-                    status: 0, code: "unreachable",
+                    status: 0, code: .unreachable,
                     message: "cannot reach \(client.baseURL): \(String(cString: gai_strerror(status)))")
             }
             defer { freeaddrinfo(list) }
@@ -161,7 +161,7 @@ final class SocketClient: Sendable {
                 return fd
             }
             throw RemoteError(
-                status: 0, code: "unreachable", message: "cannot reach \(client.baseURL): \(String(cString: strerror(failure)))")
+                status: 0, code: .unreachable, message: "cannot reach \(client.baseURL): \(String(cString: strerror(failure)))")
         }
     }
 
@@ -376,7 +376,7 @@ final class SocketReply: PendingBundle, @unchecked Sendable {
         switch result! {
         case .success(let buffer): return buffer
         case .failure(let error as SocketClient.SocketFailure):
-            throw RemoteError(status: 0, code: "unreachable", message: "cannot reach the server: \(error)")
+            throw RemoteError(status: 0, code: .unreachable, message: "cannot reach the server: \(error)")
         case .failure(let error): throw error
         }
     }

@@ -1,5 +1,5 @@
+import CairnAPI
 import CairnRegistry
-import CairnRemote
 import CairnStore
 import Foundation
 import Hummingbird
@@ -18,79 +18,65 @@ import NIOCore
 /// | 416 | `range_not_satisfiable` |
 /// | 422 | `refused` (a gate, a forbidden stage move), `chunk_mismatch` (a chunk that does not hash to its id) |
 /// | 500 | `corruption`, `io`, `internal` |
-public struct APIError: HTTPResponseError, CustomStringConvertible, Sendable {
-    public var status: HTTPResponse.Status
-    public var code: String
+public struct APIError: HTTPResponseError, CodedError {
+    public var code: ErrorCode
     public var message: String
     public var missing: [String]?
     public var headers: HTTPFields = [:]
+    /// The reply's status: the code's own (``ErrorCode/httpStatus``) unless a foreign HTTP error
+    /// (a method not allowed, say) brought its own.
+    public var status: HTTPResponse.Status
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, missing: [String]? = nil) {
-        self.status = status
+    public init(_ code: ErrorCode, _ message: String, missing: [String]? = nil) {
         self.code = code
         self.message = message
         self.missing = missing
+        self.status = HTTPResponse.Status(code: code.httpStatus)
     }
 
-    public var description: String { "\(status.code) \(code): \(message)" }
+    public var description: String { "\(status.code) \(code.rawValue): \(message)" }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = try JSONEncoder().encode(ErrorBody(code: code, message: message, missing: missing))
+        let body = try JSONEncoder().encode(ErrorBody(code: code.rawValue, message: message, missing: missing))
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func unauthenticated(_ message: String) -> APIError {
-        var e = APIError(.unauthorized, "unauthenticated", message)
+        var e = APIError(.unauthenticated, message)
         e.headers[.wwwAuthenticate] = "Bearer realm=\"cairn\""
         return e
     }
 
-    static func forbidden(_ message: String) -> APIError { APIError(.forbidden, "forbidden", message) }
+    static func forbidden(_ message: String) -> APIError { APIError(.forbidden, message) }
 
-    static func badRequest(_ message: String) -> APIError { APIError(.badRequest, "invalid_argument", message) }
+    static func badRequest(_ message: String) -> APIError { APIError(.invalidArgument, message) }
 
-    static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
+    static func notFound(_ message: String) -> APIError { APIError(.notFound, message) }
 
     /// The API error for any error a handler threw.
     static func from(_ error: any Error) -> APIError {
         switch error {
         case let e as APIError:
             return e
-        case let e as RegistryError:
-            switch e.code {
-            case .notFound: return APIError(.notFound, "not_found", e.message)
-            case .invalidArgument: return APIError(.badRequest, "invalid_argument", e.message)
-            case .refused: return APIError(.unprocessableContent, "refused", e.message)
-            case .conflict: return APIError(.conflict, "conflict", e.message)
-            case .corruption: return APIError(.internalServerError, "corruption", e.message)
-            case .io: return APIError(.internalServerError, "io", e.message)
-            }
         case let e as MissingChunksError:
-            return APIError(.conflict, "missing_chunks", e.description, missing: e.ids.map(\.hex))
-        case let e as CairnStoreError:
-            switch e.code {
-            case .notFound: return APIError(.notFound, "not_found", e.message)
-            case .invalidArgument, .unsafePath: return APIError(.badRequest, "invalid_argument", e.message)
-            case .corruption: return APIError(.internalServerError, "corruption", e.message)
-            case .io: return APIError(.internalServerError, "io", e.message)
-            case .alreadyExists, .conflict: return APIError(.conflict, "conflict", e.message)
-            }
+            return APIError(.missingChunks, e.message, missing: e.ids.map(\.hex))
+        case let e as any CodedError:
+            return APIError(e.code, e.message)
         case let e as DecodingError:
-            return APIError(.badRequest, "invalid_argument", "malformed JSON body: \(Self.describe(e))")
+            return APIError(.invalidArgument, "malformed JSON body: \(Self.describe(e))")
         case let e as HTTPError:
-            switch e.status {
-            case .contentTooLarge:
-                return APIError(.contentTooLarge, "too_large", e.body ?? "the request body is too large")
-            case .notFound: return APIError(.notFound, "not_found", e.body ?? "not found")
-            case .badRequest: return APIError(.badRequest, "invalid_argument", e.body ?? "bad request")
-            default: return APIError(e.status, "http_\(e.status.code)", e.body ?? e.status.reasonPhrase)
-            }
+            let code = ErrorCode(code: nil, status: Int(e.status.code))
+            var mapped = APIError(code, e.body ?? (code == .tooLarge ? "the request body is too large" : e.status.reasonPhrase))
+            mapped.status = e.status
+            return mapped
         case let e as any HTTPResponseError:
-            return APIError(e.status, "http_\(e.status.code)", "\(e)")
+            var mapped = APIError(ErrorCode(code: nil, status: Int(e.status.code)), "\(e)")
+            mapped.status = e.status
+            return mapped
         default:
-            return APIError(.internalServerError, "internal", "\(error)")
+            return APIError(.internal, "\(error)")
         }
     }
 

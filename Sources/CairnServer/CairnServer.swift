@@ -1,5 +1,5 @@
 import CairnRegistry
-import CairnRemote
+import CairnAPI
 import CairnStore
 import Digest
 import Foundation
@@ -443,14 +443,13 @@ extension Request {
             return body
         }
         guard length <= limit else {
-            throw APIError(
-                .contentTooLarge, "too_large", "the request body (\(length) bytes) is over the limit of \(limit) bytes")
+            throw APIError(.tooLarge, "the request body (\(length) bytes) is over the limit of \(limit) bytes")
         }
         let body = pool.take(capacity: length)
         do {
             for try await part in self.body {
                 guard body.count + part.readableBytes <= length else {
-                    throw APIError(.badRequest, "invalid_argument", "the request body is longer than its Content-Length")
+                    throw APIError(.invalidArgument, "the request body is longer than its Content-Length")
                 }
                 part.withUnsafeReadableBytes {
                     UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count...]).copyMemory(from: $0)
@@ -458,7 +457,7 @@ extension Request {
                 body.count += part.readableBytes
             }
             guard body.count == length else {
-                throw APIError(.badRequest, "invalid_argument", "the request body is shorter than its Content-Length")
+                throw APIError(.invalidArgument, "the request body is shorter than its Content-Length")
             }
         } catch {
             pool.give(body)
@@ -470,10 +469,7 @@ extension Request {
     /// The body, at most `limit` bytes (413 beyond).
     mutating func body(upTo limit: Int) async throws -> ByteBuffer {
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw APIError(
-                .contentTooLarge,
-                "too_large",
-                "the request body (\(length) bytes) is over the limit of \(limit) bytes"
+            throw APIError(.tooLarge, "the request body (\(length) bytes) is over the limit of \(limit) bytes"
             )
         }
         if let length = headers[.contentLength].flatMap({ Int($0) }), length > 64 << 10 {
@@ -481,7 +477,7 @@ extension Request {
             var buffer = ByteBufferAllocator().buffer(capacity: length)
             for try await part in self.body {
                 guard buffer.readableBytes + part.readableBytes <= length else {
-                    throw APIError(.badRequest, "invalid_argument", "the request body is longer than its Content-Length")
+                    throw APIError(.invalidArgument, "the request body is longer than its Content-Length")
                 }
                 buffer.writeImmutableBuffer(part)
             }
@@ -490,7 +486,7 @@ extension Request {
         do {
             return try await collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError(.contentTooLarge, "too_large", "the request body is over the limit of \(limit) bytes")
+            throw APIError(.tooLarge, "the request body is over the limit of \(limit) bytes")
         }
     }
 
@@ -537,7 +533,7 @@ final class UploadTable: Sendable {
         let id = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
         try table.withLock { entries in
             guard entries.count < Self.capacity else {
-                throw APIError(.conflict, "conflict", "too many open uploads; try again later")
+                throw APIError(.conflict, "too many open uploads; try again later")
             }
             entries[id] = Entry(upload: upload, user: user, lastUsed: .now)
         }

@@ -1,5 +1,5 @@
 import CairnRegistry
-import CairnRemote
+import CairnAPI
 import Foundation
 import Hummingbird
 

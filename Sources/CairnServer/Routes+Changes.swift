@@ -1,5 +1,5 @@
 import CairnRegistry
-import CairnRemote
+import CairnAPI
 import CairnStore
 import Digest
 import Foundation
@@ -29,7 +29,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
             throw APIError.badRequest("invalid manifest: \(error.message)")
         }
         if let claimed = body.manifestID, claimed != SHA256Digest.hash(Array(bytes)).hex {
-            throw APIError(.unprocessableContent, "manifest_mismatch", "the manifest does not hash to \(claimed)")
+            throw APIError(.manifestMismatch, "the manifest does not hash to \(claimed)")
         }
         let push = body.request(model: model, actor: actor)
         let upload = try body.upload.map { try server.uploads.get($0, user: actor) }

@@ -1,5 +1,5 @@
 import CairnRegistry
-import CairnRemote
+import CairnAPI
 import CairnStore
 import Digest
 import Foundation
@@ -63,7 +63,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             }
         } catch let error as CairnStoreError where error.code == .corruption {
             server.logger.warning("rejected chunk batch", metadata: ["user": "\(actor)", "error": "\(error.message)"])
-            throw APIError(.unprocessableContent, "chunk_mismatch", error.message)
+            throw APIError(.chunkMismatch, error.message)
         }
         server.metrics.recordUpload(
             wireBytes: body.count,
@@ -92,7 +92,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             let size = pieces.size
             server.metrics.recordFetch(wireBytes: size, fromFiles: true)
             guard let marker = server.fileBodies.register(pieces, on: context.channel) else {
-                throw APIError(.serviceUnavailable, "connection_closed", "the connection closed before the reply")
+                throw APIError(.unreachable, "the connection closed before the reply")
             }
             return Response(
                 status: .ok, headers: headers,

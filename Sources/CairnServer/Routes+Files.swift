@@ -55,10 +55,7 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
                 head: isHead
             )
         case .unsatisfiable:
-            var e = APIError(
-                .rangeNotSatisfiable,
-                "range_not_satisfiable",
-                "the range is invalid or outside \(path) (\(file.size) bytes)"
+            var e = APIError(.rangeNotSatisfiable, "the range is invalid or outside \(path) (\(file.size) bytes)"
             )
             e.headers[.contentRange] = "bytes */\(file.size)"
             throw e

@@ -1,5 +1,5 @@
 import CairnRegistry
-import CairnRemote
+import CairnAPI
 import CairnStore
 import Digest
 import Foundation

@@ -248,12 +248,16 @@ public struct ChunkStoreResult: Sendable, Equatable, Codable {
 
 /// Thrown by ``Store/commit(manifest:_:)`` when chunks the manifest references are not indexed
 /// (never uploaded, or dropped by a garbage collection since): upload them and commit again.
-public struct MissingChunksError: Error, CustomStringConvertible, Sendable {
+public struct MissingChunksError: CodedError {
+    /// The chunks that are not stored.
     public let ids: [SHA256Digest]
 
     public init(ids: [SHA256Digest]) { self.ids = ids }
 
-    public var description: String {
+    /// Always ``ErrorCode/missingChunks``.
+    public var code: ErrorCode { .missingChunks }
+
+    public var message: String {
         "\(ids.count) chunk\(ids.count == 1 ? " is" : "s are") not stored (first: \(ids.first?.hex ?? "")); upload \(ids.count == 1 ? "it" : "them") first"
     }
 }
@@ -967,7 +971,7 @@ extension Store {
     /// chunking parameters, but stores nothing: what a client computes before asking a server which
     /// chunks it lacks. Runs on every core with bounded memory (two batches of at least 8 MiB).
     ///
-    /// - Throws: ``CairnStoreError``: `.unsafePath`, `.io`, `.conflict` if a file changes while read.
+    /// - Throws: ``CairnStoreError``: `.invalidArgument`, `.io`, `.conflict` if a file changes while read.
     ///
     /// With `control`, chunk hashing can be turned off between rounds (the ids are then all
     /// zeros, for a receiver that assigns them; see ``ScannedTree/assigning(_:)``). Files are always

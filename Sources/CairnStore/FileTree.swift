@@ -15,7 +15,7 @@ public enum FileTree {
     /// The files under `root`, sorted by relative path. If `root` is itself a regular file, it is the
     /// only entry, under its base name.
     ///
-    /// - Throws: ``CairnStoreError`` with `.unsafePath` for symlinks and special files, `.notFound`
+    /// - Throws: ``CairnStoreError`` with `.invalidArgument` for symlinks and special files, `.notFound`
     ///   when `root` does not exist, `.io` for unreadable directories. Nothing is returned partially.
     public static func scan(_ root: String) throws -> [SourceFile] {
         var st = stat()
@@ -34,9 +34,9 @@ public enum FileTree {
             files.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
             return files
         case S_IFLNK:
-            throw CairnStoreError(.unsafePath, "\(root) is a symlink; push the directory it points to instead")
+            throw CairnStoreError(.invalidArgument, "\(root) is a symlink; push the directory it points to instead")
         default:
-            throw CairnStoreError(.unsafePath, "\(root) is not a regular file or directory")
+            throw CairnStoreError(.invalidArgument, "\(root) is not a regular file or directory")
         }
     }
 
@@ -55,7 +55,7 @@ public enum FileTree {
                 return String(validating: bytes, as: UTF8.self)
             }
             guard let name else {
-                throw CairnStoreError(.unsafePath, "a file name in \(directory) is not valid UTF-8")
+                throw CairnStoreError(.invalidArgument, "a file name in \(directory) is not valid UTF-8")
             }
             if name == "." || name == ".." { continue }
             names.append(name)
@@ -73,10 +73,10 @@ public enum FileTree {
                 try walk(path, prefix: relative, into: &files)
             case S_IFLNK:
                 throw CairnStoreError(
-                    .unsafePath, "\(relative) is a symlink; cairn stores regular files only (nothing was stored)")
+                    .invalidArgument, "\(relative) is a symlink; cairn stores regular files only (nothing was stored)")
             default:
                 throw CairnStoreError(
-                    .unsafePath,
+                    .invalidArgument,
                     "\(relative) is a special file (FIFO, socket or device); cairn stores regular files only (nothing was stored)")
             }
         }

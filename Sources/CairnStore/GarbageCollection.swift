@@ -198,7 +198,7 @@ extension Store {
                 try decodeRecord(
                     UnsafeRawBufferPointer(rebasing: record[0..<got]), expected: ChunkRef(id: id, length: location.rawLength),
                     location: location, into: target, context: ctx
-                ) { CairnStoreError(.corruption, "gc stopped: chunk \(id.hex) \($0); run `cairn verify --deep`") }
+                ) { CairnStoreError(.corruption, "gc stopped: chunk \(id.hex) \($0); a deep verify names every damaged chunk") }
             }
             try writer.append(
                 id: id, codec: Codec(rawValue: location.codecRaw)!, rawLength: Int(location.rawLength),

@@ -55,7 +55,7 @@ extension Store {
     /// Runs on every core: boundaries are found sequentially per file while other threads hash and
     /// compress chunks and write packs. Memory stays bounded (three 8 MiB batches) whatever the size.
     ///
-    /// - Throws: ``CairnStoreError``: `.unsafePath` for symlinks or special files (before anything is
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for symlinks or special files (before anything is
     ///   written), `.io` for read or write failures, `.conflict` if a file changes while it is read.
     public func stage(
         directory: String, planner: ChunkingPlanner? = nil, progress: ((TransferProgress) -> Void)? = nil

@@ -151,11 +151,11 @@ public struct Manifest: Sendable, Equatable {
 
 /// Rules for the relative paths of stored files.
 public enum RelativePath {
-    /// Throws ``CairnStoreError`` with `.unsafePath` unless `path` is a non-empty relative path of
+    /// Throws ``CairnStoreError`` with `.invalidArgument` unless `path` is a non-empty relative path of
     /// non-empty components, none of them `.` or `..`, without NUL, of at most 4096 bytes.
     public static func validate(_ path: String) throws {
         func refuse(_ why: String) -> CairnStoreError {
-            CairnStoreError(.unsafePath, "unsafe path \"\(path)\": \(why)")
+            CairnStoreError(.invalidArgument, "unsafe path \"\(path)\": \(why)")
         }
         if path.isEmpty { throw refuse("empty") }
         if path.utf8.count > 4096 { throw refuse("longer than 4096 bytes") }

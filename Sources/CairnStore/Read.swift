@@ -20,7 +20,7 @@ extension Store {
     /// dropped (``dropPack(holding:)``), or the fetcher's local source it came from
     /// (``ChunkFetcher/dropSource(of:)``), and the restore starts again, fetching those chunks.
     ///
-    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.unsafePath`;
+    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.io`, `.invalidArgument`;
     ///   errors of `fetcher`.
     public func restore(
         _ files: [FileEntry], to directory: String, context: ReadContext = "",
@@ -567,7 +567,7 @@ extension Store {
     }
 
     private func readError(
-        _ code: CairnStoreError.Code, file: FileEntry, chunk: SHA256Digest, context: ReadContext, _ what: String
+        _ code: ErrorCode, file: FileEntry, chunk: SHA256Digest, context: ReadContext, _ what: String
     ) -> CairnStoreError {
         let prefix = context.isEmpty ? "" : "\(context): "
         var error = CairnStoreError(code, "\(prefix)file \(file.path): chunk \(chunk.hex) \(what)")

@@ -40,16 +40,16 @@ public final class Store: @unchecked Sendable {
 
     /// Creates a new, empty store at `root` (the directory may exist but must be empty).
     ///
-    /// - Throws: ``CairnStoreError`` with `.alreadyExists` if a store is already there.
+    /// - Throws: ``CairnStoreError`` with `.conflict` if a store is already there.
     @discardableResult
     public static func create(at root: String, config: StoreConfig = StoreConfig()) throws -> Store {
         try config.validate()
         let root = Self.normalize(root)
         if FileIO.exists(root + "/config.json") {
-            throw CairnStoreError(.alreadyExists, "a cairn store already exists at \(root)")
+            throw CairnStoreError(.conflict, "a cairn store already exists at \(root)")
         }
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: root), !entries.isEmpty {
-            throw CairnStoreError(.alreadyExists, "\(root) is not empty; a new store needs an empty or new directory")
+            throw CairnStoreError(.conflict, "\(root) is not empty; a new store needs an empty or new directory")
         }
         try FileIO.makeDirectories(root + "/packs")
         try FileIO.makeDirectories(root + "/tmp")

@@ -1,27 +1,10 @@
 import Digest
 import Glibc
 
-/// An error from the store. `code` says what kind of failure it is (what a caller can act on);
-/// `message` is one line for a person.
-public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable {
-        /// A named thing (store, chunk, manifest, file) does not exist.
-        case notFound
-        /// The caller asked for something invalid (a bad range, a bad name, a bad config).
-        case invalidArgument
-        /// A path escapes its tree, is a symlink or a special file.
-        case unsafePath
-        /// Stored bytes do not match their SHA-256, or a structure on disk is malformed.
-        case corruption
-        /// The operating system refused an I/O operation.
-        case io
-        /// Something already exists (e.g. `init` on an existing store).
-        case alreadyExists
-        /// Another process changed the store in a way that conflicts with this operation.
-        case conflict
-    }
-
-    public let code: Code
+/// An error from the store: a ``ErrorCode`` (what a caller can act on) and a one-line `message`
+/// for a person.
+public struct CairnStoreError: CodedError {
+    public let code: ErrorCode
     public let message: String
     /// For `.corruption` found in a chunk (stored, or in a bundle being verified): that chunk.
     public internal(set) var damagedChunk: SHA256Digest?
@@ -29,12 +12,10 @@ public struct CairnStoreError: Error, CustomStringConvertible, Sendable {
     /// (``ChunkFetcher/verifying(_:_:)``): the read can start again and fetch it instead.
     public internal(set) var droppedSource = false
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: ErrorCode, _ message: String) {
         self.code = code
         self.message = message
     }
-
-    public var description: String { message }
 
     /// The same error with `context` put in front of its message ("model m@3: …").
     public func prefixed(_ context: String) -> CairnStoreError {

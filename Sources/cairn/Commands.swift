@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnAPI
 import CairnRemote
 import CairnStore
 import Foundation

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnRegistry
+import CairnAPI
 import CairnRemote
 import CairnStore
 import Foundation
@@ -83,7 +84,8 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// Runs a command body; prints any error as one `error:` line on stderr and exits non-zero.
+/// Runs a command body; prints any error as one `error:` line on stderr and exits with the code
+/// its ``ErrorCode`` stands for (docs/cli.md).
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -92,45 +94,13 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as ValidationError {
         // A bad option value found while running: one `error:` line, usage exit code.
         printError(error.message)
-        throw ExitCode(2)
-    } catch let error as RegistryError {
+        throw ExitCode(ErrorCode.invalidArgument.exitCode)
+    } catch let error as any CodedError {
         printError(error.message)
-        throw ExitCode(exitCode(for: error.code))
-    } catch let error as CairnStoreError {
-        printError(error.message)
-        throw ExitCode(error.code == .notFound ? 3 : error.code == .corruption ? 4 : 1)
-    } catch let error as RemoteError {
-        printError(error.message)
-        throw ExitCode(exitCode(for: error))
-    } catch let error as MissingChunksError {
-        printError(error.description)
-        throw ExitCode.failure
+        throw ExitCode(error.code.exitCode)
     } catch {
         printError("\(error)")
         throw ExitCode.failure
-    }
-}
-
-/// Exit codes for a server's refusals that have no registry equivalent: 6 for a missing, unknown or
-/// insufficient token; 2 for a request over a limit; 1 otherwise (unreachable server, …).
-func exitCode(for error: RemoteError) -> Int32 {
-    switch error.status {
-    case 401, 403: 6
-    case 413, 416, 400: 2
-    case 404: 3
-    case 422: 5
-    default: 1
-    }
-}
-
-/// Exit codes (docs/cli.md): 1 error, 2 usage, 3 not found, 4 corruption found, 5 refused, 6 not authorized.
-func exitCode(for code: RegistryError.Code) -> Int32 {
-    switch code {
-    case .notFound: 3
-    case .corruption: 4
-    case .refused: 5
-    case .invalidArgument: 2
-    case .conflict, .io: 1
     }
 }
 

@@ -52,7 +52,7 @@ import Testing
             try f.registry.promote(try f.ref("m@1"), to: .staging, actor: "alice")
         }
         try f.registry.archive(try f.ref("m@1"), actor: "alice")
-        try f.expectRefusal(.refused, "cannot promote m@1 from archived to production: promote it to staging first, or return it with `cairn rollback m --to 1`") {
+        try f.expectRefusal(.refused, "cannot promote m@1 from archived to production: promote it to staging first, or return it to production with a rollback of m to version 1") {
             try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice")
         }
         try f.expectRefusal(.refused, "m@1 is already archived") {

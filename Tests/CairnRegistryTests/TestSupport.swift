@@ -98,7 +98,7 @@ struct Fixture {
     /// checks that no registry record (versions, models, aliases, policies, audit log) changed.
     @discardableResult
     func expectRefusal(
-        _ code: RegistryError.Code = .refused, _ message: String? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+        _ code: ErrorCode = .refused, _ message: String? = nil, sourceLocation: SourceLocation = #_sourceLocation,
         _ body: () throws -> Void
     ) throws -> RegistryError? {
         let before = try snapshot()

@@ -1,5 +1,6 @@
 import CairnFixtures
 import CairnRegistry
+import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnFixtures
 import CairnRegistry
+import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore

@@ -171,17 +171,17 @@ import Testing
         #expect {
             try fetch(fetcher)
         } throws: {
-            ($0 as? RemoteError)?.status == 401 && ($0 as? RemoteError)?.code == "unauthenticated"
+            ($0 as? RemoteError)?.status == 401 && ($0 as? RemoteError)?.code == .unauthenticated
         }
         #expect {
             try fetch(fetcher)
         } throws: {
-            ($0 as? RemoteError)?.code == "unreachable" && "\($0)".contains("4000 bytes before the body's end")
+            ($0 as? RemoteError)?.code == .unreachable && "\($0)".contains("4000 bytes before the body's end")
         }
         let (unused, port) = Self.portNobodyListensOn()
         defer { close(unused) }
         let gone = try #require(SocketClient(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1))
-        #expect { try fetch(gone) } throws: { ($0 as? RemoteError)?.code == "unreachable" }
+        #expect { try fetch(gone) } throws: { ($0 as? RemoteError)?.code == .unreachable }
     }
 
     @Test func pushesAndPullsWorkTheSameThroughTheHTTPClient() async throws {
@@ -219,7 +219,7 @@ import Testing
         #expect {
             try remote.listModels()
         } throws: {
-            ($0 as? RemoteError)?.code == "unreachable" && "\($0)".hasSuffix(": connection refused")
+            ($0 as? RemoteError)?.code == .unreachable && "\($0)".hasSuffix(": connection refused")
         }
         #expect(Date().timeIntervalSince(started) < 30)
     }

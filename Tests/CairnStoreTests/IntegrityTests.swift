@@ -247,7 +247,7 @@ import Testing
         #expect {
             try store.stage(directory: dir.sub("in"))
         } throws: { error in
-            (error as? CairnStoreError)?.code == .unsafePath && "\(error)".contains("link")
+            (error as? CairnStoreError)?.code == .invalidArgument && "\(error)".contains("link")
         }
         #expect(packFiles(store.root).isEmpty)
         #expect(try store.statistics().chunkCount == 0)
@@ -278,7 +278,7 @@ import Testing
     @Test func initTwiceFails() throws {
         let dir = TemporaryDirectory()
         _ = try makeStore(dir)
-        #expect { try makeStore(dir) } throws: { ($0 as? CairnStoreError)?.code == .alreadyExists }
+        #expect { try makeStore(dir) } throws: { ($0 as? CairnStoreError)?.code == .conflict }
     }
 
     @Test func manifestDecodingRejectsDamage() throws {
@@ -325,6 +325,6 @@ import Testing
     @Test func newStoreNeedsAnEmptyDirectory() throws {
         let dir = TemporaryDirectory()
         try writeFile(dir.sub("store/something"), [1])
-        #expect { try Store.create(at: dir.sub("store")) } throws: { ($0 as? CairnStoreError)?.code == .alreadyExists }
+        #expect { try Store.create(at: dir.sub("store")) } throws: { ($0 as? CairnStoreError)?.code == .conflict }
     }
 }
