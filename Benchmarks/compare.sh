@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Cairn against restic, borg and casync on one workload, in one run, on this machine.
 #
-# usage: Benchmarks/compare.sh WORKLOAD_DIR [OUT_DIR]
-#   WORKLOAD_DIR  from ../shared/bench/make_workload.py (has ORDER.txt)
+# usage: Benchmarks/compare.sh [WORKLOAD_DIR [OUT_DIR]]
+#   WORKLOAD_DIR  a workload (has ORDER.txt), used as it is; without one there, Benchmarks/workload.sh
+#                 makes it there with make-workload --scale $SCALE --seed $SEED (default full, 42).
+#                 Default: ${TMPDIR:-/tmp}/cairn-workload-$SCALE-$SEED
 #   env: PEERS="restic-auto borg casync"   peers to run (those installed); PEERS="" skips them
 #        PEERS_SH=../shared/bench/peers.sh  the peers' harness (one repository per tool)
 #        CAIRN_BIN=path                     a prebuilt release cairn (default: build one)
@@ -12,9 +14,11 @@
 # restore of base and of one file of partial-01 (verified with cmp), and a re-push of base
 # (already stored). Prints one table with each figure's ratio to the best peer of this run.
 set -euo pipefail
-WL=$(realpath "$1")
+SCALE=${SCALE:-full}; SEED=${SEED:-42}
+WL=$(realpath -m "${1:-${TMPDIR:-/tmp}/cairn-workload-$SCALE-$SEED}")
 OUT=$(realpath -m "${2:-${TMPDIR:-/tmp}/cairn-compare}")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/Benchmarks/workload.sh" "$WL" "$SCALE" "$SEED"
 PEERS_SH=${PEERS_SH:-$ROOT/../shared/bench/peers.sh}
 PEERS=${PEERS-restic-auto borg casync}
 mkdir -p "$OUT"

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The whole engine on a workload, next to the tools that bound it, in one run.
 #
-# usage: Benchmarks/engine.sh WORKLOAD_DIR     (e.g. from ../shared/bench/make_workload.py --scale small --seed 1)
+# usage: Benchmarks/engine.sh [WORKLOAD_DIR]
+#   WORKLOAD_DIR  a workload (has ORDER.txt), used as it is; without one there, Benchmarks/workload.sh
+#                 makes it there with make-workload --scale $SCALE --seed $SEED (default full, 42;
+#                 SCALE=small for a 256 MB one). Default: ${TMPDIR:-/tmp}/cairn-workload-$SCALE-$SEED
 #   env: CAIRN_BIN=path   a prebuilt release cairn (default: build one)
 #
 # Measures, with the workload warm in the page cache: push of every directory of ORDER.txt (one
 # version each; variants name base@1 as parent), then pull of every version; and on the same files
 # `zstd -3 -T0` (compression on all cores) and `sha256sum` (one core). Prints MB/s for each.
 set -euo pipefail
-WL=$(realpath "$1")
+SCALE=${SCALE:-full}; SEED=${SEED:-42}
+WL=$(realpath -m "${1:-${TMPDIR:-/tmp}/cairn-workload-$SCALE-$SEED}")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/Benchmarks/workload.sh" "$WL" "$SCALE" "$SEED"
 if [ -z "${CAIRN_BIN:-}" ]; then
     (cd "$ROOT" && swift build -c release --product cairn >&2)
     CAIRN_BIN="$ROOT/.build/release/cairn"

@@ -8,7 +8,8 @@
 #
 # usage: Benchmarks/server.sh [WORKDIR]      (default /tmp/cairn-server-bench; needs ~4 GB)
 # env:   DURATION=10 (seconds of wrk), CONNECTIONS=64, MODEL_DIR=<dir to push> (default: the base
-#        model of ../shared/bench/make_workload.py --scale full), SCRATCH=.build-server
+#        model of the full-scale workload, seed 1, that Benchmarks/workload.sh makes in
+#        WORKDIR/workload with make-workload unless it is there), SCRATCH=.build-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,10 +26,7 @@ swift build -c release --product cairn --scratch-path "$SCRATCH" >&2
 CAIRN="$ROOT/$SCRATCH/release/cairn"
 
 if [ -z "${MODEL_DIR:-}" ]; then
-    if [ ! -d "$WORK/workload/base" ]; then
-        python3 -c "import numpy" 2>/dev/null || pip install -q numpy
-        python3 "$ROOT/../shared/bench/make_workload.py" --out "$WORK/workload" --scale full --seed 1 --no-manifest >&2
-    fi
+    Benchmarks/workload.sh "$WORK/workload" full 1
     MODEL_DIR="$WORK/workload/base"
 fi
 BYTES=$(du -sb "$MODEL_DIR" | cut -f1)
