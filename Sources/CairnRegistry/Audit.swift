@@ -203,7 +203,7 @@ extension Registry {
             var prev = Self.zeroHash
             if let last = try txn.scan(audit, reverse: true, limit: 1).first {
                 guard let lastSequence = Self.sequence(ofKey: last.key) else {
-                    throw RegistryError(.corruption, "the audit log has a malformed key; run `cairn audit verify`")
+                    throw RegistryError(.corruption, "the audit log has a malformed key")
                 }
                 sequence = lastSequence + 1
                 prev = SHA256Digest.hash(last.value).hex

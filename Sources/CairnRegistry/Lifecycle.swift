@@ -288,13 +288,13 @@ extension Registry {
             let ref = version.reference
             if version.everProduction {
                 throw RegistryError(
-                    .refused, "\(ref) has been in production and cannot be deleted; archive it instead (cairn archive \(ref))")
+                    .refused, "\(ref) has been in production and cannot be deleted; archive it instead")
             }
             let pointing = try aliases(of: version.model, in: txn).filter { $0.version == version.version }.map(\.alias)
             if !pointing.isEmpty {
                 throw RegistryError(
                     .refused,
-                    "\(ref) is the target of alias \(pointing.joined(separator: ", ")); move or remove it first (cairn alias rm \(version.model) \(pointing[0]))")
+                    "\(ref) is the target of alias \(pointing.joined(separator: ", ")); move or remove it first")
             }
             let time = try changeTime(in: txn)
             try txn.delete(versions, Self.versionKey(version.model, version.version))

@@ -115,7 +115,7 @@ extension Registry {
         try Self.validateActor(actor)
         let id = id.lowercased()
         guard id.count >= 6, id.allSatisfy(\.isHexDigit) else {
-            throw RegistryError(.invalidArgument, "a token id is at least 6 hex digits (see `cairn token ls`)")
+            throw RegistryError(.invalidArgument, "a token id is at least 6 hex digits")
         }
         let table = try tokensTable()
         return try write { txn in

@@ -75,7 +75,7 @@ public final class Store: @unchecked Sendable {
     public static func open(at root: String) throws -> Store {
         let root = Self.normalize(root)
         guard let data = FileManager.default.contents(atPath: root + "/config.json") else {
-            throw CairnStoreError(.notFound, "no cairn store at \(root) (run `cairn init` first)")
+            throw CairnStoreError(.notFound, "no cairn store at \(root)")
         }
         let config: StoreConfig
         do {

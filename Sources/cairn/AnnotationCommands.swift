@@ -19,12 +19,10 @@ extension Cairn {
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
             func run() throws {
-                try reportingErrors {
-                    let result = try global.openRegistry().setAlias(
-                        model: model, alias: alias, version: version, actor: global.actor, reason: reason)
-                    if global.json { return try Output.json(result) }
-                    Output.change(result, unchanged: "\(model)@\(alias) already points at \(model)@\(version)")
-                }
+                let result = try global.openRegistry().setAlias(
+                    model: model, alias: alias, version: version, actor: global.actor, reason: reason)
+                if global.json { return try Output.json(result) }
+                Output.change(result, unchanged: "\(model)@\(alias) already points at \(model)@\(version)")
             }
         }
 
@@ -37,11 +35,9 @@ extension Cairn {
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
             func run() throws {
-                try reportingErrors {
-                    let result = try global.openRegistry().removeAlias(model: model, alias: alias, actor: global.actor, reason: reason)
-                    if global.json { return try Output.json(result) }
-                    Output.change(result, unchanged: "nothing changed")
-                }
+                let result = try global.openRegistry().removeAlias(model: model, alias: alias, actor: global.actor, reason: reason)
+                if global.json { return try Output.json(result) }
+                Output.change(result, unchanged: "nothing changed")
             }
         }
 
@@ -52,13 +48,11 @@ extension Cairn {
             @Argument(help: "The model.") var model: String
 
             func run() throws {
-                try reportingErrors {
-                    let aliases = try global.openRegistry().aliases(of: model)
-                    if global.json { return try Output.json(aliases) }
-                    Output.table(
-                        ["ALIAS", "VERSION", "UPDATED_BY", "UPDATED_AT"],
-                        aliases.map { [$0.alias, "\($0.version)", $0.updatedBy, $0.updatedAt] })
-                }
+                let aliases = try global.openRegistry().aliases(of: model)
+                if global.json { return try Output.json(aliases) }
+                Output.table(
+                    ["ALIAS", "VERSION", "UPDATED_BY", "UPDATED_AT"],
+                    aliases.map { [$0.alias, "\($0.version)", $0.updatedBy, $0.updatedAt] })
             }
         }
     }
@@ -71,11 +65,9 @@ extension Cairn {
         @Argument(help: ArgumentHelp("Tags to set.", valueName: "K=V")) var tags: [String]
 
         func run() throws {
-            try reportingErrors {
-                let result = try global.openRegistry().tag(try Reference(parsing: ref), try parsePairs(tags, what: "tag"), actor: global.actor)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed: \(ref) already has these tags")
-            }
+            let result = try global.openRegistry().tag(try Reference(parsing: ref), try parsePairs(tags, what: "tag"), actor: global.actor)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed: \(ref) already has these tags")
         }
     }
 
@@ -87,11 +79,9 @@ extension Cairn {
         @Argument(help: ArgumentHelp("Names of the tags to remove.", valueName: "K")) var keys: [String]
 
         func run() throws {
-            try reportingErrors {
-                let result = try global.openRegistry().untag(try Reference(parsing: ref), keys, actor: global.actor)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-            }
+            let result = try global.openRegistry().untag(try Reference(parsing: ref), keys, actor: global.actor)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
         }
     }
 
@@ -117,18 +107,24 @@ extension Cairn {
             var require: [String] = []
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
-            func run() throws {
-                try reportingErrors {
-                    var policy = Policy()
-                    for (stage, count) in try parsePairs(approvals, what: "approvals") {
-                        guard let n = Int(count) else { throw ValidationError("--approvals \(stage)=\(count): N must be a whole number") }
-                        policy.approvals[try parseStage(stage, option: "--approvals")] = n
-                    }
-                    policy.requirements = try require.map { try CairnRegistry.Policy.Requirement(parsing: $0) }
-                    let result = try global.openRegistry().setPolicy(model: model, policy, actor: global.actor, reason: reason)
-                    if global.json { return try Output.json(result) }
-                    Output.change(result, unchanged: "nothing changed: the policy of \(model) is already \(policy)")
+            func validate() throws { _ = try policy() }
+
+            /// The policy the options describe.
+            func policy() throws -> CairnRegistry.Policy {
+                var policy = CairnRegistry.Policy()
+                for (stage, count) in try parsePairs(approvals, what: "approvals") {
+                    guard let n = Int(count) else { throw BadArgument("--approvals \(stage)=\(count): N must be a whole number") }
+                    policy.approvals[try Choice<Stage>(text: stage).value(for: "--approvals")] = n
                 }
+                policy.requirements = try require.map { try CairnRegistry.Policy.Requirement(parsing: $0) }
+                return policy
+            }
+
+            func run() throws {
+                let policy = try policy()
+                let result = try global.openRegistry().setPolicy(model: model, policy, actor: global.actor, reason: reason)
+                if global.json { return try Output.json(result) }
+                Output.change(result, unchanged: "nothing changed: the policy of \(model) is already \(policy)")
             }
         }
 
@@ -139,18 +135,16 @@ extension Cairn {
             @Argument(help: "The model.") var model: String
 
             func run() throws {
-                try reportingErrors {
-                    let policy = try global.openRegistry().policy(of: model)
-                    if global.json { return try Output.json(PolicyView(model: model, policy: policy)) }
-                    if policy.isEmpty { return Output.line("\(model): no policy (promotions need no approvals or metrics)") }
-                    Output.line("\(model):")
-                    for stage in [Stage.staging, .production] {
-                        if let n = policy.approvals[stage], n > 0 {
-                            Output.line("  \(stage.rawValue): \(n) approval\(n == 1 ? "" : "s") from users other than the version's creator")
-                        }
+                let policy = try global.openRegistry().policy(of: model)
+                if global.json { return try Output.json(PolicyView(model: model, policy: policy)) }
+                if policy.isEmpty { return Output.line("\(model): no policy (promotions need no approvals or metrics)") }
+                Output.line("\(model):")
+                for stage in [Stage.staging, .production] {
+                    if let n = policy.approvals[stage], n > 0 {
+                        Output.line("  \(stage.rawValue): \(n) approval\(n == 1 ? "" : "s") from users other than the version's creator")
                     }
-                    for r in policy.requirements { Output.line("  \(r.stage.rawValue): requires \(r.condition)") }
                 }
+                for r in policy.requirements { Output.line("  \(r.stage.rawValue): requires \(r.condition)") }
             }
         }
     }

@@ -20,12 +20,10 @@ extension Cairn {
             var since: String?
 
             func run() throws {
-                try reportingErrors {
-                    let since = try since.map { try RegistryTime.parse($0, dateOnly: .startOfDay) }
-                    let entries = try global.openRegistry().auditLog(model: model, since: since)
-                    if global.json { return try Output.json(entries) }
-                    Output.auditTable(entries)
-                }
+                let since = try since.map { try RegistryTime.parse($0, dateOnly: .startOfDay) }
+                let entries = try global.openRegistry().auditLog(model: model, since: since)
+                if global.json { return try Output.json(entries) }
+                Output.auditTable(entries)
             }
         }
 
@@ -36,17 +34,15 @@ extension Cairn {
             @OptionGroup var global: GlobalOptions
 
             func run() throws {
-                try reportingErrors {
-                    let result = try global.openRegistry().verifyAudit()
-                    if global.json {
-                        try Output.json(result)
-                        if !result.ok { throw ExitCode(4) }
-                        return
-                    }
-                    if result.ok { return Output.line("audit log ok: \(result.entries) entries, chain intact") }
-                    printError("audit log broken at entry \(result.firstBroken ?? 0): \(result.problem ?? "")")
-                    throw ExitCode(4)
+                let result = try global.openRegistry().verifyAudit()
+                if global.json {
+                    try Output.json(result)
+                    if !result.ok { throw ExitCode(4) }
+                    return
                 }
+                if result.ok { return Output.line("audit log ok: \(result.entries) entries, chain intact") }
+                printError("audit log broken at entry \(result.firstBroken ?? 0): \(result.problem ?? "")")
+                throw ExitCode(4)
             }
         }
     }

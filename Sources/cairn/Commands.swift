@@ -20,16 +20,14 @@ extension Cairn {
         @Option(help: "zstd compression level (1-19).") var compressionLevel = 3
 
         func run() throws {
-            try reportingErrors {
-                let config = StoreConfig(
-                    chunker: ChunkerParameters(min: minChunk, avg: avgChunk, max: maxChunk),
-                    compressionLevel: compressionLevel)
-                let store = try Store.create(at: global.storePath, config: config)
-                if global.json {
-                    try Output.json(InitOutput(store: store.root, config: store.config))
-                } else {
-                    Output.line("initialized empty cairn store at \(store.root)")
-                }
+            let config = StoreConfig(
+                chunker: ChunkerParameters(min: minChunk, avg: avgChunk, max: maxChunk),
+                compressionLevel: compressionLevel)
+            let store = try Store.create(at: global.storePath, config: config)
+            if global.json {
+                try Output.json(InitOutput(store: store.root, config: store.config))
+            } else {
+                Output.line("initialized empty cairn store at \(store.root)")
             }
         }
 
@@ -56,38 +54,46 @@ extension Cairn {
         @Option(help: ArgumentHelp("A version this one derives from (repeatable).", valueName: "REF")) var parent: [String] = []
         @Option(help: ArgumentHelp("A dataset id used for training (repeatable).", valueName: "ID")) var dataset: [String] = []
         @Option(help: ArgumentHelp("The run that produced it.", valueName: "URI")) var source: String?
-        @Option(help: "Initial stage: experimental (default) or staging.") var stage: String?
+        @Option(help: "Initial stage: experimental (default) or staging.") var stage: Choice<Stage>?
+
+        func validate() throws {
+            _ = try stage?.value(for: "--stage")
+            _ = try metrics()
+            for (values, name) in [(param, "param"), (tag, "tag")] { _ = try parsePairs(values, what: name) }
+        }
+
+        /// The `--metric` values as numbers.
+        func metrics() throws -> [String: Double] {
+            var numbers: [String: Double] = [:]
+            for (k, v) in try parsePairs(metric, what: "metric") {
+                guard let number = Double(v) else { throw BadArgument("--metric \(k)=\(v): the value must be a number") }
+                numbers[k] = number
+            }
+            return numbers
+        }
 
         func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                var request = PushRequest(model: model, actor: global.actor)
-                request.message = message
-                for (k, v) in try parsePairs(metric, what: "metric") {
-                    guard let number = Double(v) else { throw ValidationError("--metric \(k)=\(v): the value must be a number") }
-                    request.metrics[k] = number
-                }
-                request.params = try parsePairs(param, what: "param")
-                request.tags = try parsePairs(tag, what: "tag")
-                request.parents = parent
-                request.datasets = dataset
-                request.source = source
-                if let stage {
-                    guard let s = Stage(rawValue: stage) else { throw ValidationError("unknown stage \"\(stage)\"") }
-                    request.stage = s
-                }
-                let progress = ProgressLine("push", quiet: global.json)
-                let report = try registry.pushReport(directory: path, request: request, progress: progress.update)
-                let result = report.result
-                progress.finish()
-                if global.json {
-                    try Output.json(report)
-                } else {
-                    Output.line(
-                        "pushed \(result.model)@\(result.version): \(result.files) files, \(Output.bytes(result.logicalBytes)), "
-                            + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))"
-                            + (report.transferredBytes.map { ", \(Output.bytes($0)) sent" } ?? ""))
-                }
+            let registry = try global.openRegistry()
+            var request = PushRequest(model: model, actor: global.actor)
+            request.message = message
+            request.metrics = try metrics()
+            request.params = try parsePairs(param, what: "param")
+            request.tags = try parsePairs(tag, what: "tag")
+            request.parents = parent
+            request.datasets = dataset
+            request.source = source
+            request.stage = try stage?.value(for: "--stage")
+            let progress = ProgressLine("push", quiet: global.json)
+            let report = try registry.pushReport(directory: path, request: request, progress: progress.update)
+            let result = report.result
+            progress.finish()
+            if global.json {
+                try Output.json(report)
+            } else {
+                Output.line(
+                    "pushed \(result.model)@\(result.version): \(result.files) files, \(Output.bytes(result.logicalBytes)), "
+                        + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))"
+                        + (report.transferredBytes.map { ", \(Output.bytes($0)) sent" } ?? ""))
             }
         }
     }
@@ -115,38 +121,36 @@ extension Cairn {
         var tensor: [String] = []
 
         func run() throws {
-            try reportingErrors {
-                let selection = try FileSelection(include: include, exclude: exclude)
-                let registry = try global.openRegistry()
-                let version = try registry.resolve(try Reference(parsing: ref))
-                let progress = ProgressLine("pull", quiet: global.json)
-                if !tensor.isEmpty {
-                    let result = try contentReader(registry).pullTensors(
-                        version, matching: tensor, to: out, selection: selection, progress: progress.update(done:total:))
-                    progress.finish()
-                    let bytes = result.files.reduce(Int64(0)) { $0 + $1.size }
-                    if global.json {
-                        return try Output.json(
-                            PullOutput(
-                                model: version.model, version: version.version, out: out, files: result.files.count, bytes: bytes,
-                                tensors: result.tensors, tensorBytes: result.tensorBytes, written: result.files))
-                    }
-                    let shards = result.files.filter { $0.tensors > 0 }.count
-                    Output.line(
-                        "pulled \(result.tensors) tensor\(result.tensors == 1 ? "" : "s") (\(Output.bytes(result.tensorBytes))) of \(version.reference) to \(out): "
-                            + "\(shards) safetensors file\(shards == 1 ? "" : "s")"
-                            + (result.files.count > shards ? " and \(result.files.count - shards) other\(result.files.count - shards == 1 ? "" : "s")" : "")
-                            + ", \(Output.bytes(bytes))")
-                    return
-                }
-                let files = try registry.pull(version, to: out, selection: selection, progress: progress.update)
+            let selection = try FileSelection(include: include, exclude: exclude)
+            let registry = try global.openRegistry()
+            let version = try registry.resolve(try Reference(parsing: ref))
+            let progress = ProgressLine("pull", quiet: global.json)
+            if !tensor.isEmpty {
+                let result = try contentReader(registry).pullTensors(
+                    version, matching: tensor, to: out, selection: selection, progress: progress.update(done:total:))
                 progress.finish()
-                let bytes = files.reduce(Int64(0)) { $0 + $1.size }
+                let bytes = result.files.reduce(Int64(0)) { $0 + $1.size }
                 if global.json {
-                    try Output.json(PullOutput(model: version.model, version: version.version, out: out, files: files.count, bytes: bytes))
-                } else {
-                    Output.line("pulled \(version.reference) to \(out): \(files.count) files, \(Output.bytes(bytes))")
+                    return try Output.json(
+                        PullOutput(
+                            model: version.model, version: version.version, out: out, files: result.files.count, bytes: bytes,
+                            tensors: result.tensors, tensorBytes: result.tensorBytes, written: result.files))
                 }
+                let shards = result.files.filter { $0.tensors > 0 }.count
+                Output.line(
+                    "pulled \(result.tensors) tensor\(result.tensors == 1 ? "" : "s") (\(Output.bytes(result.tensorBytes))) of \(version.reference) to \(out): "
+                        + "\(shards) safetensors file\(shards == 1 ? "" : "s")"
+                        + (result.files.count > shards ? " and \(result.files.count - shards) other\(result.files.count - shards == 1 ? "" : "s")" : "")
+                        + ", \(Output.bytes(bytes))")
+                return
+            }
+            let files = try registry.pull(version, to: out, selection: selection, progress: progress.update)
+            progress.finish()
+            let bytes = files.reduce(Int64(0)) { $0 + $1.size }
+            if global.json {
+                try Output.json(PullOutput(model: version.model, version: version.version, out: out, files: files.count, bytes: bytes))
+            } else {
+                Output.line("pulled \(version.reference) to \(out): \(files.count) files, \(Output.bytes(bytes))")
             }
         }
 
@@ -179,20 +183,18 @@ extension Cairn {
         var range: String?
 
         func run() throws {
-            try reportingErrors {
-                let parsed = try range.map(Self.parseRange)
-                let registry = try global.openRegistry()
-                let version = try registry.resolve(try Reference(parsing: ref))
-                try registry.read(version, path: file, range: parsed) { bytes in
-                    var rest = bytes
-                    while rest.count > 0 {
-                        let n = Glibc.write(STDOUT_FILENO, rest.baseAddress!, rest.count)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw RegistryError(.io, "write to stdout: \(String(cString: strerror(errno)))")
-                        }
-                        rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            let parsed = try range.map(Self.parseRange)
+            let registry = try global.openRegistry()
+            let version = try registry.resolve(try Reference(parsing: ref))
+            try registry.read(version, path: file, range: parsed) { bytes in
+                var rest = bytes
+                while rest.count > 0 {
+                    let n = Glibc.write(STDOUT_FILENO, rest.baseAddress!, rest.count)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw RegistryError(.io, "write to stdout: \(String(cString: strerror(errno)))")
                     }
+                    rest = UnsafeRawBufferPointer(rebasing: rest[n...])
                 }
             }
         }
@@ -200,11 +202,11 @@ extension Cairn {
         static func parseRange(_ text: String) throws -> ClosedRange<Int64> {
             let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, let start = Int64(parts[0]), start >= 0 else {
-                throw ValidationError("--range expects START-END (inclusive byte offsets), got \"\(text)\"")
+                throw BadArgument("--range expects START-END (inclusive byte offsets), got \"\(text)\"")
             }
             if parts[1].isEmpty { return start...Int64.max - 1 }
             guard let end = Int64(parts[1]), end >= start else {
-                throw ValidationError("--range \(text): END must be a number not below START")
+                throw BadArgument("--range \(text): END must be a number not below START")
             }
             return start...end
         }
@@ -216,28 +218,26 @@ extension Cairn {
         @OptionGroup var global: GlobalOptions
 
         func run() throws {
-            try reportingErrors {
-                let s = try global.openRegistry().statistics()
-                if global.json { return try Output.json(s) }
-                Output.line("models       \(s.models)  versions \(s.versions)")
-                Output.line("logical      \(Output.bytes(s.logicalBytes))  (files of all live versions)")
-                Output.line("unique       \(Output.bytes(s.uniqueBytes))  (\(s.chunks) distinct chunks)")
-                Output.line("compressed   \(Output.bytes(s.compressedBytes))")
-                Output.line("stored       \(Output.bytes(s.storedBytes))  (\(s.packs) packs)")
-                if s.storedBytes > 0 {
-                    Output.line(String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes)))
-                }
-                if let codecs = s.codecs, !codecs.isEmpty {
-                    Output.line("")
-                    Output.table(
-                        ["CODEC", "CHUNKS", "RAW", "STORED", "SAVED"],
-                        codecs.map {
-                            [
-                                $0.codec, "\($0.chunks)", Output.bytes($0.rawBytes), Output.bytes($0.storedBytes),
-                                String(format: "%.1f%%", 100 * (1 - Double($0.storedBytes) / Double(max($0.rawBytes, 1)))),
-                            ]
-                        })
-                }
+            let s = try global.openRegistry().statistics()
+            if global.json { return try Output.json(s) }
+            Output.line("models       \(s.models)  versions \(s.versions)")
+            Output.line("logical      \(Output.bytes(s.logicalBytes))  (files of all live versions)")
+            Output.line("unique       \(Output.bytes(s.uniqueBytes))  (\(s.chunks) distinct chunks)")
+            Output.line("compressed   \(Output.bytes(s.compressedBytes))")
+            Output.line("stored       \(Output.bytes(s.storedBytes))  (\(s.packs) packs)")
+            if s.storedBytes > 0 {
+                Output.line(String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes)))
+            }
+            if let codecs = s.codecs, !codecs.isEmpty {
+                Output.line("")
+                Output.table(
+                    ["CODEC", "CHUNKS", "RAW", "STORED", "SAVED"],
+                    codecs.map {
+                        [
+                            $0.codec, "\($0.chunks)", Output.bytes($0.rawBytes), Output.bytes($0.storedBytes),
+                            String(format: "%.1f%%", 100 * (1 - Double($0.storedBytes) / Double(max($0.rawBytes, 1)))),
+                        ]
+                    })
             }
         }
     }
@@ -253,24 +253,22 @@ extension Cairn {
         @Flag(help: "Read, decompress and re-hash every chunk.") var deep = false
 
         func run() throws {
-            try reportingErrors {
-                let report = try global.openRegistry().verifySummary(deep: deep, progress: nil)
-                if global.json {
-                    try Output.json(report)
-                } else {
-                    for p in report.problems { Output.line("problem: \(p.message)") }
-                    for a in report.affected { Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))") }
-                    var summary = "checked \(report.packs) packs, \(report.chunks) chunks, \(report.manifests) manifests"
-                    if deep { summary += ", re-hashed \(Output.bytes(report.verifiedBytes))" }
-                    if report.unreferencedPacks > 0 { summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)" }
-                    Output.line(summary)
-                }
-                if !report.ok {
-                    printError("verify found \(report.problems.count) problem(s)")
-                    throw ExitCode(4)
-                }
-                if !global.json { Output.line("ok") }
+            let report = try global.openRegistry().verifySummary(deep: deep, progress: nil)
+            if global.json {
+                try Output.json(report)
+            } else {
+                for p in report.problems { Output.line("problem: \(p.message)") }
+                for a in report.affected { Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))") }
+                var summary = "checked \(report.packs) packs, \(report.chunks) chunks, \(report.manifests) manifests"
+                if deep { summary += ", re-hashed \(Output.bytes(report.verifiedBytes))" }
+                if report.unreferencedPacks > 0 { summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)" }
+                Output.line(summary)
             }
+            if !report.ok {
+                printError("verify found \(report.problems.count) problem(s)")
+                throw ExitCode(4)
+            }
+            if !global.json { Output.line("ok") }
         }
     }
 }

@@ -17,14 +17,12 @@ extension Cairn {
         @Argument(help: "The version to compare to.") var to: String
 
         func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                let a = try registry.resolve(try Reference(parsing: from))
-                let b = try registry.resolve(try Reference(parsing: to))
-                let diff = try contentReader(registry).diff(a, b)
-                if global.json { return try Output.json(diff) }
-                Self.render(diff)
-            }
+            let registry = try global.openRegistry()
+            let a = try registry.resolve(try Reference(parsing: from))
+            let b = try registry.resolve(try Reference(parsing: to))
+            let diff = try contentReader(registry).diff(a, b)
+            if global.json { return try Output.json(diff) }
+            Self.render(diff)
         }
 
         static func render(_ d: VersionDiff) {

@@ -14,20 +14,23 @@ extension Cairn {
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
-        @Option(help: ArgumentHelp("Target stage: staging, production or archived.", valueName: "STAGE")) var to: String
+        @Option(help: ArgumentHelp("Target stage: staging, production or archived.", valueName: "STAGE")) var to: Choice<Stage>
         @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
         @Option(help: ArgumentHelp("Evidence for the decision, e.g. eval_run=https://… (repeatable).", valueName: "K=V"))
         var evidence: [String] = []
 
+        func validate() throws {
+            _ = try to.value(for: "--to")
+            _ = try parsePairs(evidence, what: "evidence")
+        }
+
         func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                let result = try registry.promote(
-                    try Reference(parsing: ref), to: try parseStage(to, option: "--to"), actor: global.actor, reason: reason,
-                    evidence: try parsePairs(evidence, what: "evidence"))
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-            }
+            let registry = try global.openRegistry()
+            let result = try registry.promote(
+                try Reference(parsing: ref), to: try to.value(for: "--to"), actor: global.actor, reason: reason,
+                evidence: try parsePairs(evidence, what: "evidence"))
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
         }
     }
 
@@ -38,19 +41,19 @@ extension Cairn {
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
-        @Option(help: ArgumentHelp("The stage approved for: staging or production.", valueName: "STAGE")) var to: String
+        @Option(help: ArgumentHelp("The stage approved for: staging or production.", valueName: "STAGE")) var to: Choice<Stage>
         @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
+        func validate() throws { _ = try to.value(for: "--to") }
+
         func run() throws {
-            try reportingErrors {
-                let registry = try global.openRegistry()
-                let result = try registry.approve(
-                    try Reference(parsing: ref), for: try parseStage(to, option: "--to"), actor: global.actor, reason: reason)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-                if let entry = result.audit.first, let count = entry.details["approvals"], let required = entry.details["required"], required != "0" {
-                    Output.line("\(count) of \(required) required approval\(required == "1" ? "" : "s") for \(entry.details["stage"] ?? "")")
-                }
+            let registry = try global.openRegistry()
+            let result = try registry.approve(
+                try Reference(parsing: ref), for: try to.value(for: "--to"), actor: global.actor, reason: reason)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
+            if let entry = result.audit.first, let count = entry.details["approvals"], let required = entry.details["required"], required != "0" {
+                Output.line("\(count) of \(required) required approval\(required == "1" ? "" : "s") for \(entry.details["stage"] ?? "")")
             }
         }
     }
@@ -68,11 +71,9 @@ extension Cairn {
         @Option(help: ArgumentHelp("Why (required), recorded in the audit log.", valueName: "TEXT")) var reason: String
 
         func run() throws {
-            try reportingErrors {
-                let result = try global.openRegistry().rollback(model: model, to: to, actor: global.actor, reason: reason)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-            }
+            let result = try global.openRegistry().rollback(model: model, to: to, actor: global.actor, reason: reason)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
         }
     }
 
@@ -86,11 +87,9 @@ extension Cairn {
         @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
         func run() throws {
-            try reportingErrors {
-                let result = try global.openRegistry().archive(try Reference(parsing: ref), actor: global.actor, reason: reason)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-            }
+            let result = try global.openRegistry().archive(try Reference(parsing: ref), actor: global.actor, reason: reason)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
         }
     }
 
@@ -107,17 +106,15 @@ extension Cairn {
 
         func validate() throws {
             guard ref.contains("@") else {
-                throw ValidationError("delete needs an explicit version, e.g. \(ref)@3 (a bare model name would mean its latest version)")
+                throw BadArgument("delete needs an explicit version, e.g. \(ref)@3 (a bare model name would mean its latest version)")
             }
         }
 
         func run() throws {
-            try reportingErrors {
-                let result = try global.openRegistry().delete(try Reference(parsing: ref), actor: global.actor, reason: reason)
-                if global.json { return try Output.json(result) }
-                Output.change(result, unchanged: "nothing changed")
-                Output.line("run `cairn gc` to reclaim the bytes no other version uses")
-            }
+            let result = try global.openRegistry().delete(try Reference(parsing: ref), actor: global.actor, reason: reason)
+            if global.json { return try Output.json(result) }
+            Output.change(result, unchanged: "nothing changed")
+            Output.line("run `cairn gc` to reclaim the bytes no other version uses")
         }
     }
 
@@ -133,13 +130,11 @@ extension Cairn {
         var gracePeriod: Double = 3600
 
         func run() throws {
-            try reportingErrors {
-                let report = try global.openRegistry().collectGarbage(gracePeriod: gracePeriod)
-                if global.json { return try Output.json(report) }
-                Output.line("removed      \(report.removedManifests) manifests, \(report.removedChunks) chunks (\(Output.bytes(report.removedChunkBytes)) raw)")
-                Output.line("packs        \(report.rewrittenPacks) rewritten, \(report.retiredPacks) retired, \(report.deletedPackFiles) files deleted")
-                Output.line("stored       \(Output.bytes(report.storedBytesBefore)) → \(Output.bytes(report.storedBytesAfter))")
-            }
+            let report = try global.openRegistry().collectGarbage(gracePeriod: gracePeriod)
+            if global.json { return try Output.json(report) }
+            Output.line("removed      \(report.removedManifests) manifests, \(report.removedChunks) chunks (\(Output.bytes(report.removedChunkBytes)) raw)")
+            Output.line("packs        \(report.rewrittenPacks) rewritten, \(report.retiredPacks) retired, \(report.deletedPackFiles) files deleted")
+            Output.line("stored       \(Output.bytes(report.storedBytesBefore)) → \(Output.bytes(report.storedBytesAfter))")
         }
     }
 }

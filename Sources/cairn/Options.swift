@@ -80,28 +80,24 @@ struct GlobalOptions: ParsableArguments {
 
     /// The local store's registry (commands that only work on a local store).
     func openLocalRegistry() throws -> Registry {
-        try Registry(store: try Store.open(at: storePath))
+        let store: Store
+        do {
+            store = try Store.open(at: storePath)
+        } catch let error as CairnStoreError where error.code == .notFound {
+            throw CairnStoreError(.notFound, error.message + " (run `cairn init` first, or give --store PATH)")
+        }
+        return try Registry(store: store)
     }
 }
 
-/// Runs a command body; prints any error as one `error:` line on stderr and exits with the code
-/// its ``ErrorCode`` stands for (docs/cli.md).
-func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as ValidationError {
-        // A bad option value found while running: one `error:` line, usage exit code.
-        printError(error.message)
-        throw ExitCode(ErrorCode.invalidArgument.exitCode)
-    } catch let error as any CodedError {
-        printError(error.message)
-        throw ExitCode(error.code.exitCode)
-    } catch {
-        printError("\(error)")
-        throw ExitCode.failure
-    }
+/// A bad argument or option value that a command's own checks found (its `validate()`, or while
+/// running): one `error:` line, exit code 2.
+struct BadArgument: CodedError {
+    let message: String
+
+    init(_ message: String) { self.message = message }
+
+    var code: ErrorCode { .invalidArgument }
 }
 
 func printError(_ message: String) {
@@ -113,7 +109,7 @@ func parsePairs(_ items: [String], what: String) throws -> [String: String] {
     var out: [String: String] = [:]
     for item in items {
         guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
-            throw ValidationError("--\(what) expects KEY=VALUE, got \"\(item)\"")
+            throw BadArgument("--\(what) expects KEY=VALUE, got \"\(item)\"")
         }
         out[String(item[..<eq])] = String(item[item.index(after: eq)...])
     }

@@ -26,8 +26,13 @@ extension Cairn {
         @Flag(help: "Allow reads without a token (writes always need one).") var publicRead = false
         @Flag(help: "Create the store and a small demo model when they do not exist; implies --public-read.") var demo =
             false
-        @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+        @Option(help: "Log level.") var logLevel = Choice<Logger.Level>(.info)
         @Option(help: "Threads for blocking store work.") var threads = 8
+
+        func validate() throws {
+            _ = try logLevel.value(for: "--log-level")
+            guard (0...65535).contains(port) else { throw BadArgument("--port must be between 0 and 65535") }
+        }
 
         func run() async throws {
             // Memory that finished requests free stays with the process for the next ones: glibc
@@ -37,51 +42,46 @@ extension Cairn {
             var server: CairnServer?
             var banner: [String] = []
             var example = "MODEL"
-            try reportingErrors {
-                guard let level = Logger.Level(rawValue: logLevel) else {
-                    throw ValidationError("--log-level must be trace, debug, info, notice, warning or error")
-                }
-                guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-                let path = global.storePath
-                let store: Store
-                if FileManager.default.fileExists(atPath: path + "/config.json") {
-                    store = try Store.open(at: path)
-                } else if demo {
-                    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-                    store = try Store.create(at: path)
-                    banner.append("created store \(path)")
-                } else {
-                    throw CairnStoreError(
-                        .notFound,
-                        "no cairn store at \(path) (run `cairn init`, or `cairn serve --demo`)"
-                    )
-                }
-                let registry = try Registry(store: store)
-                if demo, try registry.listModels().isEmpty {
-                    try Self.createDemo(registry, actor: global.actor)
-                    banner.append("created demo model demo-llama (v1 in production, v2 in staging)")
-                }
-                if let first = try registry.listModels().first { example = PathSegment.encode(first.model) }
-                if try registry.listTokens().isEmpty {
-                    let token = try registry.createToken(user: global.actor, role: .admin, actor: global.actor)
-                    banner.append(
-                        "created admin token for \(global.actor) (shown once; `cairn token create` makes more):"
-                    )
-                    banner.append("  export CAIRN_TOKEN=\(token.token)")
-                }
-                LoggingSystem.bootstrap { label in
-                    var handler = StreamLogHandler.standardError(label: label)
-                    handler.logLevel = level
-                    return handler
-                }
-                var logger = Logger(label: "cairn.server")
-                logger.logLevel = level
-                server = CairnServer(
-                    registry: registry,
-                    options: ServerOptions(host: host, port: port, publicRead: publicRead || demo, threads: threads),
-                    logger: logger
+            let level = try logLevel.value(for: "--log-level")
+            let path = global.storePath
+            let store: Store
+            if FileManager.default.fileExists(atPath: path + "/config.json") {
+                store = try Store.open(at: path)
+            } else if demo {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                store = try Store.create(at: path)
+                banner.append("created store \(path)")
+            } else {
+                throw CairnStoreError(
+                    .notFound,
+                    "no cairn store at \(path) (run `cairn init`, or `cairn serve --demo`)"
                 )
             }
+            let registry = try Registry(store: store)
+            if demo, try registry.listModels().isEmpty {
+                try Self.createDemo(registry, actor: global.actor)
+                banner.append("created demo model demo-llama (v1 in production, v2 in staging)")
+            }
+            if let first = try registry.listModels().first { example = PathSegment.encode(first.model) }
+            if try registry.listTokens().isEmpty {
+                let token = try registry.createToken(user: global.actor, role: .admin, actor: global.actor)
+                banner.append(
+                    "created admin token for \(global.actor) (shown once; `cairn token create` makes more):"
+                )
+                banner.append("  export CAIRN_TOKEN=\(token.token)")
+            }
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            var logger = Logger(label: "cairn.server")
+            logger.logLevel = level
+            server = CairnServer(
+                registry: registry,
+                options: ServerOptions(host: host, port: port, publicRead: publicRead || demo, threads: threads),
+                logger: logger
+            )
             guard let server else { return }
             let lines = banner
             let model = example

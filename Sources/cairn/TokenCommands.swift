@@ -4,8 +4,6 @@ import CairnAPI
 import CairnRemote
 import Foundation
 
-extension Role: ExpressibleByArgument {}
-
 extension Cairn {
     struct TokenCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -23,24 +21,23 @@ extension Cairn {
                 discussion: "Here --user names the user the token identifies (the actor of its changes on the server); the creation itself is recorded as $CAIRN_USER, else the OS user.")
 
             @OptionGroup var global: GlobalOptions
-            @Option(help: "reader, writer, approver or admin.") var role: Role
+            @Option(help: "reader, writer, approver or admin.") var role: Choice<Role>
 
             func validate() throws {
+                _ = try role.value(for: "--role")
                 guard let user = global.user, !user.isEmpty else {
-                    throw ValidationError("give the user the token identifies: --user NAME")
+                    throw BadArgument("give the user the token identifies: --user NAME")
                 }
             }
 
             func run() throws {
-                try reportingErrors {
-                    let env = ProcessInfo.processInfo.environment
-                    let creator = env["CAIRN_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? env["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? NSUserName()
-                    let created = try global.openRegistry().createToken(user: global.user ?? "", role: role, actor: creator)
-                    if global.json { return try Output.json(created) }
-                    Output.line(created.token)
-                    FileHandle.standardError.write(
-                        Data("token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n".utf8))
-                }
+                let env = ProcessInfo.processInfo.environment
+                let creator = env["CAIRN_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? env["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? NSUserName()
+                let created = try global.openRegistry().createToken(user: global.user ?? "", role: try role.value(for: "--role"), actor: creator)
+                if global.json { return try Output.json(created) }
+                Output.line(created.token)
+                FileHandle.standardError.write(
+                    Data("token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n".utf8))
             }
         }
 
@@ -53,16 +50,14 @@ extension Cairn {
             @OptionGroup var global: GlobalOptions
 
             func run() throws {
-                try reportingErrors {
-                    let tokens = try global.openRegistry().listTokens()
-                    if global.json { return try Output.json(tokens) }
-                    Output.table(
-                        ["ID", "USER", "ROLE", "CREATED_AT", "CREATED_BY", "REVOKED_AT"],
-                        tokens.map {
-                            [$0.id, $0.user, $0.role.rawValue, $0.createdAt, $0.createdBy, $0.revokedAt ?? "-"]
-                        }
-                    )
-                }
+                let tokens = try global.openRegistry().listTokens()
+                if global.json { return try Output.json(tokens) }
+                Output.table(
+                    ["ID", "USER", "ROLE", "CREATED_AT", "CREATED_BY", "REVOKED_AT"],
+                    tokens.map {
+                        [$0.id, $0.user, $0.role.rawValue, $0.createdAt, $0.createdBy, $0.revokedAt ?? "-"]
+                    }
+                )
             }
         }
 
@@ -75,11 +70,9 @@ extension Cairn {
             @Argument(help: "The token's id (cairn token ls).") var id: String
 
             func run() throws {
-                try reportingErrors {
-                    let record = try global.openRegistry().revokeToken(id: id, actor: global.actor)
-                    if global.json { return try Output.json(record) }
-                    Output.line("revoked token \(record.id) of \(record.user) (\(record.role.rawValue))")
-                }
+                let record = try global.openRegistry().revokeToken(id: id, actor: global.actor)
+                if global.json { return try Output.json(record) }
+                Output.line("revoked token \(record.id) of \(record.user) (\(record.role.rawValue))")
             }
         }
     }

@@ -33,12 +33,3 @@ extension Output {
             })
     }
 }
-
-/// Parses a stage name for an option.
-func parseStage(_ text: String, option: String) throws -> Stage {
-    guard let stage = Stage(rawValue: text) else {
-        throw RegistryError(
-            .invalidArgument, "\(option): unknown stage \"\(text)\" (use \(Stage.allCases.map(\.rawValue).joined(separator: ", ")))")
-    }
-    return stage
-}

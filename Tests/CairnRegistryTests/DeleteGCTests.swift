@@ -24,7 +24,7 @@ import Testing
         try f.push("m", stage: .staging)
         try f.push("m", stage: .staging)
         try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice")
-        try f.expectRefusal(.refused, "m@1 has been in production and cannot be deleted; archive it instead (cairn archive m@1)") {
+        try f.expectRefusal(.refused, "m@1 has been in production and cannot be deleted; archive it instead") {
             try f.registry.delete(try f.ref("m@1"), actor: "alice")
         }
         try f.registry.promote(try f.ref("m@2"), to: .production, actor: "alice")

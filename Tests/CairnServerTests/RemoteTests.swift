@@ -391,12 +391,10 @@ import Testing
         try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: .tiny, seed: 2)
         try await f.application.test(.live) { client in
             let url = Self.url(client)
-            func run(_ args: [String], token: String) async throws {
+            func run(_ args: [String], token: String, exitCode: Int32 = 0) async throws {
                 let full = args + ["--remote", url, "--token", token, "--cache", f.dir.sub("cli-cache")]
-                try await onThread {
-                    var command = try Cairn.parseAsRoot(full)
-                    try command.run()
-                }
+                let status = try await onThread { Cairn.executeBlocking(full) }
+                #expect(status == exitCode, "cairn \(args.joined(separator: " "))")
             }
             try await run(
                 ["push", base, "--model", "cli-model", "--metric", "eval_loss=1.5", "--json"],
@@ -414,9 +412,7 @@ import Testing
             try await run(["audit", "verify"], token: f.reader)
             try await run(["stats", "--json"], token: f.reader)
             // A writer cannot promote: exit code 6 (not authorized).
-            await #expect(throws: ExitCode(6)) {
-                try await run(["promote", "cli-model@1", "--to", "archived"], token: f.writer)
-            }
+            try await run(["promote", "cli-model@1", "--to", "archived"], token: f.writer, exitCode: 6)
             let version = try f.registry.resolve(try Reference(parsing: "cli-model@production"))
             #expect(version.version == 1 && version.tags == ["dataset": "d1"] && version.createdBy == "will")
             let log = try f.registry.auditLog(model: "cli-model")

@@ -168,42 +168,17 @@ import Testing
         let manifest = try registry.manifest(of: try registry.resolve(try Reference(parsing: "m")))
         let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
 
-        let log = w.dir("serve.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let server = Process()
-        server.executableURL = Self.executable
-        // Port 0: the server takes a free port and names it in its banner (a port picked here could be taken).
-        server.arguments = ["serve", "--store", w.store, "--port", "0", "--log-level", "warning"]
-        let output = try FileHandle(forWritingTo: log)
-        server.standardOutput = output
-        server.standardError = output
-        try server.run()
-        defer { if server.isRunning { server.terminate() } }
-        // A debug build starting while other suites run can take seconds on a 2-core machine: wait up
-        // to a minute, and stop waiting if the server exits.
-        var token = ""
-        var port = 0
-        var text = ""
-        for _ in 0..<3000 where port == 0 && server.isRunning {
-            usleep(20_000)
-            text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            guard let listening = text.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
-                let tokenLine = text.split(separator: "\n").first(where: { $0.contains("export CAIRN_TOKEN=") })
-            else { continue }
-            token = String(tokenLine.split(separator: "=").last!)
-            let address = listening.split(separator: " ").first(where: { $0.hasPrefix("http://") }) ?? ""
-            port = Int(address.split(separator: ":").last ?? "") ?? 0
-        }
-        try #require(port != 0 && !token.isEmpty, "cairn serve did not start; its output:\n\(text)")
+        let server = try ServerProcess(store: w.store, log: w.dir("serve.log"))
+        let (port, token) = (server.port, server.token)
 
         let connection = try #require(RawConnection(port: port, receiveWindow: 32 << 10))  // the reply cannot sit in the kernel's buffers
         #expect(connection.send(RawConnection.request("POST", "/v1/chunks/fetch", token: token, body: ids.flatMap(\.bytes))))
         connection.receive(upTo: 64 << 10)
-        server.terminate()  // SIGTERM, the reply under way
+        server.process.terminate()  // SIGTERM, the reply under way
         usleep(300_000)
         connection.receive()
-        server.waitUntilExit()
-        #expect(server.terminationStatus == 0)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0)
 
         let reply = try #require(connection.reply)
         #expect(reply.length > 4 << 20)

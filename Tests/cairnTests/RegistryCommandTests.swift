@@ -14,12 +14,12 @@ import Testing
                 "promote", "m@3", "--to", "production", "--reason", "weekly", "--evidence", "eval=run-7", "--evidence", "dash=x",
                 "--store", "/s", "--user", "alice", "--json",
             ]) as? Cairn.Promote)
-        #expect(promote.ref == "m@3" && promote.to == "production" && promote.reason == "weekly")
+        #expect(promote.ref == "m@3" && (try? promote.to.value(for: "--to")) == .production && promote.reason == "weekly")
         #expect(promote.evidence == ["eval=run-7", "dash=x"])
         #expect(promote.global.store == "/s" && promote.global.user == "alice" && promote.global.json)
 
         let approve = try #require(try Cairn.parseAsRoot(["approve", "m@3", "--to", "production", "--reason", "ok"]) as? Cairn.Approve)
-        #expect(approve.to == "production" && approve.reason == "ok")
+        #expect((try? approve.to.value(for: "--to")) == .production && approve.reason == "ok")
 
         let rollback = try #require(try Cairn.parseAsRoot(["rollback", "m", "--to", "2", "--reason", "incident"]) as? Cairn.Rollback)
         #expect(rollback.model == "m" && rollback.to == 2 && rollback.reason == "incident")
@@ -53,7 +53,7 @@ import Testing
 
     @Test func queryAndAuditCommandsParse() throws {
         let ls = try #require(try Cairn.parseAsRoot(["ls", "m", "--tag", "dataset=x", "--metric", "eval_loss<2", "--stage", "staging"]) as? Cairn.List)
-        #expect(ls.model == "m" && ls.tag == ["dataset=x"] && ls.metric == ["eval_loss<2"] && ls.stage == "staging")
+        #expect(ls.model == "m" && ls.tag == ["dataset=x"] && ls.metric == ["eval_loss<2"] && (try? ls.stage?.value(for: "--stage")) == .staging)
         let show = try #require(try Cairn.parseAsRoot(["show", "m@production", "--at", "2026-03-03"]) as? Cairn.Show)
         #expect(show.at == "2026-03-03")
         #expect(try Cairn.parseAsRoot(["lineage", "m@1"]) is Cairn.LineageCommand)
@@ -80,15 +80,7 @@ import Testing
 
         /// The exit code of `cairn ARGS --store … --user USER`.
         func run(_ args: [String], user: String = "alice") -> Int32 {
-            do {
-                var command = try Cairn.parseAsRoot(args + ["--store", store, "--user", user])
-                try command.run()
-                return 0
-            } catch let exit as ExitCode {
-                return exit.rawValue
-            } catch {
-                return Cairn.exitCode(for: error).rawValue
-            }
+            Cairn.executeBlocking(args + ["--store", store, "--user", user])
         }
     }
 

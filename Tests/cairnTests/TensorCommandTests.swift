@@ -23,15 +23,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = root + "/store"
         func run(_ args: [String]) -> Int32 {
-            do {
-                var command = try Cairn.parseAsRoot(args + ["--store", store, "--user", "alice"])
-                try command.run()
-                return 0
-            } catch let exit as ExitCode {
-                return exit.rawValue
-            } catch {
-                return Cairn.exitCode(for: error).rawValue
-            }
+            Cairn.executeBlocking(args + ["--store", store, "--user", "alice"])
         }
         try FixtureModels.writeBase(to: URL(fileURLWithPath: root + "/base"), shape: .tiny, seed: 1)
         try FixtureModels.writeVariant(to: URL(fileURLWithPath: root + "/ft"), shape: .tiny, seed: 1, changedLayers: [4], variantSeed: 2)
