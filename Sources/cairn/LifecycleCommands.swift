@@ -97,7 +97,7 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Delete a version (one that was never in production).",
             discussion: """
-                Refused for a version that has ever been in production (archive it instead), one an alias points at, or one another version names as its parent. The version stops resolving, its number is not reused, and the deletion is recorded in the audit log. Run `cairn gc` to reclaim the bytes no other version uses.
+                Refused for a version that has ever been in production (archive it instead) or one an alias points at. The version stops resolving, its number is not reused, and the deletion is recorded in the audit log. Run `cairn gc` to reclaim the bytes no other version uses.
                 """)
 
         @OptionGroup var global: GlobalOptions

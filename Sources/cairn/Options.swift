@@ -7,7 +7,7 @@ import Foundation
 
 /// Options every command takes: where the store is, JSON output, the acting user.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Store directory (default: $CAIRN_STORE, else ~/.local/share/cairn/store).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("Store directory (default: $CAIRN_STORE, else $XDG_DATA_HOME/cairn/store, else ~/.local/share/cairn/store).", valueName: "path"))
     var store: String?
 
     @Flag(name: .long, help: "Print machine-readable JSON (snake_case, stable field names).")
@@ -27,7 +27,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Local chunk cache for pulls from --remote (default: ~/.cache/cairn/remote/HOST_PORT); on the pulled files' file system it keeps them as hard links, not a copy.",
+            "Local chunk cache for pulls from --remote (default: $XDG_CACHE_HOME/cairn/remote/HOST_PORT, else ~/.cache/cairn/remote/HOST_PORT); on the pulled files' file system it keeps them as hard links, not a copy.",
             valueName: "dir"))
     var cache: String?
 
