@@ -55,7 +55,7 @@ public struct MetricCondition: Codable, Sendable, Equatable, CustomStringConvert
         let name = String(String.UnicodeScalarView(scalars[..<opStart])).trimmingCharacters(in: .whitespaces)
         let op = String(String.UnicodeScalarView(scalars[opStart..<opEnd]))
         let number = String(String.UnicodeScalarView(scalars[opEnd...])).trimmingCharacters(in: .whitespaces)
-        guard let comparison = Comparison(rawValue: op), let value = Double(number), value.isFinite else {
+        guard let comparison = Comparison(rawValue: op), let value = DecimalNumber.parse(number) else {
             throw RegistryError(.invalidArgument, "invalid metric condition \"\(text)\": expected METRIC<=VALUE, METRIC>=VALUE, <, > or = with a number")
         }
         try PushRequest.validateKey(name, kind: "metric")

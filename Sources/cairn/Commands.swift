@@ -66,7 +66,9 @@ extension Cairn {
         func metrics() throws -> [String: Double] {
             var numbers: [String: Double] = [:]
             for (k, v) in try parsePairs(metric, what: "metric") {
-                guard let number = Double(v) else { throw BadArgument("--metric \(k)=\(v): the value must be a number") }
+                guard let number = DecimalNumber.parse(v) else {
+                    throw BadArgument("--metric \(k)=\(v): the value must be a decimal number")
+                }
                 numbers[k] = number
             }
             return numbers
@@ -102,14 +104,15 @@ extension Cairn {
         static let configuration = CommandConfiguration(
             abstract: "Write a version's files (or some of them, or some tensors) to a directory.",
             discussion: """
-                Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written.
+                Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written. --out must be new or empty (or give --force to write into it; files of the version replace files of the same name there), and outside the store. Each file is written under a temporary name and renamed into place once whole: a pull that fails keeps the files it finished, removes the one it was writing and writes none after it.
 
                 With --tensor, each safetensors file (of those --include/--exclude select) that has tensors matching a pattern is written under its own name holding only those tensors, with their original bytes and a new header that keeps __metadata__; a shard index (model.safetensors.index.json) is rewritten to list only them. Other files are written only when an --include pattern names them. Only the chunks the chosen tensors overlap are read, so one tensor of a large checkpoint costs about its own size. A safetensors file that is malformed is an error naming it (exclude it with --exclude).
                 """)
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
-        @Option(help: "Directory to write into (created if needed).") var out: String
+        @Option(help: "Directory to write into: new or empty (created if needed).") var out: String
+        @Flag(help: "Write into --out even when it is not empty.") var force = false
         @Option(help: ArgumentHelp("Only files matching this glob (*, **, ?; repeatable; without '/', matches file names at any depth).", valueName: "GLOB"))
         var include: [String] = []
         @Option(help: ArgumentHelp("Skip files matching this glob (repeatable).", valueName: "GLOB"))
@@ -120,8 +123,27 @@ extension Cairn {
                 valueName: "PATTERN"))
         var tensor: [String] = []
 
+        /// Refuses an --out that is a file, that is a directory with something in it (without
+        /// --force), or that lies inside the local store (a pull would write into its packs).
+        func checkOutputDirectory() throws {
+            if global.remoteURL == nil {
+                let store = URL(fileURLWithPath: global.storePath).standardized.resolvingSymlinksInPath().path
+                let target = URL(fileURLWithPath: out).standardized.resolvingSymlinksInPath().path
+                if target == store || target.hasPrefix(store + "/") {
+                    throw BadArgument("--out \(out) is inside the store \(global.storePath)")
+                }
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) else { return }
+            guard isDirectory.boolValue else { throw BadArgument("--out \(out) exists and is not a directory") }
+            if !force, let entries = try? FileManager.default.contentsOfDirectory(atPath: out), !entries.isEmpty {
+                throw BadArgument("--out \(out) is not empty; pull into a new or empty directory, or give --force")
+            }
+        }
+
         func run() throws {
             let selection = try FileSelection(include: include, exclude: exclude)
+            try checkOutputDirectory()
             let registry = try global.openRegistry()
             let version = try registry.resolve(try Reference(parsing: ref))
             let progress = ProgressLine("pull", quiet: global.json)

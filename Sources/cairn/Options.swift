@@ -101,17 +101,23 @@ struct BadArgument: CodedError {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(Output.escaped(message))\n".utf8))
 }
 
-/// Parses `K=V` options.
+/// Parses repeatable `K=V` options.
+///
+/// - Throws: ``BadArgument`` for an item without `=` or with an empty key, and for a key given
+///   twice (which value was meant is not for cairn to guess).
 func parsePairs(_ items: [String], what: String) throws -> [String: String] {
     var out: [String: String] = [:]
     for item in items {
         guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
             throw BadArgument("--\(what) expects KEY=VALUE, got \"\(item)\"")
         }
-        out[String(item[..<eq])] = String(item[item.index(after: eq)...])
+        let key = String(item[..<eq])
+        guard out.updateValue(String(item[item.index(after: eq)...]), forKey: key) == nil else {
+            throw BadArgument("--\(what) \(key) is given more than once")
+        }
     }
     return out
 }

@@ -10,8 +10,42 @@ enum Output {
         write(data)
     }
 
+    /// Writes one line, its control characters escaped (``escaped(_:)``).
     static func line(_ text: String) {
-        write(Data((text + "\n").utf8))
+        write(Data((escaped(text) + "\n").utf8))
+    }
+
+    /// `text` with every character that could steer a terminal shown as an escape instead: C0 and
+    /// C1 control characters (ESC starts colour and cursor sequences; a newline in a file name
+    /// would forge a line of output) as `\x1b`, `\n`, …, and the bidirectional overrides that
+    /// reorder what is displayed as `\u{202e}`. File names, tags and messages come from other
+    /// people; none of them may rewrite what a reader sees.
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            guard needsEscape(scalar) else {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                out += scalar.value < 0x100
+                    ? "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+                    : "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+        }
+        return out
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0..<0x20, 0x7F..<0xA0, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
     }
 
     /// Writes to stdout; when the reader has gone (`cairn ls | head`, with SIGPIPE ignored, as the
@@ -54,5 +88,11 @@ enum Output {
             }
             line(cells.joined(separator: "  "))
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
