@@ -84,7 +84,25 @@ public final class Store: @unchecked Sendable {
             throw CairnStoreError(.corruption, "\(root)/config.json is not a valid store config: \(error)")
         }
         try config.validate()
+        try checkIndexExists(root: root)
         return try Store(root: root, config: config)
+    }
+
+    /// A store whose index is gone (or empty) while packs remain is damaged, not empty: opening it
+    /// would create a fresh, empty index, and every command would then see no versions (and a
+    /// garbage collection would delete every pack as unreferenced). Refused instead.
+    private static func checkIndexExists(root: String) throws {
+        let size = (try? FileManager.default.attributesOfItem(atPath: root + "/index.mdb"))?[.size] as? Int
+        guard size == nil || size == 0 else { return }
+        let packs = (FileManager.default.enumerator(atPath: root + "/packs")?.allObjects as? [String] ?? [])
+            .filter { $0.hasSuffix(".pack") }
+        guard packs.isEmpty else {
+            throw CairnStoreError(
+                .corruption,
+                "the index of \(root) (index.mdb) is \(size == nil ? "missing" : "empty") while \(packs.count) pack file\(packs.count == 1 ? " remains" : "s remain"); "
+                    + "nothing was changed: restore index.mdb from a backup"
+            )
+        }
     }
 
     private init(root: String, config: StoreConfig) throws {
@@ -98,6 +116,9 @@ public final class Store: @unchecked Sendable {
             manifestsDB = try environment.openDatabase("manifests")
             metaDB = try environment.openDatabase("store-meta")
             retiredDB = try environment.openDatabase("retired-packs")
+        } catch let error as LMDBError where error.isDamage {
+            throw CairnStoreError(
+                .corruption, "the index of \(root) (index.mdb) is damaged: \(error); nothing was changed: restore it from a backup")
         } catch let error as LMDBError {
             throw CairnStoreError(.io, "cannot open the index of \(root): \(error)")
         }

@@ -7,13 +7,36 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable, Equatable {
     public let code: Int32
     /// The C function that failed, e.g. `mdb_put`.
     public let operation: String
+    /// What was found wrong, for a failure found by this wrapper rather than by LMDB.
+    public var detail: String?
+
+    public init(code: Int32, operation: String, detail: String? = nil) {
+        self.code = code
+        self.operation = operation
+        self.detail = detail
+    }
 
     public var description: String {
-        "LMDB \(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))"
+        if let detail { return detail }
+        return "LMDB \(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))"
     }
 
     /// True when the map is full (`MDB_MAP_FULL`).
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+
+    /// True when the data file is damaged: LMDB found a malformed page or meta page
+    /// (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`, `MDB_INVALID`, `MDB_VERSION_MISMATCH`), or the file
+    /// is shorter than the pages its meta page says are in use (``Environment/init(path:maxDatabases:mapSize:readOnly:)``).
+    public var isDamage: Bool {
+        code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND || code == MDB_INVALID || code == MDB_VERSION_MISMATCH
+    }
+
+    /// The error for a data file shorter than its pages in use.
+    static func truncated(fileSize: Int, pagesEnd: Int) -> LMDBError {
+        LMDBError(
+            code: MDB_CORRUPTED, operation: "mdb_env_open",
+            detail: "the file is truncated: it has \(fileSize) bytes, its pages in use end at \(pagesEnd)")
+    }
 
     static func check(_ code: Int32, _ operation: String) throws {
         if code != 0 { throw LMDBError(code: code, operation: operation) }
@@ -50,12 +73,17 @@ public final class Environment: @unchecked Sendable {
 
     /// Opens (creating if needed) the environment at `path`.
     ///
+    /// A data file shorter than the pages its meta page says are in use (a truncated copy, a file
+    /// cut by a full disk) is refused: the pages past its end are mapped but not backed, and
+    /// reading them would kill the process with SIGBUS instead of failing.
+    ///
     /// - Parameters:
     ///   - path: the data file; its lock file is `path + "-lock"`.
     ///   - maxDatabases: how many named databases may be opened.
     ///   - mapSize: the largest size the data file may reach (address space, not disk).
     ///   - readOnly: open without write access.
-    /// - Throws: ``LMDBError`` from `mdb_env_create`, `mdb_env_set_mapsize` or `mdb_env_open`.
+    /// - Throws: ``LMDBError`` from `mdb_env_create`, `mdb_env_set_mapsize` or `mdb_env_open`, and
+    ///   one with ``LMDBError/isDamage`` for a malformed or truncated data file.
     public init(path: String, maxDatabases: Int, mapSize: Int = 1 << 40, readOnly: Bool = false) throws {
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "mdb_env_create")
@@ -66,6 +94,7 @@ public final class Environment: @unchecked Sendable {
             var flags = UInt32(MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD)
             if readOnly { flags |= UInt32(MDB_RDONLY) }
             try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open")
+            try Self.checkPagesAreInFile(env, path: path)
         } catch {
             // "Whether or not an error occurs when it is opened", the handle must be released.
             mdb_env_close(env)
@@ -76,6 +105,21 @@ public final class Environment: @unchecked Sendable {
 
     deinit {
         if let env { mdb_env_close(env) }
+    }
+
+    /// Throws when the data file ends before the last page in use. LMDB itself refuses any page
+    /// number past that one (`MDB_PAGE_NOTFOUND`), so with this check no read leaves the file.
+    private static func checkPagesAreInFile(_ env: OpaquePointer?, path: String) throws {
+        var info = MDB_envinfo()
+        var pageStat = MDB_stat()
+        try LMDBError.check(mdb_env_info(env, &info), "mdb_env_info")
+        try LMDBError.check(mdb_env_stat(env, &pageStat), "mdb_env_stat")
+        var fd: Int32 = -1
+        try LMDBError.check(mdb_env_get_fd(env, &fd), "mdb_env_get_fd")
+        var file = stat()
+        guard fstat(fd, &file) == 0 else { throw LMDBError(code: errno, operation: "fstat(\(path))") }
+        let pagesEnd = (Int(info.me_last_pgno) + 1) * Int(pageStat.ms_psize)
+        if Int(file.st_size) < pagesEnd { throw LMDBError.truncated(fileSize: Int(file.st_size), pagesEnd: pagesEnd) }
     }
 
     /// Closes the environment. No transaction may be open.
