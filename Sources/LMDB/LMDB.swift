@@ -160,7 +160,7 @@ public final class Environment: @unchecked Sendable {
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
-        let transaction = Transaction(txn: txn!, writable: false)
+        let transaction = Transaction(txn: txn!, writable: false, bounds: mappedBounds())
         defer {
             transaction.invalidate()
             mdb_txn_abort(txn)
@@ -175,7 +175,7 @@ public final class Environment: @unchecked Sendable {
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin(write)")
-        let transaction = Transaction(txn: txn!, writable: true)
+        let transaction = Transaction(txn: txn!, writable: true, bounds: mappedBounds())
         let result: T
         do {
             result = try body(transaction)
@@ -187,6 +187,19 @@ public final class Environment: @unchecked Sendable {
         transaction.invalidate()
         try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
         return result
+    }
+
+    /// Where the memory map lies and where the pages in use end, read after a transaction began:
+    /// its pages are all below that end (a later commit only moves it further).
+    private func mappedBounds() -> MappedBounds {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        guard mdb_env_info(handle, &info) == 0, mdb_env_stat(handle, &stat) == 0, let start = info.me_mapaddr else {
+            return MappedBounds(start: nil, end: nil, dataEnd: nil)
+        }
+        let base = UnsafeRawPointer(start)
+        return MappedBounds(
+            start: base, end: base + info.me_mapsize, dataEnd: base + (Int(info.me_last_pgno) + 1) * Int(stat.ms_psize))
     }
 
     /// The id of the last committed write transaction, by any process (`mdb_env_info`'s
@@ -216,10 +229,24 @@ public final class Transaction {
     private var txn: OpaquePointer?
     /// Whether the transaction may write.
     public let isWritable: Bool
+    private let bounds: MappedBounds
 
-    init(txn: OpaquePointer, writable: Bool) {
+    init(txn: OpaquePointer, writable: Bool, bounds: MappedBounds) {
         self.txn = txn
         self.isWritable = writable
+        self.bounds = bounds
+    }
+
+    /// `value` as a buffer, once it is known to lie within the pages in use (LMDB trusts the sizes
+    /// its pages record; a damaged one would make a read run past the file's end, a SIGBUS).
+    private func checked(_ value: MDB_val, _ db: Database) throws -> UnsafeRawBufferPointer {
+        let buffer = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+        guard bounds.contains(buffer) else {
+            throw LMDBError(
+                code: MDB_CORRUPTED, operation: "mdb_get(\(db.name))",
+                detail: "a key or value of \(db.name) reaches past the end of the file (the file is damaged)")
+        }
+        return buffer
     }
 
     func invalidate() { txn = nil }
@@ -242,7 +269,7 @@ public final class Transaction {
         let rc = mdb_get(handle, db.handle, &k, &v)
         if rc == MDB_NOTFOUND { return try body(nil) }
         try LMDBError.check(rc, "mdb_get(\(db.name))")
-        return try body(UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        return try body(try checked(v, db))
     }
 
     /// The value stored under `key`, copied out, or nil.
@@ -328,9 +355,7 @@ public final class Transaction {
             rc = mdb_cursor_get(cursor, &k, &v, reverse ? MDB_LAST : MDB_FIRST)
         }
         while rc == 0 {
-            let keepGoing = try body(
-                UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+            let keepGoing = try body(try checked(k, db), try checked(v, db))
             if !keepGoing { return }
             rc = mdb_cursor_get(cursor, &k, &v, reverse ? MDB_PREV : MDB_NEXT)
         }
@@ -345,3 +370,19 @@ public final class Transaction {
 
 @available(*, unavailable)
 extension Transaction: Sendable {}
+
+/// The memory map of an environment and the end of its pages in use, for checking that what LMDB
+/// hands out lies inside the file. Pages a write transaction changed live outside the map (LMDB
+/// copies them to the heap) and are not checked.
+struct MappedBounds {
+    let start: UnsafeRawPointer?
+    let end: UnsafeRawPointer?
+    let dataEnd: UnsafeRawPointer?
+
+    func contains(_ buffer: UnsafeRawBufferPointer) -> Bool {
+        guard let start, let end, let dataEnd, let base = buffer.baseAddress, base >= start, base < end else {
+            return true
+        }
+        return buffer.count <= dataEnd - base
+    }
+}

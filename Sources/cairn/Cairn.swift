@@ -38,6 +38,7 @@ struct Cairn: AsyncParsableCommand {
 
     /// The process entry: runs the command line and exits with its code.
     static func main() async {
+        DamageSignal.install()
         Glibc.exit(await execute(Array(CommandLine.arguments.dropFirst())))
     }
 
