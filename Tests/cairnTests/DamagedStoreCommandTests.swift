@@ -42,4 +42,20 @@ import Testing
         #expect(truncate(index, off_t(size / 3)) == 0)
         try expectEveryCommandRefuses(w, mentioning: "truncated")
     }
+
+    /// LMDB trusts the sizes its pages record, so a damaged page can make it read past the end of
+    /// the mapped file before any check runs: the kernel's SIGBUS then ends cairn with the damage
+    /// exit code and one error line, never a crash report.
+    @Test func aReadPastTheMappedIndexExitsFour() throws {
+        let w = try CrossProcessTests.Workspace()
+        try ExitCodeTests.expectExit(0, ["init", "--store", w.store])
+        let log = w.dir("serve.log")
+        let server = try ServerProcess(store: w.store, log: log)
+        kill(server.process.processIdentifier, SIGBUS)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationReason == .exit && server.process.terminationStatus == 4)
+        let output = try String(contentsOf: log, encoding: .utf8)
+        #expect(output.contains("error: a read ran past the end of the index (index.mdb)"))
+        #expect(!output.contains("crashed"))
+    }
 }
