@@ -91,6 +91,7 @@ public final class Environment: @unchecked Sendable {
             try LMDBError.check(mdb_env_set_maxdbs(env, MDB_dbi(maxDatabases)), "mdb_env_set_maxdbs")
             try LMDBError.check(mdb_env_set_mapsize(env, mapSize), "mdb_env_set_mapsize")
             try LMDBError.check(mdb_env_set_maxreaders(env, 512), "mdb_env_set_maxreaders")
+            try LMDBError.check(mdb_env_set_assert(env, Self.damageFound), "mdb_env_set_assert")
             var flags = UInt32(MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD)
             if readOnly { flags |= UInt32(MDB_RDONLY) }
             try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open")
@@ -105,6 +106,20 @@ public final class Environment: @unchecked Sendable {
 
     deinit {
         if let env { mdb_env_close(env) }
+    }
+
+    /// LMDB's assertion callback. LMDB checks some of what it reads from its pages with assertions
+    /// and calls `abort()` right after this callback when one fails: a damaged file would end the
+    /// process with a crash report. It ends instead with exit code 4 (damage found) and one
+    /// `error:` line naming what LMDB found; an open write transaction commits nothing.
+    private static let damageFound: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { env, message in
+        var path: UnsafePointer<CChar>?
+        if let env { _ = mdb_env_get_path(env, &path) }
+        let file = path.map { String(cString: $0) } ?? "the index"
+        let found = message.map { String(cString: $0) } ?? "an internal check failed"
+        let line = Array("error: \(file) is damaged (LMDB: \(found)); nothing was changed: restore it from a backup\n".utf8)
+        _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        _exit(4)
     }
 
     /// Throws when the data file ends before the last page in use. LMDB itself refuses any page

@@ -58,4 +58,32 @@ import Testing
         #expect(output.contains("error: a read ran past the end of the index (index.mdb)"))
         #expect(!output.contains("crashed"))
     }
+
+    /// A named database's root page number damaged (set to 1, which LMDB asserts never happens):
+    /// LMDB's own check fails inside it, and cairn ends with exit code 4 and one line instead of
+    /// LMDB's abort(); gc deletes nothing.
+    @Test func aFailedLMDBAssertionExitsFour() throws {
+        let w = try CrossProcessTests.Workspace()
+        try FixtureModels.writeBase(to: w.dir("base"), shape: .tiny, seed: 1)
+        try ExitCodeTests.expectExit(0, ["init", "--store", w.store])
+        try ExitCodeTests.expectExit(0, ["push", w.dir("base").path, "--model", "m", "--store", w.store])
+        let index = URL(fileURLWithPath: w.store + "/index.mdb")
+        var bytes = [UInt8](try Data(contentsOf: index))
+        // A record of the main database: node header (its last two bytes: the key's length), the
+        // key "chunks", then the database's MDB_db, whose md_root is at offset 40.
+        let name = Array("chunks".utf8)
+        var damaged = 0
+        for at in 8..<(bytes.count - name.count - 48)
+        where bytes[at - 2] == UInt8(name.count) && bytes[at - 1] == 0 && Array(bytes[at..<at + name.count]) == name {
+            let root = at + name.count + 40
+            for i in 0..<8 { bytes[root + i] = i == 0 ? 1 : 0 }
+            damaged += 1
+        }
+        try #require(damaged > 0)
+        try Data(bytes).write(to: index)
+        let packs = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted()
+        try ExitCodeTests.expectExit(4, ["verify", "--store", w.store], mentioning: "is damaged (LMDB:")
+        try ExitCodeTests.expectExit(4, ["gc", "--grace-period", "0", "--store", w.store], mentioning: "is damaged (LMDB:")
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted() == packs)
+    }
 }
