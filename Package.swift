@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "CairnServer", "CairnRemote",
+                "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "CairnServer", "CairnRemote", "Digest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

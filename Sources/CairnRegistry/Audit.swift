@@ -125,16 +125,21 @@ public struct AuditVerification: Codable, Sendable, Equatable {
     public var firstBroken: UInt64?
     /// What is wrong with it.
     public var problem: String?
+    /// For an intact chain: the SHA-256 of its last entry, which every earlier entry leads to.
+    /// Recorded elsewhere (daily, say), it lets `audit verify --expect-head` detect a history
+    /// rewritten by someone able to recompute every later hash. Nil for an empty log.
+    public var head: String?
 
-    public init(ok: Bool, entries: Int, firstBroken: UInt64?, problem: String?) {
+    public init(ok: Bool, entries: Int, firstBroken: UInt64?, problem: String?, head: String? = nil) {
         self.ok = ok
         self.entries = entries
         self.firstBroken = firstBroken
         self.problem = problem
+        self.head = head
     }
 
     enum CodingKeys: String, CodingKey {
-        case ok, entries, problem
+        case ok, entries, problem, head
         case firstBroken = "first_broken"
     }
 
@@ -144,6 +149,7 @@ public struct AuditVerification: Codable, Sendable, Equatable {
         try c.encode(entries, forKey: .entries)
         try c.encode(firstBroken, forKey: .firstBroken)
         try c.encode(problem, forKey: .problem)
+        try c.encode(head, forKey: .head)
     }
 }
 
@@ -324,7 +330,7 @@ extension Registry {
                             "entry \(last.sequence) was altered: its SHA-256 is \(last.hash), but the chain head recorded \(head.sha256) for entry \(head.sequence)")
                     }
                 }
-                return AuditVerification(ok: true, entries: count, firstBroken: nil, problem: nil)
+                return AuditVerification(ok: true, entries: count, firstBroken: nil, problem: nil, head: previous?.hash)
             }
         }
     }

@@ -58,7 +58,14 @@ import Testing
         #expect(created.actor == "ops" && created.model == "" && created.after == "rita (reader)")
         #expect(revoked.actor == "ops" && revoked.target == created.target && revoked.before == "rita (reader)")
         #expect(try f.registry.auditLog(model: "m").count == 18, "token entries are not in a model's history")
-        #expect(try f.registry.verifyAudit() == AuditVerification(ok: true, entries: log.count, firstBroken: nil, problem: nil))
+        let verified = try f.registry.verifyAudit()
+        let head = try #require(verified.head)
+        #expect(verified == AuditVerification(ok: true, entries: log.count, firstBroken: nil, problem: nil, head: head))
+        #expect(head.count == 64 && head != log.last!.prevSHA256)
+        // The head is the SHA-256 of the last entry: the next entry links to it.
+        try f.registry.tag(try Reference(parsing: "m@1"), ["after": "head"], actor: "alice")
+        #expect(try f.registry.auditLog().last?.prevSHA256 == head)
+        #expect(try f.registry.verifyAudit().head != head)
     }
 
     @Test func eachEntryRecordsTheHashOfThePreviousStoredEntry() throws {
