@@ -389,3 +389,10 @@ private final class IngestPipeline {
     }
 
 }
+
+extension TransferProgress {
+    /// Progress reported by a layer above the store (a remote transfer).
+    public init(done: Int64, of total: Int64, new: Int64) {
+        self.init(doneBytes: done, totalBytes: total, newBytes: new)
+    }
+}
