@@ -92,7 +92,8 @@ extension Store {
                 let a = located[i - 1].location
                 let b = located[i].location
                 let spanStart = Int64(located[start].location.offset)
-                if a.packID == b.packID, Int64(b.offset) - (Int64(a.offset) + Int64(a.recordLength)) <= Self.largestGap,
+                if a.packID == b.packID,
+                    Int64(b.offset) - (Int64(a.offset) + Int64(a.recordLength)) <= Self.largestReadGap,
                     Int64(b.offset) + Int64(b.recordLength) - spanStart <= Int64(Self.readSpan)
                 {
                     continue
@@ -280,9 +281,6 @@ extension Store {
         }
     }
 
-    /// Largest gap between two records read with one scattered read.
-    private static let largestGap = 4096
-
     /// Reads the records `range` of `located` (adjacent in one pack) with one scattered read: the
     /// stored bytes of chunks sent as stored go to their place in `out`, their headers aside;
     /// records to decode go aside whole and are decoded into `decoded`.
@@ -298,10 +296,11 @@ extension Store {
         let headerSize = PackFormat.recordHeaderSize
         // Aside: one gap, the headers, the records to decode.
         let decodedBytes = range.reduce(0) { positions[$1] < 0 ? $0 + located[$1].location.recordLength : $0 }
-        let headersAt = Self.largestGap
+        let headersAt = Self.largestReadGap
         let recordsAt = headersAt + range.count * headerSize
-        let aside = UnsafeMutableRawBufferPointer.allocate(byteCount: recordsAt + decodedBytes, alignment: 16)
-        defer { aside.deallocate() }
+        let asideBuffer = AlignedBuffer(capacity: recordsAt + decodedBytes)
+        defer { withExtendedLifetime(asideBuffer) {} }
+        let aside = asideBuffer.memory
         // Where each record's header was read to.
         var headerAt: [Int] = []
         headerAt.reserveCapacity(range.count)

@@ -120,7 +120,7 @@ extension Store {
             slots[i] = outputSize
             outputSize += Self.encodingRoom(e.rawLength)
         }
-        let output = BufferPool.take(capacity: outputSize)
+        let output = BufferPool.shared.take(capacity: outputSize)
         let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>.allocate(
             capacity: Swift.max(entries.count, 1)
         )
@@ -147,7 +147,7 @@ extension Store {
             try errors.rethrow()
         } catch {
             forms.deallocate()
-            BufferPool.give(output)
+            BufferPool.shared.give(output)
             throw error
         }
         if assignIDs { for i in entries.indices { entries[i].id = digests[i] } }
@@ -344,7 +344,7 @@ public final class VerifiedBundle: @unchecked Sendable {
 
     deinit {
         forms.deallocate()
-        BufferPool.give(output)
+        BufferPool.shared.give(output)
     }
 
     /// Chunks in the bundle.
