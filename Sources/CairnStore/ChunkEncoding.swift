@@ -3,6 +3,14 @@ import Zstd
 
 // How a new chunk is encoded for a pack: the one rule for pushes and received bundles.
 
+/// How a chunk is stored in a pack: its codec, the length of its stored bytes, and for a delta
+/// the chunk it is stored against.
+struct StoredForm: Sendable, Equatable {
+    var codec: Codec
+    var length: Int
+    var reference: SHA256Digest? = nil
+}
+
 extension Store {
     /// Room to reserve for ``encodeForStore(_:elementSize:reference:into:_:)`` of `count` bytes.
     static func encodingRoom(_ count: Int) -> Int {
@@ -20,9 +28,9 @@ extension Store {
         reference: SHA256Digest?,
         into slot: UnsafeMutableRawBufferPointer,
         _ ctx: WorkerContext
-    ) throws -> (codec: Codec, length: Int, reference: SHA256Digest?) {
+    ) throws -> StoredForm {
         var best = bytes.count
-        var form: (codec: Codec, length: Int, reference: SHA256Digest?) = (.raw, bytes.count, nil)
+        var form = StoredForm(codec: .raw, length: bytes.count)
         if elementSize != 0, let reference,
             let location = try lmdb({ try environment.read { try self.location(of: reference, in: $0) } })
         {
@@ -42,7 +50,7 @@ extension Store {
                 if 32 + n < best {
                     base.store(to: slot.baseAddress!)
                     best = 32 + n
-                    form = (.delta, best, base)
+                    form = StoredForm(codec: .delta, length: best, reference: base)
                 }
                 // As in ingest: a delta well below the size byte planes reach is kept without trying them.
                 if best < bytes.count * 6 / 10 { return form }
@@ -62,13 +70,13 @@ extension Store {
             if n < best {
                 slot.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
                 best = n
-                form = (.byteGrouped, n, nil)
+                form = StoredForm(codec: .byteGrouped, length: n)
             }
         } else {
             let n = try ctx.compressor.compress(bytes, into: slot)
             if n < best {
                 best = n
-                form = (.zstd, n, nil)
+                form = StoredForm(codec: .zstd, length: n)
             }
         }
         if form.codec == .raw, bytes.count > 0 {

@@ -138,22 +138,13 @@ extension Store {
         return try lmdb {
             try environment.write { txn -> CommitOutcome<T> in
                 // Every referenced chunk this push did not write must still be indexed.
-                var missing = Set<SHA256Digest>()
-                var checked = Set<SHA256Digest>()
-                for file in staged.manifest.files {
-                    for chunk in file.chunks where !writtenIDs.contains(chunk.id) && checked.insert(chunk.id).inserted {
-                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
-                            missing.insert(chunk.id)
-                        }
-                    }
-                }
+                var missing = Set(try unindexed(staged.manifest.chunkIDs(excluding: writtenIDs), in: txn))
                 // A delta written by this push needs its reference: if a concurrent GC dropped it, the
                 // delta chunk is stored again in plain form.
-                for entry in written {
-                    guard let reference = entry.location.reference, !writtenIDs.contains(reference) else { continue }
-                    if try !reference.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
-                        missing.insert(entry.id)
-                    }
+                let references = written.compactMap { $0.location.reference }.filter { !writtenIDs.contains($0) }
+                let lostReferences = Set(try unindexed(references, in: txn))
+                for entry in written where entry.location.reference.map(lostReferences.contains) == true {
+                    missing.insert(entry.id)
                 }
                 if !missing.isEmpty { return .missing(missing) }
                 var newBytes: Int64 = 0

@@ -61,6 +61,16 @@ public struct Manifest: Sendable, Equatable {
     /// Sum of file sizes.
     public var logicalBytes: Int64 { files.reduce(0) { $0 + $1.size } }
 
+    /// The ids of the chunks the files reference, in file order, each once, but those in `excluded`.
+    func chunkIDs(excluding excluded: Set<SHA256Digest> = []) -> [SHA256Digest] {
+        var seen = excluded
+        var ids: [SHA256Digest] = []
+        for file in files {
+            for chunk in file.chunks where seen.insert(chunk.id).inserted { ids.append(chunk.id) }
+        }
+        return ids
+    }
+
     /// The file at `path`, if any.
     public func file(_ path: String) -> FileEntry? {
         files.first { $0.path == path }

@@ -18,9 +18,7 @@ import Synchronization
 /// (``commit(_:_:)``, ``MetadataTransaction``).
 ///
 /// Thread-safe: one `Store` per directory per process, shared by all threads.
-public final class Store: @unchecked Sendable {
-    // @unchecked Sendable: state is immutable after open, or guarded (pack handles, worker pool),
-    // and LMDB serializes write transactions itself.
+public final class Store: Sendable {
     public let root: String
     public let config: StoreConfig
     let chunker: Chunker
@@ -232,8 +230,14 @@ public final class Store: @unchecked Sendable {
         try lmdb {
             try environment.read { txn in
                 var s = Statistics(
-                    chunkCount: 0, uniqueBytes: 0, compressedBytes: 0, storedBytes: 0, packCount: 0,
-                    manifestCount: try txn.count(manifestsDB), indexBytes: Int64(try environment.usedBytes()))
+                    chunkCount: 0,
+                    uniqueBytes: 0,
+                    compressedBytes: 0,
+                    storedBytes: 0,
+                    packCount: 0,
+                    manifestCount: try txn.count(manifestsDB),
+                    indexBytes: Int64(try environment.usedBytes())
+                )
                 var locations: [ChunkLocation] = []
                 try txn.forEach(chunksDB) { _, value in
                     if let loc = ChunkLocation(value) {

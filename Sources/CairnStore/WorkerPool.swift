@@ -4,12 +4,10 @@ import Zstd
 
 /// Per-thread resources of the parallel stages: a SHA-256 context, zstd contexts and scratch
 /// buffers. Creating these per chunk would cost more than the chunk's work, so a pool lends them out.
-final class WorkerContext: @unchecked Sendable {
-    // @unchecked Sendable: its hasher, zstd contexts and buffers are used by one thread at a time.
-    // What makes that hold: a context is only reachable through ``WorkerPool/withContext(_:)``,
-    // which takes it out of the pool's locked list, lends it to one closure (which does not keep
-    // it) and puts it back under the lock when the closure returns. The compiler cannot check
-    // that the closure does not keep it, hence unchecked.
+///
+/// Its members are used by one thread at a time (their own Sendable conformances say so): a
+/// context is only reachable through ``WorkerPool/withContext(_:)``, which lends it to one closure.
+final class WorkerContext: Sendable {
     let hasher = SHA256Hasher()
     let compressor: ZstdCompressor
     let decompressor = ZstdDecompressor()

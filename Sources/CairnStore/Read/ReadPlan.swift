@@ -137,9 +137,9 @@ struct WindowLookahead {
     private let context: Store.ReadContext
     private let fill: MissingChunkFill?
     private let following: ArraySlice<FileEntry>
-    /// Windows planned ahead, the one to decode next included: two when every chunk is stored
-    /// (the next window's pack bytes are requested while this one is decoded), three with a fill
-    /// (a fetch takes a round trip, so the one after next is requested too).
+    /// How many windows stay planned beyond the one being decoded: two when every chunk is stored
+    /// (pack bytes are requested from the disk two windows ahead), three with a fill (a fetch takes
+    /// a round trip, so fetches start three windows ahead).
     private let depth: Int
     private var planned: [Store.PlannedWindow] = []
     /// The first chunk of the file not planned yet.
@@ -173,8 +173,8 @@ struct WindowLookahead {
         nextChunk = first
     }
 
-    /// The next window of the file to decode, with the ones after it planned; nil when the range
-    /// is done.
+    /// The next window of the file to decode, with ``depth`` windows after it planned; nil when
+    /// the range is done.
     mutating func next() throws -> Store.PlannedWindow? {
         try planAhead()
         guard !planned.isEmpty else { return nil }

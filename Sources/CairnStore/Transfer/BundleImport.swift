@@ -104,9 +104,7 @@ extension Store {
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
     ) throws -> VerifiedBundle {
         var entries = try ChunkBundle.parse(bundle, maxChunk: config.chunker.max, allowingDeltas: references != nil)
-        let digests = UnsafeMutableBufferPointer<SHA256Digest>.allocate(capacity: Swift.max(entries.count, 1))
-        digests.initialize(repeating: .zero)
-        defer { digests.deallocate() }
+        var digests = [SHA256Digest](repeating: .zero, count: entries.count)
         // Where each chunk's stored form goes when it is not the received bytes.
         var slots = [Int](repeating: -1, count: entries.count)
         var outputSize = 0
@@ -121,32 +119,34 @@ extension Store {
             outputSize += Self.encodingRoom(e.rawLength)
         }
         let output = BufferPool.shared.take(capacity: outputSize)
-        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>.allocate(
-            capacity: Swift.max(entries.count, 1)
-        )
+        var forms = [StoredForm](repeating: StoredForm(codec: .raw, length: 0), count: entries.count)
         let errors = FirstError()
-        parallelFor(entries.count) { i in
-            if errors.isSet { return }
-            do {
-                (forms[i], digests[i]) = try verifyEntry(
-                    entries[i],
-                    bundle: bundle,
-                    slot: slots[i],
-                    output: output,
-                    assignID: assignIDs,
-                    decodeInto: decodeInto,
-                    references: references,
-                    unbuilt: unbuilt,
-                    onVerified: onVerified
-                )
-            } catch {
-                errors.record(error)
+        // Each iteration writes its own entry of `forms` and `digests`.
+        forms.withUnsafeMutableBufferPointer { forms in
+            digests.withUnsafeMutableBufferPointer { digests in
+                parallelFor(entries.count) { i in
+                    if errors.isSet { return }
+                    do {
+                        (forms[i], digests[i]) = try verifyEntry(
+                            entries[i],
+                            bundle: bundle,
+                            slot: slots[i],
+                            output: output,
+                            assignID: assignIDs,
+                            decodeInto: decodeInto,
+                            references: references,
+                            unbuilt: unbuilt,
+                            onVerified: onVerified
+                        )
+                    } catch {
+                        errors.record(error)
+                    }
+                }
             }
         }
         do {
             try errors.rethrow()
         } catch {
-            forms.deallocate()
             BufferPool.shared.give(output)
             throw error
         }
@@ -174,7 +174,7 @@ extension Store {
         references: ReferenceSource? = nil,
         unbuilt: UnbuiltDeltas? = nil,
         onVerified: ((SHA256Digest, UnsafeRawBufferPointer) throws -> Void)?
-    ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
+    ) throws -> (form: StoredForm, id: SHA256Digest) {
         let data = UnsafeRawBufferPointer(rebasing: bundle[e.dataOffset..<e.dataOffset + e.storedLength])
         func mismatch(_ what: String) -> CairnStoreError {
             var error = CairnStoreError(
@@ -226,7 +226,7 @@ extension Store {
                 let referenceID = SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: data[0..<32]))
                 func unusable(
                     differs: Bool
-                ) throws -> (form: (codec: Codec, length: Int, reference: SHA256Digest?), id: SHA256Digest) {
+                ) throws -> (form: StoredForm, id: SHA256Digest) {
                     guard let unbuilt else {
                         throw CairnStoreError(
                             .notFound,
@@ -240,7 +240,7 @@ extension Store {
                             referenceDiffers: differs
                         )
                     )
-                    return ((.raw, 0, nil), e.id)
+                    return (StoredForm(codec: .raw, length: 0), e.id)
                 }
                 guard let base = references(referenceID, e.rawLength, ctx), base.count == e.rawLength else {
                     return try unusable(differs: false)
@@ -258,7 +258,7 @@ extension Store {
                 if slot >= 0 {
                     (output.memory.baseAddress! + slot).copyMemory(from: target.baseAddress!, byteCount: e.rawLength)
                 }
-                return ((.raw, e.rawLength, nil), e.id)
+                return (StoredForm(codec: .raw, length: e.rawLength), e.id)
             default:
                 throw mismatch("uses codec \(e.codecRaw), which bundles do not carry")
             }
@@ -269,7 +269,7 @@ extension Store {
             }
             try onVerified?(digest, raw)
             // Kept as received: zstd smaller than raw, or raw when not asked to compress.
-            if slot < 0 { return ((Codec(rawValue: e.codecRaw)!, data.count, nil), digest) }
+            if slot < 0 { return (StoredForm(codec: Codec(rawValue: e.codecRaw)!, length: data.count), digest) }
             let room = UnsafeMutableRawBufferPointer(
                 rebasing: output.memory[slot..<slot + Self.encodingRoom(e.rawLength)]
             )
@@ -315,21 +315,21 @@ extension Store {
 
 /// A bundle whose chunks were all verified, with each chunk's stored form (in the bundle, or
 /// re-encoded in `output`). The bundle's bytes are passed again when the chunks are written.
-public final class VerifiedBundle: @unchecked Sendable {
-    // @unchecked Sendable: immutable once verification has filled `forms` and `output`.
+public final class VerifiedBundle: Sendable {
     let entries: [ChunkBundle.Entry]
     let slots: [Int]
     let output: AlignedBuffer
-    let forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>
+    /// Each chunk's stored form, in bundle order.
+    let forms: [StoredForm]
     /// False for a bundle whose deltas were rebuilt (or left out) without keeping their raw bytes.
     let stageable: Bool
 
-    /// Takes ownership of `output` (back to the pool) and `forms` (deallocated).
+    /// Takes ownership of `output` (given back to the pool with the value).
     init(
         entries: [ChunkBundle.Entry],
         slots: [Int],
         output: AlignedBuffer,
-        forms: UnsafeMutableBufferPointer<(codec: Codec, length: Int, reference: SHA256Digest?)>,
+        forms: [StoredForm],
         stageable: Bool = true
     ) {
         self.entries = entries
@@ -343,7 +343,6 @@ public final class VerifiedBundle: @unchecked Sendable {
     public var ids: [SHA256Digest] { entries.map(\.id) }
 
     deinit {
-        forms.deallocate()
         BufferPool.shared.give(output)
     }
 

@@ -1,4 +1,5 @@
 import Digest
+import LMDB
 
 // Which chunks the index lacks, and committing a manifest whose chunks were all stored before.
 
@@ -26,17 +27,22 @@ extension Store {
     }
 
     /// The ids among `ids` that are not indexed, in the order given (each once).
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func missingChunks(_ ids: [SHA256Digest]) throws -> [SHA256Digest] {
-        try lmdb {
-            try environment.read { txn in
-                var seen = Set<SHA256Digest>()
-                var missing: [SHA256Digest] = []
-                for id in ids where seen.insert(id).inserted {
-                    if try !id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.append(id) }
-                }
-                return missing
-            }
+        try lmdb { try environment.read { txn in try unindexed(ids, in: txn) } }
+    }
+
+    /// The one check that chunks are present: the ids among `ids` that `txn` does not index, in
+    /// the order given, each once. Commits run it inside their write transaction, so that a
+    /// garbage collection cannot drop a chunk between the check and the commit.
+    func unindexed(_ ids: some Sequence<SHA256Digest>, in txn: Transaction) throws -> [SHA256Digest] {
+        var seen = Set<SHA256Digest>()
+        var missing: [SHA256Digest] = []
+        for id in ids where seen.insert(id).inserted {
+            if try !id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.append(id) }
         }
+        return missing
     }
 
     /// Records a manifest whose chunks were stored earlier (by ``storeChunks(bundle:)``): in ONE
@@ -51,15 +57,7 @@ extension Store {
         let id = SHA256Digest.hash(encoded)
         return try lmdb {
             try environment.write { txn in
-                var missing: [SHA256Digest] = []
-                var checked = Set<SHA256Digest>()
-                for file in manifest.files {
-                    for chunk in file.chunks where checked.insert(chunk.id).inserted {
-                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
-                            missing.append(chunk.id)
-                        }
-                    }
-                }
+                let missing = try unindexed(manifest.chunkIDs(), in: txn)
                 if !missing.isEmpty { throw MissingChunksError(ids: missing) }  // aborts the transaction
                 let key = id.bytes
                 let isNew = try txn.get(manifestsDB, key: key) == nil
