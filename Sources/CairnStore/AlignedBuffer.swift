@@ -64,7 +64,7 @@ package final class AlignedBuffer: @unchecked Sendable {
 
 /// Large ``AlignedBuffer``s kept for reuse: a fresh multi-megabyte buffer costs a page fault and
 /// the zeroing of a page per 4 KiB on its first touch, every time (on a VM, where fresh pages also
-/// cost the host, that was a sixth of a remote pull's CPU time). A buffer goes back exactly when
+/// cost the host, that was a sixth of the CPU time of fetching a model into a cache). A buffer goes back exactly when
 /// its user is done with it, and is taken by the size it needs: sizes are rounded up to a granule
 /// so that buffers of slightly different sizes are shared.
 ///
@@ -74,7 +74,7 @@ package final class AlignedBuffer: @unchecked Sendable {
 /// ```
 package final class BufferPool: Sendable {
     /// The store's pool (read windows, re-encoded chunks of verified bundles): 8 MiB granules, at
-    /// most six kept (two read windows and the bundles in flight on a server).
+    /// most six kept (two read windows and the bundles being stored).
     package static let shared = BufferPool(granule: 8 << 20, keeping: 6)
 
     private let free = Mutex<[AlignedBuffer]>([])

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// Thin, checked POSIX file operations. Every failure throws ``CairnStoreError`` with `.io` and the path.
-public enum FileIO {
+package enum FileIO {
     static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
         let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
         if fd < 0 { throw CairnStoreError.io("open", path: path, errno: errno) }
@@ -73,7 +73,7 @@ public enum FileIO {
     /// of 2 MiB and more get 2 MiB folios, and on a VM whose free memory is handed back to the host
     /// (virtio free page reporting) each fresh huge folio costs a slow host fault — a 338 MB file
     /// written in 16 MiB pieces took 0.9 s, in 1 MiB pieces 0.1 s (see README, Performance).
-    public static let largestWrite = 1 << 20
+    package static let largestWrite = 1 << 20
 
     /// Writes all of `buffer` at `offset`, in pieces of at most ``largestWrite`` bytes.
     ///
@@ -81,7 +81,7 @@ public enum FileIO {
     /// in one call: the kernel submits all of it to the device at once, instead of the thread
     /// waking up for each piece — which, with every core busy decoding, made a restore's writes
     /// run at half the disk's speed.
-    public static func pwrite(
+    package static func pwrite(
         _ fd: Int32,
         _ buffer: UnsafeRawBufferPointer,
         at offset: Int64,

@@ -18,7 +18,9 @@ public struct TransferProgress: Sendable {
 /// The result of staging a tree: its manifest, and the packs already written for chunks the store
 /// did not have. Nothing is visible in the store until ``Store/commit(_:_:)``.
 public struct StagedIngest: Sendable {
+    /// The tree's manifest.
     public let manifest: Manifest
+    /// Its id (the SHA-256 of its encoding).
     public let manifestID: SHA256Digest
     /// Raw bytes of the chunks this push wrote (chunks the store did not have when they were hashed).
     public let writtenRawBytes: Int64
@@ -35,6 +37,7 @@ public struct StagedIngest: Sendable {
 
 /// What a commit added to the store.
 public struct CommitInfo: Sendable {
+    /// The id of the committed manifest.
     public let manifestID: SHA256Digest
     /// Whether the manifest was new to the store.
     public let manifestIsNew: Bool
@@ -68,6 +71,10 @@ extension Store {
 
     /// Stages the given files (see ``stage(directory:planner:progress:)``). `planner` may cut some
     /// files by their structure (see ``ChunkingPlan``); others use content-defined chunking.
+    ///
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for an unsafe or repeated path (before
+    ///   anything is written), `.io` for read or write failures, `.conflict` if a file changes
+    ///   while it is read.
     public func stage(
         files: [SourceFile],
         planner: ChunkingPlanner? = nil,
@@ -97,8 +104,13 @@ extension Store {
     /// A chunk this push found already stored may have been dropped by a concurrent garbage
     /// collection since: the commit then re-reads it from the pushed file, stores it again and retries.
     ///
+    /// ```swift
+    /// let staged = try store.stage(directory: "./model")
+    /// let id = try store.commit(staged) { txn, info in info.manifestID }
+    /// ```
+    ///
     /// - Throws: ``CairnStoreError`` with `.conflict` if a pushed file changed so that a chunk cannot
-    ///   be re-stored; errors thrown by `body` (nothing is committed).
+    ///   be re-stored, `.io`; errors thrown by `body` (nothing is committed).
     public func commit<T>(_ staged: StagedIngest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
         var packs = staged.packs
         var written = staged.written
@@ -432,8 +444,8 @@ private final class IngestPipeline {
 }
 
 extension TransferProgress {
-    /// Progress reported by a layer above the store (a remote transfer).
-    public init(done: Int64, of total: Int64, new: Int64) {
+    /// Progress reported by a layer above the store (a transfer between stores).
+    package init(done: Int64, of total: Int64, new: Int64) {
         self.init(doneBytes: done, totalBytes: total, newBytes: new)
     }
 }

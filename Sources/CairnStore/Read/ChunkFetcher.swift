@@ -15,10 +15,15 @@ import Synchronization
 /// sends deltas stops when one cannot be rebuilt (``stopFetchingDeltas()``).
 ///
 /// ```swift
+/// final class Bytes: PendingBundle {
+///     let bytes: [UInt8]
+///     init(_ bytes: [UInt8]) { self.bytes = bytes }
+///     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T { try bytes.withUnsafeBytes(body) }
+/// }
 /// struct FromStore: ChunkFetcher {
 ///     let source: Store
 ///     func startFetch(_ chunks: [ChunkRef]) throws -> [any PendingBundle] {
-///         [Bundle(try source.exportChunks(chunks.map(\.id), maxBytes: 64 << 20))]
+///         [Bytes(try source.exportChunks(chunks.map(\.id), maxBytes: 64 << 20))]
 ///     }
 /// }
 /// try cache.restore(manifest.files, to: "/tmp/out", fetcher: FromStore(source: origin))
@@ -48,7 +53,9 @@ public protocol ChunkFetcher: Sendable {
 }
 
 extension ChunkFetcher {
-    /// No local copies: returns false.
+    /// No local copies: returns false (never throws).
+    ///
+    /// - Throws: never.
     public func dropLocalCopy(of chunk: SHA256Digest) throws -> Bool { false }
 
     /// No local copies: returns false.

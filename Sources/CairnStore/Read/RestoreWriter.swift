@@ -129,7 +129,7 @@ extension Store {
 /// A file being restored: written under a temporary name beside its target (`.NAME.cairn-partial`)
 /// and renamed into place once complete. Written with direct I/O where the file system allows it:
 /// the bytes go from the read windows to the disk without page-cache copies, whose fresh pages are
-/// slow to fault in on a VM (a pull of a 338 MB model took 0.25–0.9 s buffered, depending on the
+/// slow to fault in on a VM (a restore of a 338 MB model took 0.25–0.9 s buffered, depending on the
 /// state of memory).
 final class PartialFile: Sendable {
     let target: String

@@ -11,7 +11,7 @@ extension Store {
     /// encodes them with its own codecs as a local push would (byte planes, deltas). With `verify`,
     /// each chunk is checked against its id first (a file changed since it was scanned fails with
     /// `.conflict`); without, the receiver's check catches it.
-    public static func bundle(
+    package static func bundle(
         _ sources: [ChunkSource],
         compressionLevel: Int,
         maxChunk: Int,

@@ -5,15 +5,15 @@ import Glibc
 // sender that copies them to a socket itself.
 
 extension Store {
-    /// Chunks located for a bundle (``ChunkBundle``) by ``planExport(_:maxBytes:)``, sorted by
+    /// Chunks located for a bundle (``ChunkBundle``) by ``planExport(_:maxBytes:sendingDeltas:)``, sorted by
     /// where they are stored; ``export(_:into:)`` writes the bundle.
-    public struct ChunkExport: Sendable {
+    package struct ChunkExport: Sendable {
         fileprivate let located: [(id: SHA256Digest, location: ChunkLocation)]
         /// The most bytes the bundle can take: a buffer of this size holds it.
-        public let bound: Int
+        package let bound: Int
         /// Whether chunks stored as deltas travel as stored (for a receiver that holds their
         /// references) instead of decoded.
-        public let sendsDeltas: Bool
+        package let sendsDeltas: Bool
 
         /// Whether a chunk travels as stored: raw, zstd and byte planes do, and deltas when the
         /// plan sends them; other deltas are decoded.
@@ -31,7 +31,7 @@ extension Store {
     ///
     /// - Throws: ``CairnStoreError``: `.notFound` naming the first chunk not stored,
     ///   `.invalidArgument` when the bundle could exceed `maxBytes`.
-    public func planExport(_ ids: [SHA256Digest], maxBytes: Int, sendingDeltas: Bool = false) throws -> ChunkExport {
+    package func planExport(_ ids: [SHA256Digest], maxBytes: Int, sendingDeltas: Bool = false) throws -> ChunkExport {
         var unique: [SHA256Digest] = []
         var seen = Set<SHA256Digest>()
         for id in ids where seen.insert(id).inserted { unique.append(id) }
@@ -73,7 +73,7 @@ extension Store {
     /// Each record's header is checked against the index.
     ///
     /// - Throws: ``CairnStoreError``: `.corruption` for a damaged or truncated record.
-    public func export(_ plan: ChunkExport, into out: UnsafeMutableRawBufferPointer) throws -> Int {
+    package func export(_ plan: ChunkExport, into out: UnsafeMutableRawBufferPointer) throws -> Int {
         precondition(out.count >= plan.bound, "an export buffer holds at least the plan's bound")
         let located = plan.located
         // Where each entry sent as stored begins (its header; the stored bytes follow); -1 for
@@ -112,9 +112,10 @@ extension Store {
             decoded.deallocate()
         }
         // One span after the other: reading them is mostly copying from the page cache, and a
-        // server answers several fetches at once (a pull keeps three on their way), so spreading
-        // one over the cores only made it compete with the others (and, on one machine, with the
-        // client decoding them: remote pull of base 0.41 -> 0.39 s when read in order).
+        // store exporting for a reader answers several exports at once (a restore keeps three
+        // fetches on their way), so spreading one over the cores only made it compete with the
+        // others (and, on one machine, with the receiver decoding them: fetching a base model into
+        // an empty cache took 0.41 -> 0.39 s when read in order).
         for span in spans {
             try exportSpan(located, range: span, positions: positions, out: out, decoded: decoded)
         }
@@ -142,19 +143,19 @@ extension Store {
     /// and are named by range; the rest — the bundle's header, the entries' headers, chunks decoded
     /// from deltas (as ``export(_:into:)`` decodes them) — is in ``bytes``. The bundle is the one
     /// ``export(_:into:)`` writes, byte for byte.
-    public struct ExportPieces: Sendable {
-        public enum Piece: Sendable, Equatable {
+    package struct ExportPieces: Sendable {
+        package enum Piece: Sendable, Equatable {
             /// A range of ``ExportPieces/bytes``.
             case bytes(Range<Int>)
             /// `length` bytes at `offset` of the pack open at ``ExportPieces/descriptors``[`file`].
             case pack(file: Int, offset: Int64, length: Int)
         }
-        public let bytes: [UInt8]
-        public let pieces: [Piece]
+        package let bytes: [UInt8]
+        package let pieces: [Piece]
         /// Descriptors open on the packs the pieces name, owned by the caller, who closes them.
-        public let descriptors: [Int32]
+        package let descriptors: [Int32]
         /// Bytes of the whole bundle.
-        public var size: Int {
+        package var size: Int {
             pieces.reduce(0) {
                 switch $1 {
                 case .bytes(let range): $0 + range.count
@@ -165,12 +166,12 @@ extension Store {
     }
 
     /// The pieces of `plan`'s bundle (``ExportPieces``). The packs' records are not read here:
-    /// their bytes reach the receiver unchecked by the server, which verifies every chunk anyway;
+    /// their bytes reach the receiver unchecked here (the receiver verifies every chunk anyway);
     /// a pack shorter than its records is refused here.
     ///
     /// - Throws: ``CairnStoreError``: `.corruption` for a missing or truncated pack or a damaged
     ///   delta record.
-    public func exportPieces(_ plan: ChunkExport) throws -> ExportPieces {
+    package func exportPieces(_ plan: ChunkExport) throws -> ExportPieces {
         let stored = plan.located.filter { plan.sentAsStored($0.location) }
         let others = plan.located.filter { !plan.sentAsStored($0.location) }
         // The bundle's header and the stored chunks' entry headers, then the chunks decoded here:
@@ -272,7 +273,18 @@ extension Store {
         return ExportPieces(bytes: bytes, pieces: pieces, descriptors: descriptors)
     }
 
-    /// The stored chunks `ids` as a bundle (``planExport(_:maxBytes:)`` and ``export(_:into:)``).
+    /// The stored chunks `ids` as a bundle (``ChunkBundle``), each once, for another store's
+    /// ``storeChunks(bundle:compressRaw:onVerified:)`` or ``ChunkUpload``: chunks go as stored
+    /// (raw, zstd, byte planes), deltas decoded.
+    ///
+    /// ```swift
+    /// let bundle = try source.exportChunks(ids, maxBytes: 64 << 20)
+    /// try bundle.withUnsafeBytes { try target.storeChunks(bundle: $0) }
+    /// ```
+    ///
+    /// - Throws: ``CairnStoreError``: `.notFound` naming the first chunk not stored,
+    ///   `.invalidArgument` when the bundle could exceed `maxBytes`, `.corruption` for a damaged
+    ///   record, `.io`.
     public func exportChunks(_ ids: [SHA256Digest], maxBytes: Int) throws -> [UInt8] {
         let plan = try planExport(ids, maxBytes: maxBytes)
         return try [UInt8](unsafeUninitializedCapacity: plan.bound) { buffer, count in

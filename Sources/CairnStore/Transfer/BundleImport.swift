@@ -6,7 +6,7 @@ import Zstd
 // Storing a bundle's chunks: every chunk decoded and verified against its id first, then written
 // to a new pack and indexed.
 
-/// What ``Store/storeChunks(bundle:)`` did.
+/// What ``Store/storeChunks(bundle:compressRaw:onVerified:)`` did.
 public struct ChunkStoreResult: Sendable, Equatable, Codable {
     /// Chunks in the bundle.
     public var received: Int
@@ -19,6 +19,7 @@ public struct ChunkStoreResult: Sendable, Equatable, Codable {
     /// With ids assigned by the receiver: every chunk's id (hex), in bundle order.
     public var ids: [String]?
 
+    /// A result with these counts.
     public init(received: Int, newChunks: Int, newBytes: Int64, storedBytes: Int64, ids: [String]? = nil) {
         self.received = received
         self.newChunks = newChunks
@@ -35,7 +36,7 @@ public struct ChunkStoreResult: Sendable, Equatable, Codable {
     }
 }
 
-/// Serializes the "which chunks are new → write a pack → index it" section of ``Store/storeChunks(bundle:)``
+/// Serializes the "which chunks are new → write a pack → index it" section of ``Store/storeChunks(bundle:compressRaw:onVerified:)``
 /// within a process, so two uploads of overlapping chunks store each chunk once.
 private let chunkIngestLock = Mutex(())
 
@@ -49,11 +50,15 @@ extension Store {
     /// decode to them); raw data is compressed with the store's level unless `compressRaw` is false
     /// (a bundle from a store that found those chunks incompressible).
     ///
-    /// - Parameter onVerified: called with each chunk's raw bytes once they are verified, from
-    ///   several threads at once (a pull writes them straight into its files, ``RestoreSession``).
+    /// ```swift
+    /// let result = try bundle.withUnsafeBytes { try store.storeChunks(bundle: $0) }
+    /// ```
     ///
+    /// - Parameter onVerified: called with each chunk's id and raw bytes once they are verified,
+    ///   from several threads at once (a caller can write them straight where they belong).
     /// - Throws: ``CairnStoreError``: `.invalidArgument` for a malformed bundle, `.corruption` naming
-    ///   the first chunk whose bytes do not match its id (nothing stored), `.io`.
+    ///   the first chunk whose bytes do not match its id (nothing stored), `.io`; errors thrown by
+    ///   `onVerified` (nothing stored).
     @discardableResult
     public func storeChunks(
         bundle: UnsafeRawBufferPointer,
@@ -315,7 +320,7 @@ extension Store {
 
 /// A bundle whose chunks were all verified, with each chunk's stored form (in the bundle, or
 /// re-encoded in `output`). The bundle's bytes are passed again when the chunks are written.
-public final class VerifiedBundle: Sendable {
+package final class VerifiedBundle: Sendable {
     let entries: [ChunkBundle.Entry]
     let slots: [Int]
     let output: AlignedBuffer
@@ -340,14 +345,14 @@ public final class VerifiedBundle: Sendable {
     }
 
     /// Every chunk's id, in bundle order (as assigned, where the receiver assigned them).
-    public var ids: [SHA256Digest] { entries.map(\.id) }
+    package var ids: [SHA256Digest] { entries.map(\.id) }
 
     deinit {
         BufferPool.shared.give(output)
     }
 
     /// Chunks in the bundle.
-    public var count: Int { entries.count }
+    package var count: Int { entries.count }
 
     /// Appends to `writer` the chunks `include` accepts, each once; returns their count and raw bytes.
     func append(

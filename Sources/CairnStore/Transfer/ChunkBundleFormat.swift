@@ -22,22 +22,25 @@ import Digest
 /// A chunk's id is the SHA-256 of its raw bytes. A receiver never trusts it: ``Store/storeChunks(bundle:compressRaw:onVerified:)``
 /// decodes and re-hashes every chunk before anything is written.
 public enum ChunkBundle {
+    /// The first 8 bytes of every bundle: "CAIRNCB1".
     public static let magic: [UInt8] = Array("CAIRNCB1".utf8)
+    /// Bytes of the bundle header.
     public static let headerSize = 16
+    /// Bytes of an entry header without a reference.
     public static let entryHeaderSize = 44
 
     /// One chunk of a bundle: where its stored bytes sit in the bundle, and its hints.
-    public struct Entry: Sendable, Equatable {
-        public var id: SHA256Digest
-        public var codecRaw: UInt8
-        public var rawLength: Int
+    package struct Entry: Sendable, Equatable {
+        package var id: SHA256Digest
+        package var codecRaw: UInt8
+        package var rawLength: Int
         /// Offset of the stored bytes in the bundle.
-        public var dataOffset: Int
-        public var storedLength: Int
+        package var dataOffset: Int
+        package var storedLength: Int
         /// Bytes per float element (2, 4), or 0.
-        public var elementSize: Int
+        package var elementSize: Int
         /// The chunk to store this one as a delta against, if any.
-        public var reference: SHA256Digest?
+        package var reference: SHA256Digest?
     }
 
     /// Bytes a bundle of chunks with these stored lengths (and no references) takes.
@@ -46,10 +49,10 @@ public enum ChunkBundle {
     }
 
     /// Bytes of an entry's header (with its reference, if any).
-    public static func entryHeaderSize(hasReference: Bool) -> Int { entryHeaderSize + (hasReference ? 32 : 0) }
+    package static func entryHeaderSize(hasReference: Bool) -> Int { entryHeaderSize + (hasReference ? 32 : 0) }
 
     /// Writes the bundle header at `p`.
-    public static func writeHeader(count: Int, to p: UnsafeMutableRawPointer) {
+    package static func writeHeader(count: Int, to p: UnsafeMutableRawPointer) {
         magic.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: 8) }
         p.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 8, as: UInt32.self)
         p.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
@@ -58,7 +61,7 @@ public enum ChunkBundle {
     /// Writes an entry header at `p` (and the reference after it); the stored bytes follow.
     /// Returns the header's size.
     @discardableResult
-    public static func writeEntryHeader(
+    package static func writeEntryHeader(
         id: SHA256Digest,
         codec: Codec,
         rawLength: Int,
@@ -86,8 +89,11 @@ public enum ChunkBundle {
     /// With `allowingDeltas`, entries may also be deltas as a store keeps them (codec delta: the
     /// reference's id, then the byte planes of the difference), for a receiver that holds the
     /// references (``Store/planExport(_:maxBytes:sendingDeltas:)``).
-    public static func parse(_ b: UnsafeRawBufferPointer, maxChunk: Int, allowingDeltas: Bool = false) throws -> [Entry]
-    {
+    package static func parse(
+        _ b: UnsafeRawBufferPointer,
+        maxChunk: Int,
+        allowingDeltas: Bool = false
+    ) throws -> [Entry] {
         func bad(_ what: String) -> CairnStoreError {
             CairnStoreError(.invalidArgument, "malformed chunk bundle: \(what)")
         }

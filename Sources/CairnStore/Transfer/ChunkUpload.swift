@@ -3,7 +3,7 @@ import Synchronization
 
 // Chunks received in several bundles, staged into packs and committed in one transaction.
 
-/// Chunks received in several bundles (a remote push's uploads, a remote pull's fetches) staged
+/// Chunks received in several bundles (a tree pushed from elsewhere, chunks fetched into a cache) staged
 /// into packs like a local push stages a tree, and committed with the manifest that references
 /// them in ONE index transaction (``commit(manifest:_:)``), or indexed on their own
 /// (``commitChunks()``). Packs are sealed (fsynced) at the store's pack size and before the commit,

@@ -9,11 +9,13 @@ public struct MissingChunksError: CodedError {
     /// The chunks that are not stored.
     public let ids: [SHA256Digest]
 
+    /// The error for chunks `ids`.
     public init(ids: [SHA256Digest]) { self.ids = ids }
 
     /// Always ``ErrorCode/missingChunks``.
     public var code: ErrorCode { .missingChunks }
 
+    /// How many chunks are not stored, and the first of them.
     public var message: String {
         "\(ids.count) chunk\(ids.count == 1 ? " is" : "s are") not stored (first: \(ids.first?.hex ?? "")); upload \(ids.count == 1 ? "it" : "them") first"
     }
@@ -22,7 +24,7 @@ public struct MissingChunksError: CodedError {
 extension Store {
     /// A number that changes whenever anything commits to the index (in any process): a cache of
     /// values read from the index stays valid while it is unchanged.
-    public func indexGeneration() throws -> Int {
+    package func indexGeneration() throws -> Int {
         try lmdb { try environment.lastTransactionID() }
     }
 
@@ -45,7 +47,7 @@ extension Store {
         return missing
     }
 
-    /// Records a manifest whose chunks were stored earlier (by ``storeChunks(bundle:)``): in ONE
+    /// Records a manifest whose chunks were stored earlier (by ``storeChunks(bundle:compressRaw:onVerified:)``): in ONE
     /// index write transaction, checks that every chunk it references is indexed, adds the manifest
     /// if it is new, then runs `body` so the layer above records what it means in the same
     /// transaction. `info.newBytes` and `info.storedBytes` are 0: the chunks were added before.

@@ -5,15 +5,15 @@ import Synchronization
 // with where each chunk can be read again.
 
 /// A chunk of a local file to send: the file, where the chunk starts, its id and length.
-public struct ChunkSource: Sendable, Equatable {
-    public var path: String
-    public var offset: Int64
-    public var chunk: ChunkRef
+package struct ChunkSource: Sendable, Equatable {
+    package var path: String
+    package var offset: Int64
+    package var chunk: ChunkRef
     /// Hints for the receiver's codecs (see ``ChunkBundle``).
-    public var elementSize: Int
-    public var reference: SHA256Digest?
+    package var elementSize: Int
+    package var reference: SHA256Digest?
 
-    public init(path: String, offset: Int64, chunk: ChunkRef, elementSize: Int = 0, reference: SHA256Digest? = nil) {
+    package init(path: String, offset: Int64, chunk: ChunkRef, elementSize: Int = 0, reference: SHA256Digest? = nil) {
         self.path = path
         self.offset = offset
         self.chunk = chunk
@@ -24,10 +24,10 @@ public struct ChunkSource: Sendable, Equatable {
 
 /// A tree chunked and hashed exactly as ``Store/stage(files:planner:progress:)`` would, with nothing
 /// stored: its manifest, and where each chunk can be read again.
-public struct ScannedTree: Sendable {
-    public let manifest: Manifest
+package struct ScannedTree: Sendable {
+    package let manifest: Manifest
     /// Relative path → absolute path of each file.
-    public let sources: [String: String]
+    package let sources: [String: String]
     /// Codec hints of the plans' chunks: element size (float tensors) and delta reference.
     let hints: [SHA256Digest: (elementSize: Int, reference: SHA256Digest?)]
 
@@ -35,7 +35,7 @@ public struct ScannedTree: Sendable {
     /// absolute path and offset, as in ``ChunkSource``), and their codec hints kept.
     ///
     /// - Throws: ``CairnStoreError`` `.invalidArgument` if a chunk has no id and none was assigned.
-    public func assigning(_ assigned: [ChunkSource]) throws -> ScannedTree {
+    package func assigning(_ assigned: [ChunkSource]) throws -> ScannedTree {
         var byPlace: [String: [Int64: ChunkSource]] = [:]
         for source in assigned { byPlace[source.path, default: [:]][source.offset] = source }
         var hints = self.hints
@@ -61,7 +61,7 @@ public struct ScannedTree: Sendable {
     }
 
     /// Where each chunk of `ids` can be read (the first occurrence of each id).
-    public func chunkSources(_ ids: Set<SHA256Digest>) -> [ChunkSource] {
+    package func chunkSources(_ ids: Set<SHA256Digest>) -> [ChunkSource] {
         var out: [ChunkSource] = []
         var seen = Set<SHA256Digest>()
         for file in manifest.files {
@@ -89,15 +89,15 @@ public struct ScannedTree: Sendable {
 
 extension Store {
     /// Chunks and hashes the files exactly as ``stage(files:planner:progress:)`` does with these
-    /// chunking parameters, but stores nothing: what a client computes before asking a server which
-    /// chunks it lacks. Runs on every core with bounded memory (two batches of at least 8 MiB).
+    /// chunking parameters, but stores nothing: what a sender computes before asking a receiving
+    /// store which chunks it lacks. Runs on every core with bounded memory (two batches of at least 8 MiB).
     ///
     /// - Throws: ``CairnStoreError``: `.invalidArgument`, `.io`, `.conflict` if a file changes while read.
     ///
     /// With `control`, chunk hashing can be turned off between rounds (the ids are then all
     /// zeros, for a receiver that assigns them; see ``ScannedTree/assigning(_:)``). Files are always
     /// hashed.
-    public static func scan(
+    package static func scan(
         directory: String,
         parameters: ChunkerParameters,
         planner: ChunkingPlanner? = nil,
@@ -245,27 +245,27 @@ private final class TreeScanner {
 
 /// Turns chunk hashing of a running ``Store/scan(directory:parameters:planner:progress:control:onRound:)``
 /// on or off; a change applies from the next round on.
-public final class ScanControl: Sendable {
+package final class ScanControl: Sendable {
     private let hashing = Atomic<Bool>(true)
 
-    public init() {}
+    package init() {}
 
     /// Whether chunks are hashed (their ids are all zeros otherwise).
-    public var hashesChunks: Bool {
+    package var hashesChunks: Bool {
         get { hashing.load(ordering: .relaxed) }
         set { hashing.store(newValue, ordering: .relaxed) }
     }
 }
 
-/// One round of ``Store/scan(directory:parameters:planner:progress:onRound:)``: chunks just cut and
+/// One round of ``Store/scan(directory:parameters:planner:progress:control:onRound:)``: chunks just cut and
 /// hashed, with their bytes (valid only during the callback).
-public struct ScanRound {
-    public let chunks: [ChunkSource]
+package struct ScanRound {
+    package let chunks: [ChunkSource]
     let starts: [Int]
     let bytes: UnsafeRawBufferPointer
 
     /// The bytes of chunk `i`. Do not keep the pointer past the callback.
-    public func bytes(of i: Int) -> UnsafeRawBufferPointer {
+    package func bytes(of i: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i] + Int(chunks[i].chunk.length)])
     }
 }
