@@ -32,62 +32,67 @@ extension Store {
         }
         var out = [UInt8](repeating: 0, count: compress ? 0 : ChunkBundle.headerSize + room)
         let scratch = AlignedBuffer(capacity: compress ? room : 1)
-        let forms = UnsafeMutableBufferPointer<(codec: Codec, length: Int)>.allocate(
-            capacity: Swift.max(sources.count, 1)
-        )
-        defer { forms.deallocate() }
+        // Each iteration writes its own entry.
+        var forms = [StoredForm](repeating: StoredForm(codec: .raw, length: 0), count: sources.count)
         let errors = FirstError()
         try out.withUnsafeMutableBytes { whole in
             let outBase = whole.baseAddress
-            parallelFor(sources.count) { i in
-                if errors.isSet { return }
-                let s = sources[i]
-                let length = Int(s.chunk.length)
-                do {
-                    try pool.withContext { ctx in
-                        let target: UnsafeMutableRawBufferPointer
-                        if compress {
-                            target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
-                        } else {
-                            let at =
-                                ChunkBundle.headerSize + offsets[i]
-                                + ChunkBundle.entryHeaderSize(hasReference: s.reference != nil)
-                            target = UnsafeMutableRawBufferPointer(start: outBase! + at, count: length)
-                        }
-                        let fd = try FileIO.open(s.path, O_RDONLY | O_NOFOLLOW)
-                        defer { close(fd) }
-                        let got = try FileIO.pread(fd, target, at: s.offset, path: s.path)
-                        guard got == length else {
-                            throw CairnStoreError(.conflict, "\(s.path) changed while it was being pushed; push again")
-                        }
-                        if verify {
-                            ctx.hasher.update(UnsafeRawBufferPointer(target))
-                            guard ctx.hasher.finalize() == s.chunk.id else {
+            forms.withUnsafeMutableBufferPointer { forms in
+                parallelFor(sources.count) { i in
+                    if errors.isSet { return }
+                    let s = sources[i]
+                    let length = Int(s.chunk.length)
+                    do {
+                        try pool.withContext { ctx in
+                            let target: UnsafeMutableRawBufferPointer
+                            if compress {
+                                target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<length])
+                            } else {
+                                let at =
+                                    ChunkBundle.headerSize + offsets[i]
+                                    + ChunkBundle.entryHeaderSize(hasReference: s.reference != nil)
+                                target = UnsafeMutableRawBufferPointer(start: outBase! + at, count: length)
+                            }
+                            let fd = try FileIO.open(s.path, O_RDONLY | O_NOFOLLOW)
+                            defer { close(fd) }
+                            let got = try FileIO.pread(fd, target, at: s.offset, path: s.path)
+                            guard got == length else {
                                 throw CairnStoreError(
                                     .conflict,
                                     "\(s.path) changed while it was being pushed; push again"
                                 )
                             }
+                            if verify {
+                                ctx.hasher.update(UnsafeRawBufferPointer(target))
+                                guard ctx.hasher.finalize() == s.chunk.id else {
+                                    throw CairnStoreError(
+                                        .conflict,
+                                        "\(s.path) changed while it was being pushed; push again"
+                                    )
+                                }
+                            }
+                            guard compress else {
+                                forms[i] = StoredForm(codec: .raw, length: length)
+                                return
+                            }
+                            let slot = UnsafeMutableRawBufferPointer(
+                                rebasing: scratch.memory[
+                                    offsets[i]..<offsets[i] + Swift.max(zstdCompressBound(length), length)
+                                ]
+                            )
+                            let n = try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: slot)
+                            if n < length {
+                                forms[i] = StoredForm(codec: .zstd, length: n)
+                            } else {
+                                if length > 0 {
+                                    slot.baseAddress!.copyMemory(from: target.baseAddress!, byteCount: length)
+                                }
+                                forms[i] = StoredForm(codec: .raw, length: length)
+                            }
                         }
-                        guard compress else {
-                            forms[i] = (.raw, length)
-                            return
-                        }
-                        let slot = UnsafeMutableRawBufferPointer(
-                            rebasing: scratch.memory[
-                                offsets[i]..<offsets[i] + Swift.max(zstdCompressBound(length), length)
-                            ]
-                        )
-                        let n = try ctx.compressor.compress(UnsafeRawBufferPointer(target), into: slot)
-                        if n < length {
-                            forms[i] = (.zstd, n)
-                        } else {
-                            if length > 0 { slot.baseAddress!.copyMemory(from: target.baseAddress!, byteCount: length) }
-                            forms[i] = (.raw, length)
-                        }
+                    } catch {
+                        errors.record(error)
                     }
-                } catch {
-                    errors.record(error)
                 }
             }
             try errors.rethrow()
