@@ -186,17 +186,27 @@ package enum FileIO {
         access(path, F_OK) == 0
     }
 
+    // Flags of `sync_file_range` (Glibc does not export them without `_GNU_SOURCE`).
+    private static let syncFileRangeWaitBefore: UInt32 = 1
+    private static let syncFileRangeWrite: UInt32 = 2
+    private static let syncFileRangeWaitAfter: UInt32 = 4
+
     /// Starts writeback of a file range without waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`),
     /// so the final fsync of a pack has little left to do.
     static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {
-        _ = cairn_sync_file_range(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
+        _ = cairn_sync_file_range(fd, offset, length, syncFileRangeWrite)
     }
 
     /// Waits for the writeback of a file range to finish, then drops its pages from the page cache,
     /// which makes them free for the next writes: fresh pages are slow to fault in on a VM whose
     /// free memory goes back to the host, recycled ones are not. Dirty pages are never dropped.
     static func dropWritten(_ fd: Int32, offset: Int64, length: Int64) {
-        _ = cairn_sync_file_range(fd, offset, length, 1 | 2 | 4 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
+        _ = cairn_sync_file_range(
+            fd,
+            offset,
+            length,
+            syncFileRangeWaitBefore | syncFileRangeWrite | syncFileRangeWaitAfter
+        )
         posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
     }
 }

@@ -101,14 +101,19 @@ extension Store {
                             TransferProgress(doneBytes: base + offset + Int64(count), totalBytes: total, newBytes: 0)
                         )
                         writer.write(window, count: count, at: offset, to: output)
+                    },
+                    sink: { bytes, offset in
+                        try writer.rethrow()
+                        try output.write(bytes, at: offset)
+                        progress?(
+                            TransferProgress(
+                                doneBytes: base + offset + Int64(bytes.count),
+                                totalBytes: total,
+                                newBytes: 0
+                            )
+                        )
                     }
-                ) { bytes, offset in
-                    try writer.rethrow()
-                    try output.write(bytes, at: offset)
-                    progress?(
-                        TransferProgress(doneBytes: base + offset + Int64(bytes.count), totalBytes: total, newBytes: 0)
-                    )
-                }
+                )
                 if owned {  // an empty file
                     writer.waitForWrites()
                     try writer.rethrow()

@@ -238,7 +238,7 @@ extension Store {
                 posix_fadvise(fd, off_t(start), off_t(end - start), POSIX_FADV_WILLNEED)
             }
         } catch {
-            descriptors.forEach { close($0) }
+            for fd in descriptors { close(fd) }
             throw error
         }
         var pieces: [ExportPieces.Piece] = []
