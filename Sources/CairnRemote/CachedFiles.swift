@@ -205,11 +205,11 @@ final class CacheThenServer: ChunkFetcher {
         return bundles
     }
 
-    func dropSource(of chunk: SHA256Digest) throws -> Bool { try files.drop(holding: chunk) }
+    func dropLocalCopy(of chunk: SHA256Digest) throws -> Bool { try files.drop(holding: chunk) }
 
-    func readLocal(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool { files.read(chunk, into: target) }
+    func readLocalCopy(of chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool { files.read(chunk, into: target) }
 
-    func stopDeltas() -> Bool { asksForDeltas.exchange(false, ordering: .relaxed) }
+    func stopFetchingDeltas() -> Bool { asksForDeltas.exchange(false, ordering: .relaxed) }
 }
 
 /// Chunks read from cached files into a bundle (raw codec) on a thread of their own, in a reused

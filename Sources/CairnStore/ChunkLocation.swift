@@ -3,15 +3,15 @@ import Digest
 /// Where a stored chunk lives: the value of the `chunks` database (little-endian: pack id u64 ·
 /// record offset u64 · stored length u32 · raw length u32 · codec u8 — 25 bytes — followed, for a
 /// delta chunk, by the 32-byte id of its reference chunk: 57 bytes).
-public struct ChunkLocation: Sendable, Equatable {
-    public var packID: UInt64
+struct ChunkLocation: Sendable, Equatable {
+    var packID: UInt64
     /// Offset of the chunk's record header in the pack; its data follows the 48-byte header.
-    public var offset: UInt64
-    public var storedLength: UInt32
-    public var rawLength: UInt32
-    public var codecRaw: UInt8
+    var offset: UInt64
+    var storedLength: UInt32
+    var rawLength: UInt32
+    var codecRaw: UInt8
     /// For a delta chunk: the chunk it is stored against (never itself a delta).
-    public var reference: SHA256Digest?
+    var reference: SHA256Digest?
 
     static let encodedSize = 25
     static let encodedSizeWithReference = 57
@@ -36,7 +36,11 @@ public struct ChunkLocation: Sendable, Equatable {
     }
 
     init(
-        packID: UInt64, offset: UInt64, storedLength: UInt32, rawLength: UInt32, codecRaw: UInt8,
+        packID: UInt64,
+        offset: UInt64,
+        storedLength: UInt32,
+        rawLength: UInt32,
+        codecRaw: UInt8,
         reference: SHA256Digest? = nil
     ) {
         self.packID = packID
@@ -54,7 +58,9 @@ public struct ChunkLocation: Sendable, Equatable {
         storedLength = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         rawLength = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
         codecRaw = b[24]
-        reference = b.count == Self.encodedSizeWithReference ? SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[25..<57])) : nil
+        reference =
+            b.count == Self.encodedSizeWithReference
+            ? SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[25..<57])) : nil
         // A delta chunk has a reference and nothing else has one.
         guard (codecRaw == Codec.delta.rawValue) == (reference != nil) else { return nil }
     }

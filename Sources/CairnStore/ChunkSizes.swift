@@ -3,7 +3,7 @@ import Digest
 extension Store {
     /// The stored length (after compression, without the record header) of each indexed chunk
     /// among `ids`; ids that are not indexed are left out.
-    public func storedLengths(_ ids: some Sequence<SHA256Digest>) throws -> [SHA256Digest: Int64] {
+    package func storedLengths(_ ids: some Sequence<SHA256Digest>) throws -> [SHA256Digest: Int64] {
         try lmdb {
             try environment.read { txn in
                 var out: [SHA256Digest: Int64] = [:]

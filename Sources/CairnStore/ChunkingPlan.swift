@@ -8,6 +8,7 @@ import Glibc
 /// each tensor's bytes in fixed slices) supplies plans through a ``ChunkingPlanner``. Slices line up
 /// across versions and shard layouts, so unchanged tensors dedup exactly wherever they sit.
 public struct ChunkingPlan: Sendable, Equatable {
+    /// How a segment is cut into chunks.
     public enum Method: Sendable, Equatable {
         /// FastCDC with the store's parameters, restarted at the segment's start.
         case contentDefined
@@ -15,8 +16,11 @@ public struct ChunkingPlan: Sendable, Equatable {
         case fixed(Int)
     }
 
+    /// A range of the file and how it is cut.
     public struct Segment: Sendable, Equatable {
+        /// The bytes of the file the segment covers.
         public var range: Range<Int64>
+        /// How the segment is cut into chunks.
         public var method: Method
         /// For floating-point data: bytes per element (2 for bf16/fp16, 4 for fp32), stored as
         /// byte planes; 0 for anything else.
@@ -25,6 +29,7 @@ public struct ChunkingPlan: Sendable, Equatable {
         /// against (the same slice of the same tensor), if any.
         public var references: [SHA256Digest]?
 
+        /// A segment of `range` cut by `method`, with the codec hints of its data.
         public init(range: Range<Int64>, method: Method, elementSize: Int = 0, references: [SHA256Digest]? = nil) {
             self.range = range
             self.method = method
@@ -33,8 +38,11 @@ public struct ChunkingPlan: Sendable, Equatable {
         }
     }
 
+    /// The segments, in file order; a plan whose segments do not cover the file exactly is
+    /// ignored (the file is then cut by content).
     public var segments: [Segment]
 
+    /// A plan of `segments` (empty ones are left out).
     public init(segments: [Segment]) {
         self.segments = segments.filter { !$0.range.isEmpty }
     }
@@ -54,8 +62,13 @@ public struct ChunkingPlan: Sendable, Equatable {
 }
 
 /// Returns a plan for a file, or nil to use content-defined chunking for all of it. `read` returns
-/// the bytes of a range of the file (for reading a header). Throwing means "no plan" too.
-public typealias ChunkingPlanner = @Sendable (_ file: SourceFile, _ read: (Range<Int64>) throws -> [UInt8]) throws -> ChunkingPlan?
+/// the bytes of a range of the file (for reading a header).
+///
+/// - Throws: anything: a planner that throws gives no plan (the file is cut by content), and
+///   `read` throws ``CairnStoreError`` with `.invalidArgument` for a range outside the file or
+///   over 128 MiB, `.io` when the file cannot be read.
+public typealias ChunkingPlanner =
+    @Sendable (_ file: SourceFile, _ read: (Range<Int64>) throws -> [UInt8]) throws -> ChunkingPlan?
 
 extension ChunkingPlan {
     /// The plan of a file: the planner's if it gives a valid one, else one content-defined segment.

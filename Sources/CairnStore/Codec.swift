@@ -9,15 +9,23 @@ public enum Codec: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Floating-point elements split into byte planes (exponent, sign+mantissa, …), each plane
     /// zstd-compressed or raw (see ``ByteGrouping``).
     case byteGrouped = 2
-    /// XOR against a reference chunk (the same slice of the parent version's tensor), then byte
-    /// planes as in ``byteGrouped``. The reference is never itself a delta (chains have depth 1).
+    /// A difference against a reference chunk (the same slice of the parent version's tensor):
+    /// the reference's 32-byte id, then the byte planes (as in ``byteGrouped``, without the
+    /// rotation) of the element-wise difference: each float mapped to an integer in the float's
+    /// order, the chunk's minus the reference's (wrapping), zigzag-encoded, so that small changes
+    /// give bytes that are mostly zero (``ByteGrouping/subtract(_:reference:elementSize:)``).
+    /// The reference is never itself a delta (chains have depth 1).
     case delta = 3
 
     /// Chunks stored with one codec, and what they take before and after.
     public struct Usage: Sendable, Equatable, Codable {
+        /// The codec's name (``Codec/description``, or `codec-N` for one this version does not know).
         public var codec: String
+        /// Chunks stored with it.
         public var chunks: Int
+        /// Their raw bytes.
         public var rawBytes: Int64
+        /// Their stored bytes (without record headers).
         public var storedBytes: Int64
 
         enum CodingKeys: String, CodingKey {
@@ -39,6 +47,7 @@ public enum Codec: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         return table.sorted { $0.key < $1.key }.map(\.value)
     }
 
+    /// The codec's name: `raw`, `zstd`, `byte-grouped` or `delta`.
     public var description: String {
         switch self {
         case .raw: "raw"

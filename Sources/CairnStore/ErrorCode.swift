@@ -49,5 +49,6 @@ public protocol CodedError: Error, CustomStringConvertible, Sendable {
 }
 
 extension CodedError {
+    /// The ``message``.
     public var description: String { message }
 }

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// Thin, checked POSIX file operations. Every failure throws ``CairnStoreError`` with `.io` and the path.
-public enum FileIO {
+package enum FileIO {
     static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
         let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
         if fd < 0 { throw CairnStoreError.io("open", path: path, errno: errno) }
@@ -10,7 +10,12 @@ public enum FileIO {
     }
 
     /// Reads exactly `buffer.count` bytes at `offset` unless the file ends first; returns the bytes read.
-    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int64, path: String) throws -> Int {
+    static func pread(
+        _ fd: Int32,
+        _ buffer: UnsafeMutableRawBufferPointer,
+        at offset: Int64,
+        path: String
+    ) throws -> Int {
         var done = 0
         while done < buffer.count {
             let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -27,7 +32,12 @@ public enum FileIO {
     /// Reads from `offset` into `segments`, filled in order (a scattered read: one `preadv` per
     /// up to 1,024 segments). Returns the bytes read: fewer than the segments hold only at the end
     /// of the file.
-    static func preadv(_ fd: Int32, _ segments: [UnsafeMutableRawBufferPointer], at offset: Int64, path: String) throws -> Int {
+    static func preadv(
+        _ fd: Int32,
+        _ segments: [UnsafeMutableRawBufferPointer],
+        at offset: Int64,
+        path: String
+    ) throws -> Int {
         var vectors = segments.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         var done = 0
         var first = 0
@@ -63,7 +73,7 @@ public enum FileIO {
     /// of 2 MiB and more get 2 MiB folios, and on a VM whose free memory is handed back to the host
     /// (virtio free page reporting) each fresh huge folio costs a slow host fault — a 338 MB file
     /// written in 16 MiB pieces took 0.9 s, in 1 MiB pieces 0.1 s (see README, Performance).
-    public static let largestWrite = 1 << 20
+    package static let largestWrite = 1 << 20
 
     /// Writes all of `buffer` at `offset`, in pieces of at most ``largestWrite`` bytes.
     ///
@@ -71,12 +81,22 @@ public enum FileIO {
     /// in one call: the kernel submits all of it to the device at once, instead of the thread
     /// waking up for each piece — which, with every core busy decoding, made a restore's writes
     /// run at half the disk's speed.
-    public static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64, path: String, direct: Bool = false) throws {
+    package static func pwrite(
+        _ fd: Int32,
+        _ buffer: UnsafeRawBufferPointer,
+        at offset: Int64,
+        path: String,
+        direct: Bool = false
+    ) throws {
         let piece = direct ? Int.max : largestWrite
         var done = 0
         while done < buffer.count {
             let n = Glibc.pwrite(
-                fd, buffer.baseAddress! + done, min(buffer.count - done, piece), off_t(offset) + off_t(done))
+                fd,
+                buffer.baseAddress! + done,
+                min(buffer.count - done, piece),
+                off_t(offset) + off_t(done)
+            )
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CairnStoreError.io("write", path: path, errno: errno)
@@ -92,6 +112,9 @@ public enum FileIO {
     static let directFlag: Int32 = 0o40000
     #endif
 
+    /// Block size for direct I/O: a multiple of every device's logical block size in use.
+    static let directBlock = 4096
+
     /// Creates (or truncates) `path` for writing with direct I/O in whole 4 KiB blocks where the file
     /// system allows it: some refuse `O_DIRECT` when the file is opened, others only at the first
     /// write, so one block is written to find out. Returns the descriptor and whether it is direct;
@@ -101,10 +124,10 @@ public enum FileIO {
         let flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         let fd = Glibc.open(path, flags | directFlag, 0o644)
         if fd >= 0 {
-            let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-            defer { block.deallocate() }
-            block.initializeMemory(as: UInt8.self, repeating: 0)
-            if Glibc.pwrite(fd, block.baseAddress!, 4096, 0) == 4096 { return (fd, true) }
+            let block = AlignedBuffer(capacity: directBlock)
+            block.memory.initializeMemory(as: UInt8.self, repeating: 0)
+            let written = withExtendedLifetime(block) { Glibc.pwrite(fd, block.memory.baseAddress!, directBlock, 0) }
+            if written == directBlock { return (fd, true) }
             let failure = errno
             close(fd)
             guard failure == EINVAL else { throw CairnStoreError.io("write", path: path, errno: failure) }
@@ -163,67 +186,30 @@ public enum FileIO {
         access(path, F_OK) == 0
     }
 
+    // Flags of `sync_file_range` (Glibc does not export them without `_GNU_SOURCE`).
+    private static let syncFileRangeWaitBefore: UInt32 = 1
+    private static let syncFileRangeWrite: UInt32 = 2
+    private static let syncFileRangeWaitAfter: UInt32 = 4
+
     /// Starts writeback of a file range without waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`),
     /// so the final fsync of a pack has little left to do.
     static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {
-        _ = cairn_sync_file_range(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
+        _ = cairn_sync_file_range(fd, offset, length, syncFileRangeWrite)
     }
 
     /// Waits for the writeback of a file range to finish, then drops its pages from the page cache,
     /// which makes them free for the next writes: fresh pages are slow to fault in on a VM whose
     /// free memory goes back to the host, recycled ones are not. Dirty pages are never dropped.
     static func dropWritten(_ fd: Int32, offset: Int64, length: Int64) {
-        _ = cairn_sync_file_range(fd, offset, length, 1 | 2 | 4 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
+        _ = cairn_sync_file_range(
+            fd,
+            offset,
+            length,
+            syncFileRangeWaitBefore | syncFileRangeWrite | syncFileRangeWaitAfter
+        )
         posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
     }
 }
 
 @_silgen_name("sync_file_range")
 private func cairn_sync_file_range(_ fd: Int32, _ offset: Int64, _ nbytes: Int64, _ flags: UInt32) -> Int32
-
-/// A page-aligned buffer owned by one object and freed with it.
-final class AlignedBuffer: @unchecked Sendable {
-    // @unchecked Sendable: handed between threads by pools and pipeline stages, used by one at a time.
-    private(set) var memory: UnsafeMutableRawBufferPointer
-
-    init(capacity: Int) {
-        memory = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(capacity, 1), alignment: 4096)
-    }
-
-    deinit { memory.deallocate() }
-
-    var capacity: Int { memory.count }
-
-    /// Grows the buffer to at least `capacity` bytes, discarding its contents.
-    func reserve(_ capacity: Int) {
-        guard capacity > memory.count else { return }
-        memory.deallocate()
-        memory = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 4096)
-    }
-}
-
-/// Large buffers kept for reuse (read windows, re-encoding buffers of verified bundles): a fresh
-/// multi-megabyte buffer costs a page fault and zeroing per 4 KiB on first touch, every time.
-/// Sizes are rounded up to 8 MiB so that buffers of slightly different sizes are shared; at most
-/// six are kept (two read windows and the bundles in flight on a server).
-enum BufferPool {
-    private static let free = Mutex<[AlignedBuffer]>([])
-    private static let granule = 8 << 20
-
-    static func take(capacity: Int) -> AlignedBuffer {
-        let rounded = (capacity + granule - 1) / granule * granule
-        let buffer = free.withLock { list -> AlignedBuffer? in
-            guard let i = list.firstIndex(where: { $0.capacity >= capacity }) else { return list.popLast() }
-            return list.remove(at: i)
-        }
-        guard let buffer else { return AlignedBuffer(capacity: rounded) }
-        if buffer.capacity < capacity { buffer.reserve(rounded) }
-        return buffer
-    }
-
-    static func give(_ buffer: AlignedBuffer) {
-        free.withLock { list in
-            if list.count < 6 { list.append(buffer) }
-        }
-    }
-}

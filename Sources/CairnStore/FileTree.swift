@@ -6,6 +6,7 @@ public struct SourceFile: Sendable, Equatable {
     public var relativePath: String
     /// Path to open.
     public var absolutePath: String
+    /// Size in bytes when it was listed.
     public var size: Int64
 }
 
@@ -41,7 +42,9 @@ public enum FileTree {
     }
 
     private static func walk(_ directory: String, prefix: String, into files: inout [SourceFile]) throws {
-        guard let dir = opendir(directory) else { throw CairnStoreError.io("open directory", path: directory, errno: errno) }
+        guard let dir = opendir(directory) else {
+            throw CairnStoreError.io("open directory", path: directory, errno: errno)
+        }
         defer { closedir(dir) }
         var names: [String] = []
         while true {
@@ -73,11 +76,14 @@ public enum FileTree {
                 try walk(path, prefix: relative, into: &files)
             case S_IFLNK:
                 throw CairnStoreError(
-                    .invalidArgument, "\(relative) is a symlink; cairn stores regular files only (nothing was stored)")
+                    .invalidArgument,
+                    "\(relative) is a symlink; cairn stores regular files only (nothing was stored)"
+                )
             default:
                 throw CairnStoreError(
                     .invalidArgument,
-                    "\(relative) is a special file (FIFO, socket or device); cairn stores regular files only (nothing was stored)")
+                    "\(relative) is a special file (FIFO, socket or device); cairn stores regular files only (nothing was stored)"
+                )
             }
         }
     }

@@ -1,7 +1,7 @@
 import Digest
-import LMDB
 import Foundation
 import Glibc
+import LMDB
 
 /// What a garbage collection did.
 public struct GarbageCollectionReport: Sendable, Codable, Equatable {
@@ -17,8 +17,9 @@ public struct GarbageCollectionReport: Sendable, Codable, Equatable {
     public var deletedPackFiles = 0
     /// Pack files retired in this run and kept on disk until the grace period has passed.
     public var retiredPacks = 0
-    /// Bytes of pack files referenced by the index before and after.
+    /// Bytes of pack files referenced by the index before the run.
     public var storedBytesBefore: Int64 = 0
+    /// Bytes of pack files referenced by the index after the run.
     public var storedBytesAfter: Int64 = 0
 
     enum CodingKeys: String, CodingKey {
@@ -47,6 +48,14 @@ extension Store {
     ///
     /// A push that staged before step 1 and commits after it finds the chunks it relied on gone and
     /// stores them again (see ``commit(_:_:)``). Only one GC runs at a time (`locks/gc.lock`).
+    ///
+    /// ```swift
+    /// let report = try store.collectGarbage { txn in liveManifestIDs(txn) }
+    /// ```
+    ///
+    /// - Throws: ``CairnStoreError``: `.corruption` when a live manifest or an index entry is
+    ///   damaged or a chunk to copy does not verify (nothing is removed in the first two cases),
+    ///   `.io`; errors thrown by `liveManifests` (nothing is removed).
     public func collectGarbage(
         gracePeriod: Double = 3600,
         liveManifests: (MetadataTransaction) throws -> Set<SHA256Digest>
@@ -81,7 +90,10 @@ extension Store {
                 }
                 // A live manifest we cannot read could reference anything: sweeping would lose data.
                 if !damaged.isEmpty {
-                    throw CairnStoreError(.corruption, "gc stopped: live manifest \(damaged[0]) is damaged; nothing was removed")
+                    throw CairnStoreError(
+                        .corruption,
+                        "gc stopped: live manifest \(damaged[0]) is damaged; nothing was removed"
+                    )
                 }
                 for key in deadManifests { try txn.delete(manifestsDB, key: key) }
                 report.removedManifests = deadManifests.count
@@ -100,7 +112,10 @@ extension Store {
                 try txn.forEach(chunksDB) { key, value in
                     let id = SHA256Digest(bytes: key)
                     guard let location = ChunkLocation(value) else {
-                        throw CairnStoreError(.corruption, "gc stopped: the index entry of chunk \(id.hex) is malformed; nothing was removed")
+                        throw CairnStoreError(
+                            .corruption,
+                            "gc stopped: the index entry of chunk \(id.hex) is malformed; nothing was removed"
+                        )
                     }
                     if reachable.contains(id) {
                         liveBytes[location.packID, default: 0] += Int64(location.recordLength)
@@ -148,7 +163,7 @@ extension Store {
     /// retired (a later GC deletes its file). For a cache whose pack was found damaged, so that
     /// those chunks are fetched again; a store of record would lose them. Returns how many chunks
     /// were dropped (0 when `chunk` is not indexed).
-    public func dropPack(holding chunk: SHA256Digest) throws -> Int {
+    package func dropPack(holding chunk: SHA256Digest) throws -> Int {
         try lmdb {
             try environment.write { txn in
                 guard let pack = try location(of: chunk, in: txn)?.packID else { return 0 }
@@ -196,13 +211,25 @@ extension Store {
             try workers.withContext { ctx in
                 let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(location.rawLength)])
                 try decodeRecord(
-                    UnsafeRawBufferPointer(rebasing: record[0..<got]), expected: ChunkRef(id: id, length: location.rawLength),
-                    location: location, into: target, context: ctx
-                ) { CairnStoreError(.corruption, "gc stopped: chunk \(id.hex) \($0); a deep verify names every damaged chunk") }
+                    UnsafeRawBufferPointer(rebasing: record[0..<got]),
+                    expected: ChunkRef(id: id, length: location.rawLength),
+                    location: location,
+                    into: target,
+                    context: ctx
+                ) {
+                    CairnStoreError(
+                        .corruption,
+                        "gc stopped: chunk \(id.hex) \($0); a deep verify names every damaged chunk"
+                    )
+                }
             }
             try writer.append(
-                id: id, codec: Codec(rawValue: location.codecRaw)!, rawLength: Int(location.rawLength),
-                data: UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize..<got]), reference: location.reference)
+                id: id,
+                codec: Codec(rawValue: location.codecRaw)!,
+                rawLength: Int(location.rawLength),
+                data: UnsafeRawBufferPointer(rebasing: record[PackFormat.recordHeaderSize..<got]),
+                reference: location.reference
+            )
         }
         try writer.finish()
         let newLocations = Dictionary(writer.written.map { ($0.id, $0.location) }, uniquingKeysWith: { a, _ in a })
@@ -217,7 +244,9 @@ extension Store {
                     // Repoint only entries that still point where we copied from.
                     guard let current = try self.location(of: id, in: txn), current == old[id] else { continue }
                     let value = location.encoded()
-                    try id.withUnsafeBytes { key in try value.withUnsafeBytes { try txn.put(chunksDB, key: key, value: $0) } }
+                    try id.withUnsafeBytes { key in
+                        try value.withUnsafeBytes { try txn.put(chunksDB, key: key, value: $0) }
+                    }
                 }
                 let retiredAt = Date().timeIntervalSince1970
                 for id in packs { try retirePack(id, at: retiredAt, in: txn) }
@@ -255,7 +284,9 @@ extension Store {
             }
         }
         if !gone.isEmpty {
-            try lmdb { try environment.write { txn in for id in gone { try txn.delete(retiredDB, key: PackRecord.key(id)) } } }
+            try lmdb {
+                try environment.write { txn in for id in gone { try txn.delete(retiredDB, key: PackRecord.key(id)) } }
+            }
         }
         // Unreferenced files: only while no push is in flight (their packs are unreferenced until commit).
         guard let pushLock = try StoreLock.tryExclusivePush(root: root) else { return deleted }
@@ -280,7 +311,9 @@ extension Store {
         if let dir = opendir(root + "/tmp") {
             defer { closedir(dir) }
             while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 guard name.hasSuffix(".tmp") else { continue }
                 let path = root + "/tmp/" + name
                 var st = stat()

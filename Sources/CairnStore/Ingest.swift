@@ -18,7 +18,9 @@ public struct TransferProgress: Sendable {
 /// The result of staging a tree: its manifest, and the packs already written for chunks the store
 /// did not have. Nothing is visible in the store until ``Store/commit(_:_:)``.
 public struct StagedIngest: Sendable {
+    /// The tree's manifest.
     public let manifest: Manifest
+    /// Its id (the SHA-256 of its encoding).
     public let manifestID: SHA256Digest
     /// Raw bytes of the chunks this push wrote (chunks the store did not have when they were hashed).
     public let writtenRawBytes: Int64
@@ -35,6 +37,7 @@ public struct StagedIngest: Sendable {
 
 /// What a commit added to the store.
 public struct CommitInfo: Sendable {
+    /// The id of the committed manifest.
     public let manifestID: SHA256Digest
     /// Whether the manifest was new to the store.
     public let manifestIsNew: Bool
@@ -58,7 +61,9 @@ extension Store {
     /// - Throws: ``CairnStoreError``: `.invalidArgument` for symlinks or special files (before anything is
     ///   written), `.io` for read or write failures, `.conflict` if a file changes while it is read.
     public func stage(
-        directory: String, planner: ChunkingPlanner? = nil, progress: ((TransferProgress) -> Void)? = nil
+        directory: String,
+        planner: ChunkingPlanner? = nil,
+        progress: ((TransferProgress) -> Void)? = nil
     ) throws -> StagedIngest {
         let files = try FileTree.scan(directory)
         return try stage(files: files, planner: planner, progress: progress)
@@ -66,8 +71,14 @@ extension Store {
 
     /// Stages the given files (see ``stage(directory:planner:progress:)``). `planner` may cut some
     /// files by their structure (see ``ChunkingPlan``); others use content-defined chunking.
+    ///
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for an unsafe or repeated path (before
+    ///   anything is written), `.io` for read or write failures, `.conflict` if a file changes
+    ///   while it is read.
     public func stage(
-        files: [SourceFile], planner: ChunkingPlanner? = nil, progress: ((TransferProgress) -> Void)? = nil
+        files: [SourceFile],
+        planner: ChunkingPlanner? = nil,
+        progress: ((TransferProgress) -> Void)? = nil
     ) throws -> StagedIngest {
         var seenPaths = Set<String>()
         for f in files {
@@ -76,7 +87,12 @@ extension Store {
                 throw CairnStoreError(.invalidArgument, "the path \(f.relativePath) appears twice")
             }
         }
-        let pipeline = IngestPipeline(store: self, files: files, plans: plans(for: files, planner: planner), progress: progress)
+        let pipeline = IngestPipeline(
+            store: self,
+            files: files,
+            plans: plans(for: files, planner: planner),
+            progress: progress
+        )
         return try pipeline.run()
     }
 
@@ -88,8 +104,13 @@ extension Store {
     /// A chunk this push found already stored may have been dropped by a concurrent garbage
     /// collection since: the commit then re-reads it from the pushed file, stores it again and retries.
     ///
+    /// ```swift
+    /// let staged = try store.stage(directory: "./model")
+    /// let id = try store.commit(staged) { txn, info in info.manifestID }
+    /// ```
+    ///
     /// - Throws: ``CairnStoreError`` with `.conflict` if a pushed file changed so that a chunk cannot
-    ///   be re-stored; errors thrown by `body` (nothing is committed).
+    ///   be re-stored, `.io`; errors thrown by `body` (nothing is committed).
     public func commit<T>(_ staged: StagedIngest, _ body: (MetadataTransaction, CommitInfo) throws -> T) throws -> T {
         var packs = staged.packs
         var written = staged.written
@@ -105,7 +126,10 @@ extension Store {
                 written += restored.written
             }
         }
-        throw CairnStoreError(.conflict, "chunks kept disappearing while committing (concurrent garbage collection); push again")
+        throw CairnStoreError(
+            .conflict,
+            "chunks kept disappearing while committing (concurrent garbage collection); push again"
+        )
     }
 
     private enum CommitOutcome<T> {
@@ -114,7 +138,9 @@ extension Store {
     }
 
     private func commitAttempt<T>(
-        _ staged: StagedIngest, packs: [PackWriter.SealedPack], written: [(id: SHA256Digest, location: ChunkLocation)],
+        _ staged: StagedIngest,
+        packs: [PackWriter.SealedPack],
+        written: [(id: SHA256Digest, location: ChunkLocation)],
         _ body: (MetadataTransaction, CommitInfo) throws -> T
     ) throws -> CommitOutcome<T> {
         var writtenIDs = Set<SHA256Digest>()
@@ -124,20 +150,13 @@ extension Store {
         return try lmdb {
             try environment.write { txn -> CommitOutcome<T> in
                 // Every referenced chunk this push did not write must still be indexed.
-                var missing = Set<SHA256Digest>()
-                var checked = Set<SHA256Digest>()
-                for file in staged.manifest.files {
-                    for chunk in file.chunks where !writtenIDs.contains(chunk.id) && checked.insert(chunk.id).inserted {
-                        if try !chunk.id.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) {
-                            missing.insert(chunk.id)
-                        }
-                    }
-                }
+                var missing = Set(try unindexed(staged.manifest.chunkIDs(excluding: writtenIDs), in: txn))
                 // A delta written by this push needs its reference: if a concurrent GC dropped it, the
                 // delta chunk is stored again in plain form.
-                for entry in written {
-                    guard let reference = entry.location.reference, !writtenIDs.contains(reference) else { continue }
-                    if try !reference.withUnsafeBytes({ try txn.contains(chunksDB, key: $0) }) { missing.insert(entry.id) }
+                let references = written.compactMap { $0.location.reference }.filter { !writtenIDs.contains($0) }
+                let lostReferences = Set(try unindexed(references, in: txn))
+                for entry in written where entry.location.reference.map(lostReferences.contains) == true {
+                    missing.insert(entry.id)
                 }
                 if !missing.isEmpty { return .missing(missing) }
                 var newBytes: Int64 = 0
@@ -173,8 +192,13 @@ extension Store {
                     try txn.put(manifestsDB, key: manifestKey, value: staged.manifest.encoded())
                 }
                 let info = CommitInfo(
-                    manifestID: staged.manifestID, manifestIsNew: manifestIsNew, newBytes: newBytes,
-                    storedBytes: storedBytes, newChunks: newChunks, codecs: Codec.usage(added))
+                    manifestID: staged.manifestID,
+                    manifestIsNew: manifestIsNew,
+                    newBytes: newBytes,
+                    storedBytes: storedBytes,
+                    newChunks: newChunks,
+                    codecs: Codec.usage(added)
+                )
                 return .committed(try body(MetadataTransaction(store: self, txn: txn), info))
             }
         }
@@ -183,7 +207,8 @@ extension Store {
     /// Reads the given chunks again from the pushed files, checks their SHA-256 and writes them to a
     /// new pack (used when a concurrent GC dropped chunks this push had found already stored).
     private func restoreChunks(
-        _ ids: Set<SHA256Digest>, of staged: StagedIngest
+        _ ids: Set<SHA256Digest>,
+        of staged: StagedIngest
     ) throws -> (sealed: [PackWriter.SealedPack], written: [(id: SHA256Digest, location: ChunkLocation)]) {
         let writer = PackWriter(root: root, targetSize: config.packSize)
         var remaining = ids
@@ -201,15 +226,25 @@ extension Store {
                     ctx.hasher.update(UnsafeRawBufferPointer(rebasing: bytes[0..<got]))
                     guard got == Int(chunk.length), ctx.hasher.finalize() == chunk.id else {
                         throw CairnStoreError(
-                            .conflict, "\(file.path) changed since it was pushed, and a chunk it shares was garbage-collected meanwhile; push again")
+                            .conflict,
+                            "\(file.path) changed since it was pushed, and a chunk it shares was garbage-collected meanwhile; push again"
+                        )
                     }
                     let n = try ctx.compressor.compress(UnsafeRawBufferPointer(bytes), into: output.memory)
                     if n < bytes.count {
                         try writer.append(
-                            id: chunk.id, codec: .zstd, rawLength: bytes.count,
-                            data: UnsafeRawBufferPointer(rebasing: output.memory[0..<n]))
+                            id: chunk.id,
+                            codec: .zstd,
+                            rawLength: bytes.count,
+                            data: UnsafeRawBufferPointer(rebasing: output.memory[0..<n])
+                        )
                     } else {
-                        try writer.append(id: chunk.id, codec: .raw, rawLength: bytes.count, data: UnsafeRawBufferPointer(bytes))
+                        try writer.append(
+                            id: chunk.id,
+                            codec: .raw,
+                            rawLength: bytes.count,
+                            data: UnsafeRawBufferPointer(bytes)
+                        )
                     }
                 }
                 remaining.remove(chunk.id)
@@ -319,10 +354,15 @@ private final class IngestPipeline {
         }
         let manifest = Manifest(files: entries)
         return StagedIngest(
-            manifest: manifest, manifestID: manifest.id, writtenRawBytes: newRawBytes,
-            writtenPackBytes: writer.bytesWritten, packs: writer.sealed, written: writer.written,
+            manifest: manifest,
+            manifestID: manifest.id,
+            writtenRawBytes: newRawBytes,
+            writtenPackBytes: writer.bytesWritten,
+            packs: writer.sealed,
+            written: writer.written,
             sources: Dictionary(files.map { ($0.relativePath, $0.absolutePath) }, uniquingKeysWith: { a, _ in a }),
-            lease: lease)
+            lease: lease
+        )
     }
 
     /// Read stage: fills `batch` with the next bytes to ingest, cut into chunks, and makes room
@@ -356,9 +396,16 @@ private final class IngestPipeline {
             let firstInPush = seen.withLock { $0.insert(result.id).inserted }
             if firstInPush, try !store.containsChunk(result.id) {
                 result.isNew = true
-                let slot = UnsafeMutableRawBufferPointer(rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i + 1]])
+                let slot = UnsafeMutableRawBufferPointer(
+                    rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i + 1]]
+                )
                 let form = try store.encodeForStore(
-                    bytes, elementSize: batch.elementSizes[i], reference: batch.references[i], into: slot, context)
+                    bytes,
+                    elementSize: batch.elementSizes[i],
+                    reference: batch.references[i],
+                    into: slot,
+                    context
+                )
                 result.codec = form.codec
                 result.storedLength = form.length
                 result.reference = form.reference
@@ -372,9 +419,15 @@ private final class IngestPipeline {
         for i in 0..<batch.chunkCount where batch.results[i].isNew {
             let r = batch.results[i]
             let data = UnsafeRawBufferPointer(
-                rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i] + r.storedLength])
+                rebasing: batch.output.memory[batch.slots[i]..<batch.slots[i] + r.storedLength]
+            )
             try writer.append(
-                id: r.id, codec: r.codec, rawLength: batch.cuts[i + 1] - batch.cuts[i], data: data, reference: r.reference)
+                id: r.id,
+                codec: r.codec,
+                rawLength: batch.cuts[i + 1] - batch.cuts[i],
+                data: data,
+                reference: r.reference
+            )
         }
     }
 
@@ -388,4 +441,11 @@ private final class IngestPipeline {
         doneBytes += Int64(batch.consumed)
     }
 
+}
+
+extension TransferProgress {
+    /// Progress reported by a layer above the store (a transfer between stores).
+    package init(done: Int64, of total: Int64, new: Int64) {
+        self.init(doneBytes: done, totalBytes: total, newBytes: new)
+    }
 }

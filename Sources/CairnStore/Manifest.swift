@@ -2,9 +2,12 @@ import Digest
 
 /// One chunk of a file: its id (SHA-256 of its raw bytes) and raw length.
 public struct ChunkRef: Sendable, Hashable {
+    /// The SHA-256 of the chunk's raw bytes.
     public var id: SHA256Digest
+    /// Its raw length in bytes.
     public var length: UInt32
 
+    /// A chunk of `length` bytes whose SHA-256 is `id`.
     public init(id: SHA256Digest, length: UInt32) {
         self.id = id
         self.length = length
@@ -13,11 +16,16 @@ public struct ChunkRef: Sendable, Hashable {
 
 /// A file of a manifest: relative path, size, whole-file SHA-256 and the chunks that make it up.
 public struct FileEntry: Sendable, Equatable {
+    /// Path relative to the tree's root, `/`-separated (see ``RelativePath``).
     public var path: String
+    /// Size in bytes: the sum of the chunks' lengths.
     public var size: Int64
+    /// The SHA-256 of the whole file (what `sha256sum` prints).
     public var sha256: SHA256Digest
+    /// The chunks that make up the file, in order.
     public var chunks: [ChunkRef]
 
+    /// A file entry (not validated here; ``Manifest/decode(_:)`` validates what it reads).
     public init(path: String, size: Int64, sha256: SHA256Digest, chunks: [ChunkRef]) {
         self.path = path
         self.size = size
@@ -49,6 +57,7 @@ public struct FileEntry: Sendable, Equatable {
 ///           · per chunk: chunk id [32] · raw length u32
 /// ```
 public struct Manifest: Sendable, Equatable {
+    /// The files, sorted by path (byte order).
     public var files: [FileEntry]
 
     static let magic: [UInt8] = Array("CAIRNMF1".utf8)
@@ -60,6 +69,16 @@ public struct Manifest: Sendable, Equatable {
 
     /// Sum of file sizes.
     public var logicalBytes: Int64 { files.reduce(0) { $0 + $1.size } }
+
+    /// The ids of the chunks the files reference, in file order, each once, but those in `excluded`.
+    func chunkIDs(excluding excluded: Set<SHA256Digest> = []) -> [SHA256Digest] {
+        var seen = excluded
+        var ids: [SHA256Digest] = []
+        for file in files {
+            for chunk in file.chunks where seen.insert(chunk.id).inserted { ids.append(chunk.id) }
+        }
+        return ids
+    }
 
     /// The file at `path`, if any.
     public func file(_ path: String) -> FileEntry? {

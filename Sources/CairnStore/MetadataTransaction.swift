@@ -4,6 +4,7 @@ import LMDB
 /// A table of an upper layer's records in the store's index (an LMDB named database).
 public struct MetadataTable: Sendable, Hashable {
     let database: Database
+    /// The table's name, as given to ``Store/table(_:)``.
     public var name: String { database.name }
 }
 
@@ -20,24 +21,41 @@ public final class MetadataTransaction {
         self.txn = txn
     }
 
+    /// Whether this is a write transaction (``Store/writeMetadata(_:)``).
     public var isWritable: Bool { txn.isWritable }
 
+    /// The value stored under `key` in `table`, if any.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func get(_ table: MetadataTable, _ key: [UInt8]) throws -> [UInt8]? {
         try store.lmdb { try txn.get(table.database, key: key) }
     }
 
+    /// Stores `value` under `key` in `table`, replacing what was there.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be written (or this is a
+    ///   read-only transaction).
     public func put(_ table: MetadataTable, _ key: [UInt8], _ value: [UInt8]) throws {
         try store.lmdb { try txn.put(table.database, key: key, value: value) }
     }
 
+    /// Deletes `key` from `table`; returns whether it was there.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be written (or this is a
+    ///   read-only transaction).
     @discardableResult
     public func delete(_ table: MetadataTable, _ key: [UInt8]) throws -> Bool {
         try store.lmdb { try txn.delete(table.database, key: key) }
     }
 
     /// Entries whose key starts with `prefix`, in key order (reversed: from the last), up to `limit`.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func scan(
-        _ table: MetadataTable, prefix: [UInt8] = [], reverse: Bool = false, limit: Int = .max
+        _ table: MetadataTable,
+        prefix: [UInt8] = [],
+        reverse: Bool = false,
+        limit: Int = .max
     ) throws -> [(key: [UInt8], value: [UInt8])] {
         var out: [(key: [UInt8], value: [UInt8])] = []
         guard limit > 0 else { return out }
@@ -61,13 +79,16 @@ public final class MetadataTransaction {
     }
 
     /// Number of entries in a table.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func count(_ table: MetadataTable) throws -> Int {
         try store.lmdb { try txn.count(table.database) }
     }
 
     /// The manifest stored under `id`, in this transaction's snapshot.
     ///
-    /// - Throws: ``CairnStoreError`` with `.notFound` or `.corruption`.
+    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none, `.corruption` if it does
+    ///   not decode, `.io`.
     public func manifest(_ id: SHA256Digest) throws -> Manifest {
         try store.lmdb {
             try id.withUnsafeBytes { key in
@@ -80,6 +101,8 @@ public final class MetadataTransaction {
     }
 
     /// Whether a manifest with this id is stored.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func hasManifest(_ id: SHA256Digest) throws -> Bool {
         try store.lmdb { try id.withUnsafeBytes { try txn.contains(store.manifestsDB, key: $0) } }
     }

@@ -18,10 +18,10 @@ import Synchronization
 /// (``commit(_:_:)``, ``MetadataTransaction``).
 ///
 /// Thread-safe: one `Store` per directory per process, shared by all threads.
-public final class Store: @unchecked Sendable {
-    // @unchecked Sendable: state is immutable after open, or guarded (pack handles, worker pool),
-    // and LMDB serializes write transactions itself.
+public final class Store: Sendable {
+    /// The store's directory.
     public let root: String
+    /// The store's fixed parameters, as read from its `config.json`.
     public let config: StoreConfig
     let chunker: Chunker
     let environment: Environment
@@ -40,7 +40,8 @@ public final class Store: @unchecked Sendable {
 
     /// Creates a new, empty store at `root` (the directory may exist but must be empty).
     ///
-    /// - Throws: ``CairnStoreError`` with `.conflict` if a store is already there.
+    /// - Throws: ``CairnStoreError``: `.conflict` if a store is already there or the directory is
+    ///   not empty, `.invalidArgument` for an invalid `config`, `.io`.
     @discardableResult
     public static func create(at root: String, config: StoreConfig = StoreConfig()) throws -> Store {
         try config.validate()
@@ -71,7 +72,8 @@ public final class Store: @unchecked Sendable {
     /// Opens the store at `root`.
     ///
     /// - Throws: ``CairnStoreError`` with `.notFound` when there is no store, `.corruption` or
-    ///   `.invalidArgument` for an unreadable or unsupported config.
+    ///   `.invalidArgument` for an unreadable or unsupported config, `.io` when its index cannot be
+    ///   opened.
     public static func open(at root: String) throws -> Store {
         let root = Self.normalize(root)
         guard let data = FileManager.default.contents(atPath: root + "/config.json") else {
@@ -204,7 +206,8 @@ public final class Store: @unchecked Sendable {
 
     /// The manifest stored under `id`.
     ///
-    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none.
+    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none, `.corruption` if it does
+    ///   not decode, `.io`.
     public func manifest(_ id: SHA256Digest) throws -> Manifest {
         try readMetadata { try $0.manifest(id) }
     }
@@ -212,6 +215,9 @@ public final class Store: @unchecked Sendable {
     // MARK: Metadata for upper layers
 
     /// Opens (creating if needed) a table for an upper layer's records in the store's index.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.invalidArgument` for a name the store uses itself,
+    ///   `.io` when the index cannot open it.
     public func table(_ name: String) throws -> MetadataTable {
         guard !Self.reservedTables.contains(name) else {
             throw CairnStoreError(.invalidArgument, "table name \"\(name)\" is reserved by the store")
@@ -220,11 +226,16 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Runs `body` in a read-only snapshot of the index.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read; errors thrown by `body`.
     public func readMetadata<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         try lmdb { try environment.read { txn in try body(MetadataTransaction(store: self, txn: txn)) } }
     }
 
     /// Runs `body` in a write transaction of the index; nothing it wrote is kept if it throws.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be written; errors thrown
+    ///   by `body` (nothing is committed).
     public func writeMetadata<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         try lmdb { try environment.write { txn in try body(MetadataTransaction(store: self, txn: txn)) } }
     }
@@ -241,7 +252,9 @@ public final class Store: @unchecked Sendable {
         public var compressedBytes: Int64
         /// Size of the pack files referenced by the index (what the data takes on disk).
         public var storedBytes: Int64
+        /// Pack files referenced by the index.
         public var packCount: Int
+        /// Manifests stored.
         public var manifestCount: Int
         /// Size of the LMDB index file in use.
         public var indexBytes: Int64
@@ -249,12 +262,21 @@ public final class Store: @unchecked Sendable {
         public var codecs: [Codec.Usage] = []
     }
 
+    /// What the store holds, read from one snapshot of the index.
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func statistics() throws -> Statistics {
         try lmdb {
             try environment.read { txn in
                 var s = Statistics(
-                    chunkCount: 0, uniqueBytes: 0, compressedBytes: 0, storedBytes: 0, packCount: 0,
-                    manifestCount: try txn.count(manifestsDB), indexBytes: Int64(try environment.usedBytes()))
+                    chunkCount: 0,
+                    uniqueBytes: 0,
+                    compressedBytes: 0,
+                    storedBytes: 0,
+                    packCount: 0,
+                    manifestCount: try txn.count(manifestsDB),
+                    indexBytes: Int64(try environment.usedBytes())
+                )
                 var locations: [ChunkLocation] = []
                 try txn.forEach(chunksDB) { _, value in
                     if let loc = ChunkLocation(value) {

@@ -4,14 +4,17 @@ import Glibc
 /// An error from the store: a ``ErrorCode`` (what a caller can act on) and a one-line `message`
 /// for a person.
 public struct CairnStoreError: CodedError {
+    /// What kind of failure this is.
     public let code: ErrorCode
+    /// One line for a person.
     public let message: String
     /// For `.corruption` found in a chunk (stored, or in a bundle being verified): that chunk.
     public internal(set) var damagedChunk: SHA256Digest?
     /// The chunk that did not verify came from a fetcher's local source, which was dropped
     /// (``ChunkFetcher/verifying(_:_:)``): the read can start again and fetch it instead.
-    public internal(set) var droppedSource = false
+    package internal(set) var droppedSource = false
 
+    /// An error of kind `code` described by `message`.
     public init(_ code: ErrorCode, _ message: String) {
         self.code = code
         self.message = message

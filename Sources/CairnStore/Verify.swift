@@ -4,7 +4,9 @@ import Synchronization
 
 /// What `verify` found.
 public struct VerifyReport: Sendable {
+    /// One thing found wrong.
     public struct Problem: Sendable, CustomStringConvertible {
+        /// What is wrong.
         public enum Kind: String, Sendable {
             /// A pack in the index is missing, truncated, or its trailer / table of contents is damaged.
             case damagedPack = "damaged-pack"
@@ -17,24 +19,36 @@ public struct VerifyReport: Sendable {
             /// A manifest cannot be decoded.
             case damagedManifest = "damaged-manifest"
         }
+        /// What is wrong.
         public var kind: Kind
+        /// The chunk concerned, if any.
         public var chunk: SHA256Digest?
+        /// The pack concerned, if any.
         public var packID: UInt64?
+        /// The manifest concerned, if any.
         public var manifest: SHA256Digest?
+        /// One line for a person.
         public var message: String
+        /// The ``message``.
         public var description: String { message }
     }
 
+    /// Whether every chunk was re-hashed.
     public var deep: Bool
+    /// Packs in the index.
     public var packs = 0
+    /// Chunks in the index.
     public var chunks = 0
+    /// Manifests stored.
     public var manifests = 0
     /// Bytes re-hashed (deep only).
     public var verifiedBytes: Int64 = 0
     /// Pack files on disk that the index does not reference (left by interrupted pushes; GC removes them).
     public var unreferencedPacks = 0
+    /// Everything found wrong.
     public var problems: [Problem] = []
 
+    /// Whether nothing was found wrong.
     public var isHealthy: Bool { problems.isEmpty }
 
     /// Chunks found corrupt, missing or badly indexed.
@@ -46,6 +60,15 @@ extension Store {
     /// intact table of contents; every index entry matches its pack's table of contents; every
     /// manifest decodes and every chunk it references is indexed. With `deep`, also reads, decodes
     /// and re-hashes every chunk (in parallel).
+    ///
+    /// Damage is reported in the result, not thrown.
+    ///
+    /// ```swift
+    /// let report = try store.verify(deep: true)
+    /// for problem in report.problems { print(problem) }
+    /// ```
+    ///
+    /// - Throws: ``CairnStoreError`` with `.io` when the index cannot be read.
     public func verify(deep: Bool, progress: ((TransferProgress) -> Void)? = nil) throws -> VerifyReport {
         var report = VerifyReport(deep: deep)
         // One snapshot of the index.
@@ -65,7 +88,13 @@ extension Store {
                     if let location = ChunkLocation(value) {
                         chunks.append((id, location))
                     } else {
-                        report.problems.append(.init(kind: .badIndexEntry, chunk: id, message: "index entry of chunk \(id.hex) is malformed"))
+                        report.problems.append(
+                            .init(
+                                kind: .badIndexEntry,
+                                chunk: id,
+                                message: "index entry of chunk \(id.hex) is malformed"
+                            )
+                        )
                     }
                     return true
                 }
@@ -99,12 +128,23 @@ extension Store {
             guard let toc = tocs[location.packID] else {
                 if packs[location.packID] == nil {
                     report.problems.append(
-                        .init(kind: .badIndexEntry, chunk: id, packID: location.packID,
-                              message: "chunk \(id.hex) points at pack \(PackFormat.fileName(location.packID)), which is not in the index"))
+                        .init(
+                            kind: .badIndexEntry,
+                            chunk: id,
+                            packID: location.packID,
+                            message:
+                                "chunk \(id.hex) points at pack \(PackFormat.fileName(location.packID)), which is not in the index"
+                        )
+                    )
                 } else {
                     report.problems.append(
-                        .init(kind: .damagedPack, chunk: id, packID: location.packID,
-                              message: "chunk \(id.hex) is in damaged pack \(PackFormat.fileName(location.packID))"))
+                        .init(
+                            kind: .damagedPack,
+                            chunk: id,
+                            packID: location.packID,
+                            message: "chunk \(id.hex) is in damaged pack \(PackFormat.fileName(location.packID))"
+                        )
+                    )
                 }
                 continue
             }
@@ -112,29 +152,49 @@ extension Store {
                 entry.rawLength == location.rawLength, entry.codecRaw == location.codecRaw
             else {
                 report.problems.append(
-                    .init(kind: .badIndexEntry, chunk: id, packID: location.packID,
-                          message: "chunk \(id.hex): index entry does not match the table of contents of pack \(PackFormat.fileName(location.packID))"))
+                    .init(
+                        kind: .badIndexEntry,
+                        chunk: id,
+                        packID: location.packID,
+                        message:
+                            "chunk \(id.hex): index entry does not match the table of contents of pack \(PackFormat.fileName(location.packID))"
+                    )
+                )
                 continue
             }
         }
         // Manifests.
         for (id, bytes) in manifests {
             guard SHA256Digest.hash(bytes) == id else {
-                report.problems.append(.init(kind: .damagedManifest, manifest: id, message: "manifest \(id.hex): its bytes do not hash to its id"))
+                report.problems.append(
+                    .init(
+                        kind: .damagedManifest,
+                        manifest: id,
+                        message: "manifest \(id.hex): its bytes do not hash to its id"
+                    )
+                )
                 continue
             }
             let manifest: Manifest
             do {
                 manifest = try bytes.withUnsafeBytes { try Manifest.decode($0) }
             } catch {
-                report.problems.append(.init(kind: .damagedManifest, manifest: id, message: "manifest \(id.hex): \(error)"))
+                report.problems.append(
+                    .init(kind: .damagedManifest, manifest: id, message: "manifest \(id.hex): \(error)")
+                )
                 continue
             }
             for file in manifest.files {
                 for chunk in file.chunks where chunksByID[chunk.id] == nil {
                     report.problems.append(
-                        .init(kind: .missingChunk, chunk: chunk.id, manifest: id,
-                              message: "file \(file.path) of manifest \(id.shortHex): chunk \(chunk.id.hex) is not in the index"))
+                        .init(
+                            kind: .missingChunk,
+                            chunk: chunk.id,
+                            manifest: id,
+                            message:
+                                "file \(file.path) of manifest \(id.shortHex): chunk \(chunk.id.hex) is not in the index"
+                        )
+                    )
                 }
             }
         }
@@ -153,7 +213,9 @@ extension Store {
 
         if deep {
             // Packs whose table of contents is damaged are reported already; everything else is re-hashed.
-            let toCheck = chunks.filter { packs[$0.location.packID] != nil && !damagedPacks.contains($0.location.packID) }
+            let toCheck = chunks.filter {
+                packs[$0.location.packID] != nil && !damagedPacks.contains($0.location.packID)
+            }
             let (problems, bytes) = deepCheck(toCheck, progress: progress)
             report.problems += problems
             report.verifiedBytes = bytes
@@ -204,10 +266,14 @@ extension Store {
         guard let top = opendir(root + "/packs") else { return ids }
         defer { closedir(top) }
         while let entry = readdir(top) {
-            let sub = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let sub = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard sub.count == 2, let dir = opendir(root + "/packs/" + sub) else { continue }
             while let file = readdir(dir) {
-                let name = withUnsafeBytes(of: file.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: file.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name.hasSuffix(".pack"), let id = UInt64(name.dropLast(5), radix: 16) { ids.append(id) }
             }
             closedir(dir)
@@ -217,9 +283,12 @@ extension Store {
 
     /// Reads every chunk in `chunks`, decodes and re-hashes it. Returns the problems and bytes checked.
     private func deepCheck(
-        _ chunks: [(id: SHA256Digest, location: ChunkLocation)], progress: ((TransferProgress) -> Void)?
+        _ chunks: [(id: SHA256Digest, location: ChunkLocation)],
+        progress: ((TransferProgress) -> Void)?
     ) -> ([VerifyReport.Problem], Int64) {
-        let sorted = chunks.sorted { ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset) }
+        let sorted = chunks.sorted {
+            ($0.location.packID, $0.location.offset) < ($1.location.packID, $1.location.offset)
+        }
         // Spans of up to 8 MiB of neighbouring records in one pack.
         var spans: [Range<Int>] = []
         var start = 0
@@ -227,7 +296,8 @@ extension Store {
             var end = start + 1
             let first = sorted[start].location
             while end < sorted.count, sorted[end].location.packID == first.packID,
-                Int64(sorted[end].location.offset) + Int64(sorted[end].location.recordLength) - Int64(first.offset) <= Int64(8 << 20)
+                Int64(sorted[end].location.offset) + Int64(sorted[end].location.recordLength) - Int64(first.offset)
+                    <= Int64(8 << 20)
             {
                 end += 1
             }
@@ -246,28 +316,55 @@ extension Store {
                 try workers.withContext { ctx in
                     ctx.readBuffer.reserve(length)
                     let got = try readPack(
-                        first.packID, into: UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]), at: begin)
+                        first.packID,
+                        into: UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer.memory[0..<length]),
+                        at: begin
+                    )
                     for (id, location) in sorted[span] {
                         let at = Int(Int64(location.offset) - begin)
                         do {
                             guard at + location.recordLength <= got else {
-                                throw CairnStoreError(.corruption, "chunk \(id.hex) is cut off: pack \(PackFormat.fileName(location.packID)) is truncated")
+                                throw CairnStoreError(
+                                    .corruption,
+                                    "chunk \(id.hex) is cut off: pack \(PackFormat.fileName(location.packID)) is truncated"
+                                )
                             }
-                            let record = UnsafeRawBufferPointer(rebasing: ctx.readBuffer.memory[at..<at + location.recordLength])
-                            let target = UnsafeMutableRawBufferPointer(rebasing: ctx.scratch.memory[0..<Int(location.rawLength)])
+                            let record = UnsafeRawBufferPointer(
+                                rebasing: ctx.readBuffer.memory[at..<at + location.recordLength]
+                            )
+                            let target = UnsafeMutableRawBufferPointer(
+                                rebasing: ctx.scratch.memory[0..<Int(location.rawLength)]
+                            )
                             try decodeRecord(
-                                record, expected: ChunkRef(id: id, length: location.rawLength), location: location,
-                                into: target, context: ctx
-                            ) { CairnStoreError(.corruption, "chunk \(id.hex) in pack \(PackFormat.fileName(location.packID)) \($0)") }
+                                record,
+                                expected: ChunkRef(id: id, length: location.rawLength),
+                                location: location,
+                                into: target,
+                                context: ctx
+                            ) {
+                                CairnStoreError(
+                                    .corruption,
+                                    "chunk \(id.hex) in pack \(PackFormat.fileName(location.packID)) \($0)"
+                                )
+                            }
                             collected.addBytes(Int64(location.rawLength))
                         } catch {
-                            collected.add(.init(kind: .corruptChunk, chunk: id, packID: location.packID, message: "\(error)"))
+                            collected.add(
+                                .init(kind: .corruptChunk, chunk: id, packID: location.packID, message: "\(error)")
+                            )
                         }
                     }
                 }
             } catch {
                 for (id, location) in sorted[span] {
-                    collected.add(.init(kind: .corruptChunk, chunk: id, packID: location.packID, message: "chunk \(id.hex): \(error)"))
+                    collected.add(
+                        .init(
+                            kind: .corruptChunk,
+                            chunk: id,
+                            packID: location.packID,
+                            message: "chunk \(id.hex): \(error)"
+                        )
+                    )
                 }
             }
         }

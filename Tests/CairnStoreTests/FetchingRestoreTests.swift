@@ -6,10 +6,10 @@ import Synchronization
 import Testing
 
 /// `Store.restore(…, fetcher:)`: a store used as a cache restores files and fetches the chunks it
-/// lacks from another store (a server, in a remote pull), verifying each.
+/// lacks from another store through a ``ChunkFetcher``, verifying each.
 @Suite struct FetchingRestoreTests {
     /// Serves bundles from a source store, optionally altered.
-    final class SourceFetcher: ChunkFetcher, @unchecked Sendable {
+    final class SourceFetcher: ChunkFetcher {
         let source: Store
         let alter: @Sendable ([UInt8]) -> [UInt8]
         let requests = Mutex(0)
@@ -28,14 +28,16 @@ import Testing
         }
     }
 
-    final class Bundle: PendingBundle, @unchecked Sendable {
+    final class Bundle: PendingBundle {
         let bytes: [UInt8]
         init(_ bytes: [UInt8]) { self.bytes = bytes }
         func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T { try bytes.withUnsafeBytes(body) }
     }
 
     /// A source store holding `files`, and an empty cache with the same chunker.
-    func setUp(_ files: [String: [UInt8]]) throws -> (dir: TemporaryDirectory, source: Store, cache: Store, manifest: Manifest) {
+    func setUp(
+        _ files: [String: [UInt8]]
+    ) throws -> (dir: TemporaryDirectory, source: Store, cache: Store, manifest: Manifest) {
         let dir = TemporaryDirectory()
         let source = try makeStore(dir)
         for (path, bytes) in files { try writeFile(dir.sub("in/" + path), bytes) }
@@ -45,7 +47,9 @@ import Testing
     }
 
     @Test func fetchesWhatTheCacheLacksAndKeepsIt() throws {
-        let files = ["a.bin": FixtureData.bytes(count: 3 << 20, seed: 31), "b.txt": FixtureData.text(count: 5000, seed: 32)]
+        let files = [
+            "a.bin": FixtureData.bytes(count: 3 << 20, seed: 31), "b.txt": FixtureData.text(count: 5000, seed: 32),
+        ]
         let (dir, source, cache, manifest) = try setUp(files)
         let fetcher = SourceFetcher(source)
         try cache.restore(manifest.files, to: dir.sub("out"), fetcher: fetcher)
@@ -65,7 +69,8 @@ import Testing
         let first = FixtureData.bytes(count: 3 << 20, seed: 41)
         let files = [
             "a.bin": first, "b.json": FixtureData.text(count: 700, seed: 42), "c.bin": big, "d.txt": [],
-            "e.txt": FixtureData.text(count: 9000, seed: 43), "f.bin": first, "g/h.bin": FixtureData.bytes(count: 5 << 20, seed: 44),
+            "e.txt": FixtureData.text(count: 9000, seed: 43), "f.bin": first,
+            "g/h.bin": FixtureData.bytes(count: 5 << 20, seed: 44),
         ]
         let (dir, source, cache, manifest) = try setUp(files)
         let fetcher = SourceFetcher(source)
@@ -74,7 +79,10 @@ import Testing
         let asked = fetcher.asked.withLock { $0 }
         let distinct = Set(manifest.files.flatMap { $0.chunks.map(\.id) })
         #expect(Set(asked) == distinct)
-        #expect(asked.count == distinct.count, "each chunk asked for once: \(asked.count) asks, \(distinct.count) chunks")
+        #expect(
+            asked.count == distinct.count,
+            "each chunk asked for once: \(asked.count) asks, \(distinct.count) chunks"
+        )
         #expect(try cache.missingChunks(Array(distinct)).isEmpty)
         #expect(try cache.verify(deep: true).isHealthy)
     }
@@ -135,7 +143,7 @@ import Testing
         let (dir, source, cache, manifest) = try setUp(files)
         let last = manifest.files[0].chunks.last!.id
         // Serves every chunk asked for but the file's last one.
-        final class Withholding: ChunkFetcher, @unchecked Sendable {
+        final class Withholding: ChunkFetcher {
             let source: Store
             let withheld: SHA256Digest
             init(_ source: Store, _ withheld: SHA256Digest) {
