@@ -53,10 +53,10 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let ref = try context.parameter("ref")
         if let at = request.query("at") {
             let date = try RegistryTime.parse(at, dateOnly: .endOfDay)
-            let reference = try reference(model: model, ref: ref)
+            let asked = try reference(model: model, ref: ref)
             return try jsonResponse(
                 try await server.blocking {
-                    let past = try registry.resolve(reference, at: date)
+                    let past = try registry.resolve(asked, at: date)
                     let info = try registry.info(
                         Reference(model: past.version.model, selector: .number(past.version.version))
                     )
@@ -67,9 +67,9 @@ func addQueryRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let key = model + "\u{0}" + ref
         let generation = server.generation
         if let hit = versionDocuments.get(key, generation: generation) { return jsonResponse(hit) }
-        let reference = try reference(model: model, ref: ref)
+        let asked = try reference(model: model, ref: ref)
         let buffer = try await server.blocking {
-            let info = try registry.info(reference)
+            let info = try registry.info(asked)
             return try jsonBuffer(VersionDocument(info: info, manifest: try registry.manifest(of: info.record)))
         }
         versionDocuments.put(key, buffer, generation: generation)
