@@ -1,9 +1,9 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
-import CairnServer
 import CairnStore
+import Digest
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -12,10 +12,12 @@ import NIOCore
 import Synchronization
 import Testing
 
+@testable import CairnServer
+
 @Suite struct APITests {
     /// A model with three versions: 1 in production (alias champion), 2 in staging, 3 experimental.
-    static func populated(publicRead: Bool = false) throws -> ServerFixture {
-        let f = try ServerFixture(publicRead: publicRead)
+    static func populated(publicRead: Bool = false, maxBatchBytes: Int = 33 << 20) throws -> ServerFixture {
+        let f = try ServerFixture(publicRead: publicRead, maxBatchBytes: maxBatchBytes)
         for i in 1...3 {
             let dir = try f.writeTree(
                 "v\(i)",
@@ -117,7 +119,11 @@ import Testing
             writer.start()
             started.wait()
             for ref in ["production", "champion", "2", "latest", "production"] {
-                try await client.execute(uri: "/v1/models/llama/versions/\(ref)", method: .get, headers: bearer(f.reader)) {
+                try await client.execute(
+                    uri: "/v1/models/llama/versions/\(ref)",
+                    method: .get,
+                    headers: bearer(f.reader)
+                ) {
                     #expect($0.status == .ok)
                 }
             }
@@ -187,6 +193,118 @@ import Testing
                 #expect(response.status == .badRequest)
             }
         }
+    }
+
+    /// Every code the server sends travels with the status ``ErrorCode/httpStatus`` gives it and
+    /// as its `rawValue`: each provoked by a real request, except those no request can provoke on
+    /// purpose (`io`, `internal`, `unreachable`), whose mapping is checked directly.
+    @Test func everyErrorCodeTravelsWithItsStatus() async throws {
+        let f = try Self.populated(maxBatchBytes: 1 << 20)
+        let v3 = try f.registry.manifest(of: try f.registry.resolve(try Reference(parsing: "llama@3")))
+        let seen = try await f.application.test(.router) { client in
+            var seen: Set<ErrorCode> = []
+            func expectError(
+                _ code: ErrorCode,
+                _ response: TestResponse,
+                sourceLocation: SourceLocation = #_sourceLocation
+            ) {
+                #expect(Int(response.status.code) == code.httpStatus, "\(code)", sourceLocation: sourceLocation)
+                #expect(errorCode(response) == code.rawValue, "\(code)", sourceLocation: sourceLocation)
+                #expect(
+                    response.headers[.contentType] == "application/json; charset=utf-8",
+                    sourceLocation: sourceLocation
+                )
+                seen.insert(code)
+            }
+            func get(_ uri: String, _ headers: HTTPFields) async throws -> TestResponse {
+                try await client.execute(uri: uri, method: .get, headers: headers) { $0 }
+            }
+            func post(_ uri: String, _ token: String, _ body: ByteBuffer) async throws -> TestResponse {
+                try await client.execute(uri: uri, method: .post, headers: bearer(token), body: body) { $0 }
+            }
+            expectError(.notFound, try await get("/v1/models/nope/versions/1", bearer(f.reader)))
+            expectError(.invalidArgument, try await get("/v1/models/Bad%20Name/versions/1", bearer(f.reader)))
+            expectError(.unauthenticated, try await get("/v1/models", [:]))
+            expectError(.forbidden, try await post("/v1/chunks/missing", f.reader, ByteBuffer()))
+            var range = bearer(f.reader)
+            range[.range] = "bytes=1000-"
+            expectError(.rangeNotSatisfiable, try await get("/v1/models/llama/versions/1/files/config.json", range))
+            expectError(
+                .refused,
+                try await post(
+                    "/v1/models/llama/versions/3/promote",
+                    f.approver,
+                    try json(StageChangeBody(to: .production, reason: "skip staging"))
+                )
+            )
+            // A bundle over the 1 MiB limit.
+            let big = (0..<6).map { i -> (SHA256Digest, [UInt8]) in
+                let data = FixtureData.bytes(count: 200_000, seed: UInt64(30 + i))
+                return (SHA256Digest.hash(data), data)
+            }
+            expectError(.tooLarge, try await post("/v1/chunks", f.writer, ChunkProtocolTests.bundle(big)))
+            // A chunk that does not hash to its id.
+            let chunk = FixtureData.bytes(count: 10_000, seed: 40)
+            expectError(
+                .chunkMismatch,
+                try await post("/v1/chunks", f.writer, ChunkProtocolTests.bundle([(SHA256Digest.hash([1]), chunk)]))
+            )
+            // A manifest that does not hash to the id sent with it.
+            var mismatched = CreateVersionBody(
+                request: PushRequest(model: "llama", actor: "x"),
+                manifest: v3,
+                newBytes: 0,
+                storedBytes: 0
+            )
+            mismatched.manifestID = String(repeating: "ab", count: 32)
+            expectError(.manifestMismatch, try await post("/v1/models/llama/versions", f.writer, try json(mismatched)))
+            // A manifest naming a chunk the server lacks: `missing` lists it.
+            let absent = FileEntry(
+                path: "x",
+                size: 10_000,
+                sha256: SHA256Digest.hash(chunk),
+                chunks: [ChunkRef(id: SHA256Digest.hash(chunk), length: 10_000)]
+            )
+            let incomplete = CreateVersionBody(
+                request: PushRequest(model: "llama", actor: "x"),
+                manifest: Manifest(files: [absent]),
+                newBytes: 0,
+                storedBytes: 0
+            )
+            let missing = try await post("/v1/models/llama/versions", f.writer, try json(incomplete))
+            expectError(.missingChunks, missing)
+            #expect(decoded(ErrorBody.self, missing)?.error.missing == [SHA256Digest.hash(chunk).hex])
+            // One upload more than the server keeps open.
+            var opened = 0
+            var refusal: TestResponse?
+            while refusal == nil, opened <= UploadTable.capacity {
+                let response = try await post("/v1/uploads", f.writer, ByteBuffer())
+                if response.status == .created { opened += 1 } else { refusal = response }
+            }
+            #expect(opened == UploadTable.capacity)
+            expectError(.conflict, try #require(refusal))
+            // Packs cut short: a fetch of their chunks finds the store damaged.
+            for pack in FileBodyTests.packs(f) {
+                let size = try FileManager.default.attributesOfItem(atPath: pack)[.size] as! Int
+                #expect(truncate(pack, off_t(size / 2)) == 0)
+            }
+            let ids = v3.files.flatMap { $0.chunks.map(\.id) }
+            expectError(
+                .corruption,
+                try await post("/v1/chunks/fetch", f.reader, ByteBuffer(bytes: ChunkIDList.encode(ids)))
+            )
+            return seen
+        }
+        let unprovoked: Set<ErrorCode> = [.io, .internal, .unreachable]
+        #expect(seen == Set(ErrorCode.allCases).subtracting(unprovoked).subtracting([.badResponse]))
+        for code in ErrorCode.allCases {
+            let error = APIError.from(CairnStoreError(code, "x"))
+            #expect(Int(error.status.code) == code.httpStatus && error.code == code, "\(code)")
+        }
+        // An error with no code of its own is `internal`.
+        struct Unexpected: Error {}
+        #expect(APIError.from(Unexpected()).code == .internal)
+        #expect(Int(APIError.from(Unexpected()).status.code) == ErrorCode.internal.httpStatus)
     }
 
     @Test func roleBoundaries() async throws {

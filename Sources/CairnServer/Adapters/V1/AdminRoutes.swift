@@ -1,9 +1,10 @@
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import Foundation
 import Hummingbird
 
-/// Admin routes: garbage collection, verification, tokens.
+/// Admin routes: garbage collection, verification, tokens; all of their store work on the
+/// blocking threads.
 func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) {
     let registry = server.registry
 
@@ -18,18 +19,18 @@ func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             } ?? 3600
         let report = try await server.blocking { try registry.collectGarbage(gracePeriod: grace) }
         server.logger.info("gc", metadata: ["user": "\(actor)", "removed_chunks": "\(report.removedChunks)"])
-        return jsonResponse(report)
+        return try jsonResponse(report)
     }
 
     v1.post("verify") { request, context in
         try context.require(.admin, "verify the store")
         let deep = request.query("deep") == "true"
-        return jsonResponse(try await server.blocking { try registry.verifySummary(deep: deep, progress: nil) })
+        return try jsonResponse(try await server.blocking { try registry.verifySummary(deep: deep, progress: nil) })
     }
 
     v1.get("tokens") { _, context in
         try context.require(.admin, "list tokens")
-        return jsonResponse(try registry.listTokens())
+        return try jsonResponse(try await server.blocking { try registry.listTokens() })
     }
 
     v1.post("tokens") { request, context in
@@ -43,7 +44,7 @@ func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             "token created",
             metadata: ["user": "\(actor)", "for": "\(body.user)", "role": "\(body.role.rawValue)"]
         )
-        return jsonResponse(token, status: .created)
+        return try jsonResponse(token, status: .created)
     }
 
     v1.delete("tokens/:id") { _, context in
@@ -51,6 +52,6 @@ func addAdminRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let id = try context.parameter("id")
         let record = try await server.blocking { try registry.revokeToken(id: id, actor: actor) }
         server.logger.info("token revoked", metadata: ["user": "\(actor)", "token": "\(record.id)"])
-        return jsonResponse(record)
+        return try jsonResponse(record)
     }
 }

@@ -1,5 +1,5 @@
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnStore
 import Digest
 import Foundation
@@ -15,10 +15,15 @@ import NIOCore
 ///   `chunk_mismatch`) and nothing is stored. Answer: ``ChunkStoreResult``.
 /// - `POST /v1/chunks/fetch` (reader): body = chunk ids; answer = a bundle of those chunks as stored.
 ///
-/// Bodies over the server's batch limit are refused with 413.
+/// Bodies over the server's batch limit are refused with 413. Index lookups, verification, pack
+/// writes and reads run on the server's blocking threads.
 func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) {
     let store = server.registry.store
     let options = server.options
+    /// Memory for the chunk bundles received in uploads.
+    let uploadBodies = UploadBodies()
+    /// Buffers of the chunk bundles sent in replies to fetches.
+    let fetchReplyBuffers = FetchReplyBuffers()
 
     v1.post("chunks/missing") { request, context in
         try context.require(.writer, "upload chunks")
@@ -31,14 +36,16 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
     v1.post("uploads") { _, context in
         let actor = try context.require(.writer, "upload chunks")
         let id = try await server.blocking { try server.uploads.open(store: store, user: actor) }
-        return jsonResponse(UploadCreated(upload: id), status: .created)
+        return try jsonResponse(UploadCreated(upload: id), status: .created)
     }
 
     v1.delete("uploads/:id") { _, context in
         let actor = try context.require(.writer, "upload chunks")
         let id = try context.parameter("id")
         _ = try server.uploads.get(id, user: actor)
-        server.uploads.close(id)
+        // Abandoning deletes the staged pack (after any bundle being staged into it).
+        let uploads = server.uploads
+        try await server.blocking { uploads.close(id) }
         return Response(status: .noContent)
     }
 
@@ -52,9 +59,9 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         let assignIDs = request.query("assign_ids") == "1"
         if assignIDs, upload == nil { throw APIError.badRequest("assign_ids=1 needs an upload (?upload=ID)") }
         var request = request
-        let body = try await request.uploadBody(upTo: options.maxBatchBytes, pool: server.uploadBodies)
+        let body = try await request.uploadBody(upTo: options.maxBatchBytes, pool: uploadBodies)
         // Back to the pool once the blocking call below has returned: nothing reads it after that.
-        defer { server.uploadBodies.give(body) }
+        defer { uploadBodies.give(body) }
         let result: ChunkStoreResult
         do {
             result = try await server.blocking {
@@ -71,7 +78,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
             newChunks: result.newChunks,
             newBytes: result.newBytes
         )
-        return jsonResponse(result)
+        return try jsonResponse(result)
     }
 
     v1.post("chunks/fetch") { request, context in
@@ -87,7 +94,9 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
         headers[.contentType] = "application/octet-stream"
         if server.fileBodies.canSend(on: context.channel) {
             let pieces = try await server.blocking {
-                try store.exportPieces(try store.planExport(ids, maxBytes: options.maxBatchBytes, sendingDeltas: deltas))
+                try store.exportPieces(
+                    try store.planExport(ids, maxBytes: options.maxBatchBytes, sendingDeltas: deltas)
+                )
             }
             let size = pieces.size
             server.metrics.recordFetch(wireBytes: size, fromFiles: true)
@@ -95,30 +104,39 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
                 throw APIError(.unreachable, "the connection closed before the reply")
             }
             return Response(
-                status: .ok, headers: headers,
+                status: .ok,
+                headers: headers,
                 body: ResponseBody(contentLength: size) { writer in
                     try await writer.write(marker)
                     try await writer.finish(nil)
-                })
+                }
+            )
         }
         let bundle = try await server.blocking {
             let plan = try store.planExport(ids, maxBytes: options.maxBatchBytes, sendingDeltas: deltas)
-            var buffer = server.fetchReplyBuffers.take(capacity: plan.bound)
-            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) { try store.export(plan, into: $0) }
+            var buffer = fetchReplyBuffers.take(capacity: plan.bound)
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: plan.bound) {
+                try store.export(plan, into: $0)
+            }
             return buffer
         }
         server.metrics.recordFetch(wireBytes: bundle.readableBytes, fromFiles: false)
         return Response(
-            status: .ok, headers: headers,
+            status: .ok,
+            headers: headers,
             body: ResponseBody(contentLength: bundle.readableBytes) { writer in
                 try await writer.write(bundle)
                 try await writer.finish(nil)
-                server.fetchReplyBuffers.recycle(bundle)
-            })
+                fetchReplyBuffers.recycle(bundle)
+            }
+        )
     }
 }
 
 /// A body of chunk ids (32 bytes each, at most `limit` of them).
+///
+/// - Throws: ``APIError`` with `.tooLarge` for more than `limit` ids, `.invalidArgument` for a body
+///   that is not a whole number of ids.
 private func idList(_ request: inout Request, limit: Int) async throws -> [SHA256Digest] {
     let body = try await request.body(upTo: limit * 32)
     guard let ids = body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {

@@ -2,8 +2,9 @@ import CairnRegistry
 import Foundation
 import Synchronization
 
-/// Counters exported at `/metrics` in the Prometheus text format.
-public final class ServerMetrics: Sendable {
+/// Counters exported at `/metrics` in the Prometheus text format. `package`: the tests read the
+/// transfer counters to check what crossed the wire.
+package final class ServerMetrics: Sendable {
     struct RequestKey: Hashable {
         var route: String
         var method: String
@@ -21,7 +22,7 @@ public final class ServerMetrics: Sendable {
     private let chunkBytesStored = Atomic<Int>(0)
     private let inFlight = Atomic<Int>(0)
 
-    public init() {}
+    package init() {}
 
     func begin() { inFlight.add(1, ordering: .relaxed) }
 
@@ -46,16 +47,16 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Bytes of chunk bundles received by `POST /v1/chunks` since the server started.
-    public var chunkUploadBytes: Int { uploadBundleBytes.load(ordering: .relaxed) }
+    package var chunkUploadBytes: Int { uploadBundleBytes.load(ordering: .relaxed) }
 
     /// Bytes of chunk bundles sent by `POST /v1/chunks/fetch` since the server started.
-    public var chunkFetchBytes: Int { fetchBundleBytes.load(ordering: .relaxed) }
+    package var chunkFetchBytes: Int { fetchBundleBytes.load(ordering: .relaxed) }
 
     /// Of ``chunkFetchBytes``, those of replies sent from the pack files (`sendfile`).
-    public var chunkFetchBytesFromFiles: Int { fetchFileBytes.load(ordering: .relaxed) }
+    package var chunkFetchBytesFromFiles: Int { fetchFileBytes.load(ordering: .relaxed) }
 
     /// Requests answered so far with this route and status.
-    public func requestCount(route: String, status: Int) -> Int {
+    package func requestCount(route: String, status: Int) -> Int {
         requests.withLock { table in
             table.filter { $0.key.route == route && $0.key.status == status }.values.reduce(0, +)
         }
@@ -89,7 +90,11 @@ public final class ServerMetrics: Sendable {
         out += "cairn_chunk_upload_bytes_total \(uploadBundleBytes.load(ordering: .relaxed))\n"
         family("cairn_chunk_fetch_bytes_total", "counter", "Bytes of chunk bundles sent.")
         out += "cairn_chunk_fetch_bytes_total \(fetchBundleBytes.load(ordering: .relaxed))\n"
-        family("cairn_chunk_fetch_file_bytes_total", "counter", "Bytes of chunk bundles sent from the pack files (sendfile).")
+        family(
+            "cairn_chunk_fetch_file_bytes_total",
+            "counter",
+            "Bytes of chunk bundles sent from the pack files (sendfile)."
+        )
         out += "cairn_chunk_fetch_file_bytes_total \(fetchFileBytes.load(ordering: .relaxed))\n"
         family("cairn_chunks_received_total", "counter", "Chunks received in uploads (verified).")
         out += "cairn_chunks_received_total \(chunksReceived.load(ordering: .relaxed))\n"

@@ -1,5 +1,5 @@
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnStore
 import Digest
 import Foundation
@@ -10,7 +10,8 @@ import NIOCore
 /// aliases, tags, policies. The actor of every change is the token's user — never anything the
 /// client claims — so gates and the four-eyes rule apply to who actually asks.
 ///
-/// Writes commit (and fsync) on the server's thread pool.
+/// Every store access, the checks before a change included, runs on the server's blocking threads
+/// (commits fsync).
 func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) {
     let registry = server.registry
 
@@ -33,19 +34,26 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         }
         let push = body.request(model: model, actor: actor)
         let upload = try body.upload.map { try server.uploads.get($0, user: actor) }
-        let result: PushResult
-        do {
-            result = try await server.blocking {
-                try registry.push(
-                    manifest: manifest, request: push, upload: upload, newBytes: body.newBytes, storedBytes: body.storedBytes)
+        let uploads = server.uploads
+        let result = try await server.blocking {
+            let result: PushResult
+            do {
+                result = try registry.push(
+                    manifest: manifest,
+                    request: push,
+                    upload: upload,
+                    newBytes: body.newBytes,
+                    storedBytes: body.storedBytes
+                )
+            } catch let error as MissingChunksError {
+                throw error  // the upload stays open: the client adds the missing chunks and retries
+            } catch {
+                if let id = body.upload { uploads.close(id) }
+                throw error
             }
-        } catch let error as MissingChunksError {
-            throw error  // the upload stays open: the client adds the missing chunks and retries
-        } catch {
-            if let id = body.upload { server.uploads.close(id) }
-            throw error
+            if let id = body.upload { uploads.close(id) }
+            return result
         }
-        if let id = body.upload { server.uploads.close(id) }
         server.logger.info(
             "push",
             metadata: [
@@ -53,7 +61,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
                 "manifest": "\(result.manifest)",
             ]
         )
-        return jsonResponse(result, status: .created)
+        return try jsonResponse(result, status: .created)
     }
 
     v1.post("models/:model/versions/:ref/promote") { request, context in
@@ -61,7 +69,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(StageChangeBody.self)
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking {
                 try registry.promote(
                     ref,
@@ -79,7 +87,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(StageChangeBody.self)
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking { try registry.approve(ref, for: body.to, actor: actor, reason: body.reason) }
         )
     }
@@ -89,7 +97,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(ReasonBody.self)
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking {
                 try registry.archive(ref, actor: actor, reason: body.reason, evidence: body.evidence ?? [:])
             }
@@ -100,7 +108,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let actor = try context.require(.admin, "delete versions")
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         let reason = request.query("reason")
-        return jsonResponse(try await server.blocking { try registry.delete(ref, actor: actor, reason: reason) })
+        return try jsonResponse(try await server.blocking { try registry.delete(ref, actor: actor, reason: reason) })
     }
 
     v1.post("models/:model/rollback") { request, context in
@@ -108,7 +116,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let model = try context.parameter("model")
         var request = request
         let body = try await request.json(RollbackBody.self)
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking {
                 try registry.rollback(model: model, to: body.to, actor: actor, reason: body.reason)
             }
@@ -121,20 +129,21 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let alias = try context.parameter("alias")
         var request = request
         let body = try await request.json(AliasBody.self)
-        if context.identity?.role == .writer {
-            // Writers move aliases among experimental and staging versions only.
-            let target = try registry.resolve(Reference(model: model, selector: .number(body.version)))
-            try requireEarlyStage(target, what: "point an alias at")
-            if let current = try registry.aliases(of: model).first(where: { $0.alias == alias }) {
-                try requireEarlyStage(
-                    try registry.resolve(Reference(model: model, selector: .number(current.version))),
-                    what: "move an alias away from"
-                )
-            }
-        }
-        return jsonResponse(
+        let isWriter = context.identity?.role == .writer
+        return try jsonResponse(
             try await server.blocking {
-                try registry.setAlias(
+                if isWriter {
+                    // Writers move aliases among experimental and staging versions only.
+                    let target = try registry.resolve(Reference(model: model, selector: .number(body.version)))
+                    try requireEarlyStage(target, what: "point an alias at")
+                    if let current = try registry.aliases(of: model).first(where: { $0.alias == alias }) {
+                        try requireEarlyStage(
+                            try registry.resolve(Reference(model: model, selector: .number(current.version))),
+                            what: "move an alias away from"
+                        )
+                    }
+                }
+                return try registry.setAlias(
                     model: model,
                     alias: alias,
                     version: body.version,
@@ -149,18 +158,17 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let actor = try context.require(.writer, "remove aliases")
         let model = try context.parameter("model")
         let alias = try context.parameter("alias")
-        if context.identity?.role == .writer,
-            let current = try registry.aliases(of: model).first(where: { $0.alias == alias })
-        {
-            try requireEarlyStage(
-                try registry.resolve(Reference(model: model, selector: .number(current.version))),
-                what: "remove an alias of"
-            )
-        }
+        let isWriter = context.identity?.role == .writer
         let reason = request.query("reason")
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking {
-                try registry.removeAlias(model: model, alias: alias, actor: actor, reason: reason)
+                if isWriter, let current = try registry.aliases(of: model).first(where: { $0.alias == alias }) {
+                    try requireEarlyStage(
+                        try registry.resolve(Reference(model: model, selector: .number(current.version))),
+                        what: "remove an alias of"
+                    )
+                }
+                return try registry.removeAlias(model: model, alias: alias, actor: actor, reason: reason)
             }
         )
     }
@@ -170,8 +178,13 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(TagsBody.self)
-        if context.identity?.role == .writer { try requireEarlyStage(try registry.resolve(ref), what: "tag") }
-        return jsonResponse(try await server.blocking { try registry.tag(ref, body.tags ?? [:], actor: actor) })
+        let isWriter = context.identity?.role == .writer
+        return try jsonResponse(
+            try await server.blocking {
+                if isWriter { try requireEarlyStage(try registry.resolve(ref), what: "tag") }
+                return try registry.tag(ref, body.tags ?? [:], actor: actor)
+            }
+        )
     }
 
     v1.post("models/:model/versions/:ref/untag") { request, context in
@@ -179,8 +192,13 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let ref = try reference(model: try context.parameter("model"), ref: try context.parameter("ref"))
         var request = request
         let body = try await request.json(TagsBody.self)
-        if context.identity?.role == .writer { try requireEarlyStage(try registry.resolve(ref), what: "untag") }
-        return jsonResponse(try await server.blocking { try registry.untag(ref, body.keys ?? [], actor: actor) })
+        let isWriter = context.identity?.role == .writer
+        return try jsonResponse(
+            try await server.blocking {
+                if isWriter { try requireEarlyStage(try registry.resolve(ref), what: "untag") }
+                return try registry.untag(ref, body.keys ?? [], actor: actor)
+            }
+        )
     }
 
     v1.put("models/:model/policy") { request, context in
@@ -188,7 +206,7 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
         let model = try context.parameter("model")
         var request = request
         let body = try await request.json(PolicyBody.self)
-        return jsonResponse(
+        return try jsonResponse(
             try await server.blocking {
                 try registry.setPolicy(model: model, body.policy, actor: actor, reason: body.reason)
             }
@@ -197,6 +215,8 @@ func addChangeRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer
 }
 
 /// Writers may tag and alias versions in experimental or staging only.
+///
+/// - Throws: ``APIError`` with `.forbidden` for a version in production or archived.
 private func requireEarlyStage(_ version: VersionRecord, what: String) throws {
     guard version.stage == .experimental || version.stage == .staging else {
         throw APIError.forbidden(

@@ -9,8 +9,9 @@ import NIOCore
 /// usable with curl. `ETag` is the file's SHA-256 (quoted), `Accept-Ranges: bytes`; `Range` gives
 /// 206 with `Content-Range` (one range) or `multipart/byteranges` (several), an unsatisfiable or
 /// malformed range 416 with `Content-Range: bytes */SIZE`; `If-Range` with another ETag sends the
-/// whole file. Bytes are read from the store in 4 MiB windows, each verified chunk by chunk, the
-/// next window read while the current one is sent.
+/// whole file. The version and its manifest are looked up, and bytes read from the store in 4 MiB
+/// windows (each verified chunk by chunk, the next read while the current one is sent), on the
+/// server's blocking threads.
 func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) {
     let handler: @Sendable (Request, CairnRequestContext) async throws -> Response = { request, context in
         try context.require(.reader, "read files")
@@ -27,9 +28,12 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
             throw APIError.badRequest("give a file path (at most 4096 bytes)")
         }
         let registry = server.registry
-        let version = try registry.resolve(try reference(model: model, ref: ref))
-        guard let file = try registry.manifest(of: version).file(path) else {
-            throw APIError.notFound("\(version.reference) has no file \(path)")
+        let (version, file) = try await server.blocking {
+            let version = try registry.resolve(try reference(model: model, ref: ref))
+            guard let file = try registry.manifest(of: version).file(path) else {
+                throw APIError.notFound("\(version.reference) has no file \(path)")
+            }
+            return (version, file)
         }
         let etag = "\"\(file.sha256.hex)\""
         var headers = HTTPFields()
@@ -55,7 +59,9 @@ func addFileRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer) 
                 head: isHead
             )
         case .unsatisfiable:
-            var e = APIError(.rangeNotSatisfiable, "the range is invalid or outside \(path) (\(file.size) bytes)"
+            var e = APIError(
+                .rangeNotSatisfiable,
+                "the range is invalid or outside \(path) (\(file.size) bytes)"
             )
             e.headers[.contentRange] = "bytes */\(file.size)"
             throw e
@@ -156,51 +162,3 @@ private func stream(
 
 /// Bytes read from the store per step of a file response.
 private let fileWindow: Int64 = 4 << 20
-
-/// What a `Range` header asks for.
-enum ByteRanges: Equatable {
-    /// No (usable) Range header: the whole file.
-    case whole
-    /// These ranges, in the order asked (at most 16).
-    case ranges([Range<Int64>])
-    /// Malformed or outside the file: 416.
-    case unsatisfiable
-
-    /// Parses `bytes=0-99`, `bytes=100-`, `bytes=-500` and lists of them (RFC 9110 §14.1.2).
-    /// Units other than bytes are ignored; more than 16 ranges are ignored (the whole file).
-    static func parse(_ header: String?, size: Int64) -> ByteRanges {
-        guard let header else { return .whole }
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
-        guard let eq = trimmed.firstIndex(of: "="),
-            trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased() == "bytes"
-        else {
-            return .whole
-        }
-        let specs = trimmed[trimmed.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false)
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-        if specs.count > 16 { return .whole }
-        var out: [Range<Int64>] = []
-        for spec in specs {
-            guard let dash = spec.firstIndex(of: "-") else { return .unsatisfiable }
-            let first = spec[..<dash]
-            let last = spec[spec.index(after: dash)...]
-            func number(_ s: Substring) -> Int64? {
-                s.allSatisfy(\.isASCII) && s.allSatisfy(\.isNumber) && !s.isEmpty ? Int64(s) : nil
-            }
-            if first.isEmpty {
-                guard let n = number(last) else { return .unsatisfiable }
-                if n == 0 || size == 0 { continue }
-                out.append(max(0, size - n)..<size)
-            } else {
-                guard let a = number(first) else { return .unsatisfiable }
-                if last.isEmpty {
-                    if a < size { out.append(a..<size) }
-                } else {
-                    guard let b = number(last), b >= a else { return .unsatisfiable }
-                    if a < size { out.append(a..<min(b, size - 1) + 1) }
-                }
-            }
-        }
-        return out.isEmpty ? .unsatisfiable : .ranges(out)
-    }
-}
