@@ -8,10 +8,13 @@ internal import CLibCrypto
 /// print(digest.hex)   // what `sha256sum` prints
 /// ```
 public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConvertible {
-    /// Bytes 0–7, 8–15, 16–23 and 24–31, each read as a big-endian integer.
+    /// Bytes 0–7, read as a big-endian integer (the four words compare like the 32 bytes).
     public var w0: UInt64
+    /// Bytes 8–15, read as a big-endian integer.
     public var w1: UInt64
+    /// Bytes 16–23, read as a big-endian integer.
     public var w2: UInt64
+    /// Bytes 24–31, read as a big-endian integer.
     public var w3: UInt64
 
     /// The number of bytes in a digest.
@@ -20,6 +23,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
     /// The digest whose 32 bytes are all zero (used as the "no previous entry" marker).
     public static let zero = SHA256Digest(w0: 0, w1: 0, w2: 0, w3: 0)
 
+    /// The digest of these four words (bytes 0–7, 8–15, 16–23, 24–31, big-endian).
     public init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
         self.w0 = w0
         self.w1 = w1
@@ -69,6 +73,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
     /// Calls `body` with the digest's 32 bytes in order.
     ///
     /// - warning: Do not escape the pointer from the closure.
+    /// - Throws: Rethrows what `body` throws.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         var words = (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)
         return try Swift.withUnsafeBytes(of: &words) { try body($0) }
@@ -101,8 +106,10 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
     /// The first 12 hexadecimal digits, for messages.
     public var shortHex: String { String(hex.prefix(12)) }
 
+    /// The 64 lower-case hex digits (``hex``).
     public var description: String { hex }
 
+    /// Whether `a`'s bytes sort before `b`'s (lexicographic byte order, as LMDB orders keys).
     public static func < (a: SHA256Digest, b: SHA256Digest) -> Bool {
         (a.w0, a.w1, a.w2, a.w3) < (b.w0, b.w1, b.w2, b.w3)
     }
@@ -135,6 +142,7 @@ public final class SHA256Hasher: @unchecked Sendable {
     // @unchecked Sendable: a hasher may move between threads (worker pools) but is used by one at a time.
     private let context: OpaquePointer
 
+    /// A hasher ready for input (`EVP_MD_CTX_new`, `EVP_DigestInit_ex`); traps when out of memory.
     public init() {
         guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
         self.context = context

@@ -10,12 +10,15 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What was found wrong, for a failure found by this wrapper rather than by LMDB.
     public var detail: String?
 
+    /// The failure `code` (an LMDB or errno code) of `operation`, with `detail` when this wrapper
+    /// rather than LMDB found it.
     public init(code: Int32, operation: String, detail: String? = nil) {
         self.code = code
         self.operation = operation
         self.detail = detail
     }
 
+    /// The ``detail``, else `LMDB <operation> failed: <mdb_strerror text> (<code>)`.
     public var description: String {
         if let detail { return detail }
         return "LMDB \(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))"
@@ -34,8 +37,10 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The error for a data file shorter than its pages in use.
     static func truncated(fileSize: Int, pagesEnd: Int) -> LMDBError {
         LMDBError(
-            code: MDB_CORRUPTED, operation: "mdb_env_open",
-            detail: "the file is truncated: it has \(fileSize) bytes, its pages in use end at \(pagesEnd)")
+            code: MDB_CORRUPTED,
+            operation: "mdb_env_open",
+            detail: "the file is truncated: it has \(fileSize) bytes, its pages in use end at \(pagesEnd)"
+        )
     }
 
     static func check(_ code: Int32, _ operation: String) throws {
@@ -65,8 +70,11 @@ public struct Database: Sendable, Hashable {
 ///
 /// Rule: open one `Environment` per file per process. Close it with ``close()``.
 public final class Environment: @unchecked Sendable {
-    // @unchecked Sendable: LMDB environments are thread-safe; with MDB_NOTLS read transactions may be
-    // used from any thread (one at a time), and write transactions are serialized by LMDB's own mutex.
+    // @unchecked Sendable: the LMDB environment is thread-safe: with MDB_NOTLS a read transaction may
+    // run on any thread (used by one at a time: it never leaves the closure that received it), and
+    // LMDB's own mutex serializes write transactions. The Swift state is guarded: `databases` is read
+    // and written under `openLock` only; `env` is set in init and cleared only by `close()`, which
+    // the owner calls once no other thread uses the environment (see ``close()``).
     private var env: OpaquePointer?
     private let openLock = HandleCacheLock()
     private var databases: [String: Database] = [:]
@@ -117,7 +125,9 @@ public final class Environment: @unchecked Sendable {
         if let env { _ = mdb_env_get_path(env, &path) }
         let file = path.map { String(cString: $0) } ?? "the index"
         let found = message.map { String(cString: $0) } ?? "an internal check failed"
-        let line = Array("error: \(file) is damaged (LMDB: \(found)); nothing was changed: restore it from a backup\n".utf8)
+        let line = Array(
+            "error: \(file) is damaged (LMDB: \(found)); nothing was changed: restore it from a backup\n".utf8
+        )
         _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
         _exit(4)
     }
@@ -137,7 +147,8 @@ public final class Environment: @unchecked Sendable {
         if Int(file.st_size) < pagesEnd { throw LMDBError.truncated(fileSize: Int(file.st_size), pagesEnd: pagesEnd) }
     }
 
-    /// Closes the environment. No transaction may be open.
+    /// Closes the environment (`mdb_env_close`). No transaction may be open, and no other thread
+    /// may use the environment during or after the call: a later use traps.
     public func close() {
         if let env { mdb_env_close(env) }
         env = nil
@@ -150,7 +161,8 @@ public final class Environment: @unchecked Sendable {
 
     /// Opens the named database, creating it if it does not exist. Handles are cached.
     ///
-    /// - Throws: ``LMDBError`` from `mdb_dbi_open`.
+    /// - Throws: ``LMDBError`` from `mdb_txn_begin`, `mdb_dbi_open` (`MDB_DBS_FULL` past
+    ///   `maxDatabases`) or `mdb_txn_commit`.
     public func openDatabase(_ name: String) throws -> Database {
         try openLock.withLock {
             if let db = databases[name] { return db }
@@ -172,6 +184,9 @@ public final class Environment: @unchecked Sendable {
     /// Runs `body` in a read-only transaction (a consistent snapshot).
     ///
     /// The transaction is valid only during `body`: do not store it or let it cross an `await`.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_txn_begin` (for example `MDB_READERS_FULL`), or whatever
+    ///   `body` throws.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
@@ -187,6 +202,9 @@ public final class Environment: @unchecked Sendable {
     /// aborted and the error rethrown, so nothing it wrote becomes visible.
     ///
     /// Only one write transaction runs at a time, across threads and processes; others wait.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_txn_begin` or `mdb_txn_commit` (``LMDBError/isMapFull``
+    ///   when the map is full), or whatever `body` throws (then nothing is committed).
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin(write)")
@@ -214,12 +232,17 @@ public final class Environment: @unchecked Sendable {
         }
         let base = UnsafeRawPointer(start)
         return MappedBounds(
-            start: base, end: base + info.me_mapsize, dataEnd: base + (Int(info.me_last_pgno) + 1) * Int(stat.ms_psize))
+            start: base,
+            end: base + info.me_mapsize,
+            dataEnd: base + (Int(info.me_last_pgno) + 1) * Int(stat.ms_psize)
+        )
     }
 
     /// The id of the last committed write transaction, by any process (`mdb_env_info`'s
     /// `me_last_txnid`). It grows with every commit, so a cache of values read from the environment
     /// stays valid while it is unchanged. Cheap: it reads the environment's meta pages.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_env_info`.
     public func lastTransactionID() throws -> Int {
         var info = MDB_envinfo()
         try LMDBError.check(mdb_env_info(handle, &info), "mdb_env_info")
@@ -227,6 +250,8 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// Bytes of the data file in use (pages × page size).
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_env_info` or `mdb_env_stat`.
     public func usedBytes() throws -> Int {
         var info = MDB_envinfo()
         var stat = MDB_stat()
@@ -258,8 +283,10 @@ public final class Transaction {
         let buffer = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
         guard bounds.contains(buffer) else {
             throw LMDBError(
-                code: MDB_CORRUPTED, operation: "mdb_get(\(db.name))",
-                detail: "a key or value of \(db.name) reaches past the end of the file (the file is damaged)")
+                code: MDB_CORRUPTED,
+                operation: "mdb_get(\(db.name))",
+                detail: "a key or value of \(db.name) reaches past the end of the file (the file is damaged)"
+            )
         }
         return buffer
     }
@@ -274,6 +301,9 @@ public final class Transaction {
     /// Calls `body` with the value stored under `key`, or nil when there is none (`mdb_get`).
     ///
     /// - warning: Do not escape the pointer from the closure.
+    /// - Throws: ``LMDBError`` from `mdb_get` for any failure but `MDB_NOTFOUND`, one with
+    ///   ``LMDBError/isDamage`` for a value reaching past the file's pages in use, or whatever `body`
+    ///   throws.
     public func withValue<R>(
         _ db: Database,
         key: UnsafeRawBufferPointer,
@@ -288,11 +318,15 @@ public final class Transaction {
     }
 
     /// The value stored under `key`, copied out, or nil.
+    ///
+    /// - Throws: ``LMDBError`` as ``withValue(_:key:_:)``.
     public func get(_ db: Database, key: [UInt8]) throws -> [UInt8]? {
         try key.withUnsafeBytes { k in try withValue(db, key: k) { $0.map { Array($0) } } }
     }
 
     /// Whether `key` has a value.
+    ///
+    /// - Throws: ``LMDBError`` as ``withValue(_:key:_:)``.
     public func contains(_ db: Database, key: UnsafeRawBufferPointer) throws -> Bool {
         try withValue(db, key: key) { $0 != nil }
     }
@@ -301,18 +335,31 @@ public final class Transaction {
     ///
     /// - Parameter append: the key sorts after every key in the database (`MDB_APPEND`): faster, and
     ///   LMDB fails with `MDB_KEYEXIST` if it does not.
-    public func put(_ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, append: Bool = false) throws {
+    /// - Throws: ``LMDBError`` from `mdb_put`: `EACCES` in a read-only transaction, `MDB_MAP_FULL`,
+    ///   `MDB_KEYEXIST` for an out-of-order `append`.
+    public func put(
+        _ db: Database,
+        key: UnsafeRawBufferPointer,
+        value: UnsafeRawBufferPointer,
+        append: Bool = false
+    ) throws {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
         try LMDBError.check(mdb_put(handle, db.handle, &k, &v, append ? UInt32(MDB_APPEND) : 0), "mdb_put(\(db.name))")
     }
 
     /// Stores `value` under `key`, replacing any value.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_put`, as the form over buffers.
     public func put(_ db: Database, key: [UInt8], value: [UInt8], append: Bool = false) throws {
-        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(db, key: k, value: v, append: append) } }
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(db, key: k, value: v, append: append) }
+        }
     }
 
     /// Deletes `key`; returns false when it was not there (`mdb_del`).
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_del` for any failure but `MDB_NOTFOUND` (`EACCES` in a
+    ///   read-only transaction).
     @discardableResult
     public func delete(_ db: Database, key: UnsafeRawBufferPointer) throws -> Bool {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
@@ -323,12 +370,16 @@ public final class Transaction {
     }
 
     /// Deletes `key`; returns false when it was not there.
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_del` for any failure but `MDB_NOTFOUND`.
     @discardableResult
     public func delete(_ db: Database, key: [UInt8]) throws -> Bool {
         try key.withUnsafeBytes { try delete(db, key: $0) }
     }
 
     /// The number of entries in `db` (`mdb_stat`).
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_stat`.
     public func count(_ db: Database) throws -> Int {
         var stat = MDB_stat()
         try LMDBError.check(mdb_stat(handle, db.handle, &stat), "mdb_stat(\(db.name))")
@@ -339,6 +390,9 @@ public final class Transaction {
     /// `body` returns true. Uses a cursor (`mdb_cursor_get` with `MDB_SET_RANGE` / `MDB_NEXT`).
     ///
     /// - warning: The buffers are valid only during one call of `body`.
+    /// - Throws: ``LMDBError`` from `mdb_cursor_open` or `mdb_cursor_get`, one with
+    ///   ``LMDBError/isDamage`` for a key or value reaching past the file's pages in use, or whatever
+    ///   `body` throws.
     public func forEach(
         _ db: Database,
         from start: [UInt8]? = nil,
@@ -378,6 +432,8 @@ public final class Transaction {
     }
 
     /// Deletes every entry of `db` (`mdb_drop` with del = 0).
+    ///
+    /// - Throws: ``LMDBError`` from `mdb_drop` (`EACCES` in a read-only transaction).
     public func clear(_ db: Database) throws {
         try LMDBError.check(mdb_drop(handle, db.handle, 0), "mdb_drop(\(db.name))")
     }

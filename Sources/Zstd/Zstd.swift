@@ -2,8 +2,11 @@ internal import CZstd
 
 /// An error reported by libzstd, with its name as `ZSTD_getErrorName` gives it.
 public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    /// What failed: `compress` or `decompress`.
     public let operation: String
+    /// libzstd's name of the error (`ZSTD_getErrorName`), e.g. `Destination buffer is too small`.
     public let message: String
+    /// `zstd <operation> failed: <message>`.
     public var description: String { "zstd \(operation) failed: \(message)" }
 }
 
@@ -25,9 +28,11 @@ public func zstdCompressBound(_ count: Int) -> Int {
 public final class ZstdCompressor: @unchecked Sendable {
     // @unchecked Sendable: moved between threads by worker pools, used by one thread at a time.
     private let context: OpaquePointer
+    /// The compression level (1 fastest … 19 smallest; 3 is zstd's default).
     public let level: Int32
     private let advanced: Bool
 
+    /// A context compressing at `level` (`ZSTD_createCCtx`); traps when out of memory.
     public init(level: Int32 = 3) {
         guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx failed: out of memory") }
         self.context = context
@@ -49,7 +54,10 @@ public final class ZstdCompressor: @unchecked Sendable {
         ]
         for (parameter, value) in settings {
             let rc = ZSTD_CCtx_setParameter(context, parameter, value)
-            precondition(ZSTD_isError(rc) == 0, "ZSTD_CCtx_setParameter failed: \(String(cString: ZSTD_getErrorName(rc)))")
+            precondition(
+                ZSTD_isError(rc) == 0,
+                "ZSTD_CCtx_setParameter failed: \(String(cString: ZSTD_getErrorName(rc)))"
+            )
         }
     }
 
@@ -62,11 +70,21 @@ public final class ZstdCompressor: @unchecked Sendable {
     /// Compresses `source` into `destination` and returns the number of bytes written.
     ///
     /// - Throws: ``ZstdError`` when zstd fails (for example when `destination` is too small).
-    public func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func compress(
+        _ source: UnsafeRawBufferPointer,
+        into destination: UnsafeMutableRawBufferPointer
+    ) throws -> Int {
         let n =
             advanced
             ? ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
-            : ZSTD_compressCCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
+            : ZSTD_compressCCtx(
+                context,
+                destination.baseAddress,
+                destination.count,
+                source.baseAddress,
+                source.count,
+                level
+            )
         if ZSTD_isError(n) != 0 {
             throw ZstdError(operation: "compress", message: String(cString: ZSTD_getErrorName(n)))
         }
@@ -81,6 +99,7 @@ public final class ZstdDecompressor: @unchecked Sendable {
     // @unchecked Sendable: moved between threads by worker pools, used by one thread at a time.
     private let context: OpaquePointer
 
+    /// A new context (`ZSTD_createDCtx`); traps when out of memory.
     public init() {
         guard let context = ZSTD_createDCtx() else { fatalError("ZSTD_createDCtx failed: out of memory") }
         self.context = context
@@ -91,8 +110,17 @@ public final class ZstdDecompressor: @unchecked Sendable {
     /// Decompresses one zstd frame from `source` into `destination` and returns the bytes written.
     ///
     /// - Throws: ``ZstdError`` for corrupt input or a destination that is too small.
-    public func decompress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = ZSTD_decompressDCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+    public func decompress(
+        _ source: UnsafeRawBufferPointer,
+        into destination: UnsafeMutableRawBufferPointer
+    ) throws -> Int {
+        let n = ZSTD_decompressDCtx(
+            context,
+            destination.baseAddress,
+            destination.count,
+            source.baseAddress,
+            source.count
+        )
         if ZSTD_isError(n) != 0 {
             throw ZstdError(operation: "decompress", message: String(cString: ZSTD_getErrorName(n)))
         }
