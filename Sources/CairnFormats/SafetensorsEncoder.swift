@@ -18,10 +18,14 @@ import Foundation
 public enum SafetensorsEncoder {
     /// A tensor to write: its name, dtype and shape (its byte count follows from them).
     public struct Entry: Sendable, Equatable {
+        /// The tensor's name (not `__metadata__`, and unique in a file).
         public var name: String
+        /// The type of its elements.
         public var dtype: SafetensorsDType
+        /// Its dimensions (empty for a scalar).
         public var shape: [Int]
 
+        /// A tensor of `dtype` and `shape` named `name`.
         public init(name: String, dtype: SafetensorsDType, shape: [Int]) {
             self.name = name
             self.dtype = dtype
@@ -52,7 +56,8 @@ public enum SafetensorsEncoder {
     /// - Throws: ``SafetensorsError`` for a duplicate name, a tensor named `__metadata__`, a negative
     ///   dimension or a tensor too large to address.
     public static func header(
-        for entries: [Entry], metadata: [String: String]?
+        for entries: [Entry],
+        metadata: [String: String]?
     ) throws -> (bytes: [UInt8], header: SafetensorsHeader) {
         var json = "{"
         var first = true
@@ -69,7 +74,9 @@ public enum SafetensorsEncoder {
         var offset = 0
         for entry in entries {
             guard entry.name != "__metadata__" else { throw SafetensorsError("a tensor cannot be named __metadata__") }
-            guard names.insert(entry.name).inserted else { throw SafetensorsError("tensor \"\(entry.name)\" appears twice") }
+            guard names.insert(entry.name).inserted else {
+                throw SafetensorsError("tensor \"\(entry.name)\" appears twice")
+            }
             guard let count = entry.byteCount else {
                 throw SafetensorsError("tensor \"\(entry.name)\": shape \(entry.shape) is negative or too large")
             }
@@ -87,7 +94,8 @@ public enum SafetensorsEncoder {
         headerBytes.append(contentsOf: repeatElement(0x20, count: (8 - headerBytes.count % 8) % 8))
         guard headerBytes.count <= SafetensorsHeader.maximumHeaderLength else {
             throw SafetensorsError(
-                "header of \(headerBytes.count) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength) bytes")
+                "header of \(headerBytes.count) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength) bytes"
+            )
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(8 + headerBytes.count)
@@ -103,10 +111,14 @@ public enum SafetensorsEncoder {
     ///
     /// - Throws: ``SafetensorsError`` as ``header(for:metadata:)``, or when a tensor's bytes do not
     ///   match its shape and dtype.
-    public static func file(_ tensors: [(entry: Entry, data: [UInt8])], metadata: [String: String]? = nil) throws -> [UInt8] {
+    public static func file(
+        _ tensors: [(entry: Entry, data: [UInt8])],
+        metadata: [String: String]? = nil
+    ) throws -> [UInt8] {
         for (entry, data) in tensors where entry.byteCount != data.count {
             throw SafetensorsError(
-                "tensor \"\(entry.name)\": shape \(entry.shape) × \(entry.dtype.rawValue) needs \(entry.byteCount.map(String.init) ?? "too many") bytes, got \(data.count)")
+                "tensor \"\(entry.name)\": shape \(entry.shape) × \(entry.dtype.rawValue) needs \(entry.byteCount.map(String.init) ?? "too many") bytes, got \(data.count)"
+            )
         }
         var out = try header(for: tensors.map(\.entry), metadata: metadata).bytes
         for (_, data) in tensors { out += data }
@@ -134,17 +146,5 @@ public enum SafetensorsEncoder {
             }
         }
         return out + "\""
-    }
-}
-
-extension SafetensorsHeader {
-    /// The tensor named `name`, if any.
-    public func tensor(named name: String) -> Tensor? {
-        tensors.first { $0.name == name }
-    }
-
-    /// Tensor name → tensor.
-    public var tensorsByName: [String: Tensor] {
-        Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 }

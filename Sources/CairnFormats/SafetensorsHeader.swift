@@ -1,41 +1,5 @@
 import Foundation
 
-/// A problem with a safetensors file, naming the problem (the caller adds the file name).
-public struct SafetensorsError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
-/// Element types of safetensors tensors.
-public enum SafetensorsDType: String, Sendable, CaseIterable, Codable {
-    case bool = "BOOL"
-    case u8 = "U8"
-    case i8 = "I8"
-    case f8e4m3 = "F8_E4M3"
-    case f8e5m2 = "F8_E5M2"
-    case i16 = "I16"
-    case u16 = "U16"
-    case f16 = "F16"
-    case bf16 = "BF16"
-    case i32 = "I32"
-    case u32 = "U32"
-    case f32 = "F32"
-    case i64 = "I64"
-    case u64 = "U64"
-    case f64 = "F64"
-
-    /// Bytes per element.
-    public var size: Int {
-        switch self {
-        case .bool, .u8, .i8, .f8e4m3, .f8e5m2: 1
-        case .i16, .u16, .f16, .bf16: 2
-        case .i32, .u32, .f32: 4
-        case .i64, .u64, .f64: 8
-        }
-    }
-}
-
 /// The parsed, validated header of a safetensors file: where each tensor's bytes are.
 ///
 /// Layout of the format: an 8-byte little-endian header length N, N bytes of JSON
@@ -43,19 +7,26 @@ public enum SafetensorsDType: String, Sendable, CaseIterable, Codable {
 /// then the data section; offsets are relative to its start (byte 8 + N).
 ///
 /// ```swift
-/// let n = try SafetensorsHeader.headerLength(firstEightBytes)
+/// let n = try SafetensorsHeader.headerLength(firstEightBytes, fileSize: size)
 /// let header = try SafetensorsHeader.parse(headerBytes: bytes[8..<8 + n], fileSize: size)
 /// for tensor in header.tensors { print(tensor.name, tensor.fileRange) }
 /// ```
+///
+/// ``read(fileSize:_:)`` does both through a closure that reads byte ranges of the file.
 public struct SafetensorsHeader: Sendable, Equatable {
+    /// One tensor of the header: its name, element type, shape and where its bytes are.
     public struct Tensor: Sendable, Equatable {
+        /// The tensor's name (a key of the JSON header).
         public var name: String
+        /// The type of its elements.
         public var dtype: SafetensorsDType
+        /// Its dimensions (empty for a scalar).
         public var shape: [Int]
         /// Offsets relative to the data section, as stored in the header.
         public var dataOffsets: Range<Int64>
         /// The tensor's bytes in the file.
         public var fileRange: Range<Int64>
+        /// The number of bytes of its data (element count × dtype size).
         public var byteCount: Int64 { fileRange.upperBound - fileRange.lowerBound }
     }
 
@@ -72,6 +43,9 @@ public struct SafetensorsHeader: Sendable, Equatable {
     public var metadata: [String: String]?
 
     /// Reads N from the first 8 bytes and checks it against the limits and the file size.
+    ///
+    /// - Throws: ``SafetensorsError`` when fewer than 8 bytes are given or the file is shorter, or N
+    ///   is over ``maximumHeaderLength``, past the end of the file, or below 2 (no JSON object fits).
     public static func headerLength(_ firstBytes: some Collection<UInt8>, fileSize: Int64) throws -> Int {
         guard firstBytes.count >= 8, fileSize >= 8 else {
             throw SafetensorsError("truncated: shorter than the 8-byte header length")
@@ -116,18 +90,26 @@ public struct SafetensorsHeader: Sendable, Equatable {
                 }
                 var strings: [String: String] = [:]
                 for (k, v) in map {
-                    guard let s = v as? String else { throw SafetensorsError("__metadata__ value of \"\(k)\" is not a string") }
+                    guard let s = v as? String else {
+                        throw SafetensorsError("__metadata__ value of \"\(k)\" is not a string")
+                    }
                     strings[k] = s
                 }
                 metadata = strings
                 continue
             }
-            guard let info = value as? [String: Any] else { throw SafetensorsError("tensor \"\(name)\": entry is not an object") }
-            guard let dtypeName = info["dtype"] as? String else { throw SafetensorsError("tensor \"\(name)\": missing dtype") }
+            guard let info = value as? [String: Any] else {
+                throw SafetensorsError("tensor \"\(name)\": entry is not an object")
+            }
+            guard let dtypeName = info["dtype"] as? String else {
+                throw SafetensorsError("tensor \"\(name)\": missing dtype")
+            }
             guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
                 throw SafetensorsError("tensor \"\(name)\": unknown dtype \"\(dtypeName)\"")
             }
-            guard let shapeValues = info["shape"] as? [Any] else { throw SafetensorsError("tensor \"\(name)\": missing shape") }
+            guard let shapeValues = info["shape"] as? [Any] else {
+                throw SafetensorsError("tensor \"\(name)\": missing shape")
+            }
             var shape: [Int] = []
             for dimension in shapeValues {
                 guard let d = integer(dimension), d >= 0 else {
@@ -144,7 +126,9 @@ public struct SafetensorsHeader: Sendable, Equatable {
                 throw SafetensorsError("tensor \"\(name)\": data_offsets [\(begin), \(end)] are not ordered")
             }
             guard Int64(end) <= dataLength else {
-                throw SafetensorsError("tensor \"\(name)\": data_offsets [\(begin), \(end)] reach past the end of the data (\(dataLength) bytes)")
+                throw SafetensorsError(
+                    "tensor \"\(name)\": data_offsets [\(begin), \(end)] reach past the end of the data (\(dataLength) bytes)"
+                )
             }
             var elements = 1
             for d in shape {
@@ -155,14 +139,24 @@ public struct SafetensorsHeader: Sendable, Equatable {
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
             guard !overflow, bytes == end - begin else {
                 throw SafetensorsError(
-                    "tensor \"\(name)\": shape \(shape) × \(dtype.rawValue) needs \(overflow ? "too many" : "\(bytes)") bytes, data_offsets span \(end - begin)")
+                    "tensor \"\(name)\": shape \(shape) × \(dtype.rawValue) needs \(overflow ? "too many" : "\(bytes)") bytes, data_offsets span \(end - begin)"
+                )
             }
             tensors.append(
                 Tensor(
-                    name: name, dtype: dtype, shape: shape, dataOffsets: Int64(begin)..<Int64(end),
-                    fileRange: dataStart + Int64(begin)..<dataStart + Int64(end)))
+                    name: name,
+                    dtype: dtype,
+                    shape: shape,
+                    dataOffsets: Int64(begin)..<Int64(end),
+                    fileRange: dataStart + Int64(begin)..<dataStart + Int64(end)
+                )
+            )
         }
-        tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound, $0.name) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound, $1.name) }
+        tensors.sort {
+            ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound, $0.name) < (
+                $1.dataOffsets.lowerBound, $1.dataOffsets.upperBound, $1.name
+            )
+        }
         // Sorted by start: a tensor overlaps an earlier one iff it starts before the furthest end so far.
         var furthest: Tensor? = nil
         for t in tensors where !t.dataOffsets.isEmpty {
@@ -172,6 +166,26 @@ public struct SafetensorsHeader: Sendable, Equatable {
             if furthest == nil || t.dataOffsets.upperBound > furthest!.dataOffsets.upperBound { furthest = t }
         }
         return SafetensorsHeader(headerLength: n, tensors: tensors, metadata: metadata)
+    }
+
+    /// Reads the header of a file of `fileSize` bytes through `read`, which returns the bytes of a
+    /// range of the file: the 8-byte length first, then the JSON (two calls; nothing else is read).
+    ///
+    /// - Throws: ``SafetensorsError`` as ``headerLength(_:fileSize:)`` and ``parse(headerBytes:fileSize:)``,
+    ///   or what `read` throws.
+    public static func read(fileSize: Int64, _ read: (Range<Int64>) throws -> [UInt8]) throws -> SafetensorsHeader {
+        let n = try headerLength(try read(0..<8), fileSize: fileSize)
+        return try parse(headerBytes: try read(8..<8 + Int64(n)), fileSize: fileSize)
+    }
+
+    /// The tensor named `name`, if any.
+    public func tensor(named name: String) -> Tensor? {
+        tensors.first { $0.name == name }
+    }
+
+    /// Tensor name → tensor.
+    public var tensorsByName: [String: Tensor] {
+        Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// An integer from a JSON number (rejecting fractions and values outside Int).
