@@ -5,10 +5,13 @@
 /// - a pattern without `/` also matches the last component of a path (`*.safetensors` matches
 ///   `shards/a.safetensors`); a pattern with `/` matches the whole path.
 public struct Glob: Sendable, Equatable, CustomStringConvertible {
+    /// The pattern as given.
     public let pattern: String
     private let bytes: [UInt8]
     private let anchored: Bool
 
+    /// The glob `pattern` (a leading `/` anchors it at the top: `/a` is `a`).
+    ///
     /// - Throws: ``RegistryError`` with `.invalidArgument` for an empty pattern.
     public init(_ pattern: String) throws {
         guard !pattern.isEmpty else { throw RegistryError(.invalidArgument, "empty glob pattern") }
@@ -19,6 +22,7 @@ public struct Glob: Sendable, Equatable, CustomStringConvertible {
         anchored = pattern.contains("/")
     }
 
+    /// The ``pattern``.
     public var description: String { pattern }
 
     /// Whether `path` matches.
@@ -66,14 +70,20 @@ public struct Glob: Sendable, Equatable, CustomStringConvertible {
 /// Which files of a version to take: all that match an include pattern (all, when there is none)
 /// and no exclude pattern.
 public struct FileSelection: Sendable, Equatable, CustomStringConvertible {
+    /// Patterns a file must match one of (any file when empty).
     public var include: [Glob]
+    /// Patterns a file must match none of.
     public var exclude: [Glob]
 
+    /// The selection of `include` (`--include`) less `exclude` (`--exclude`).
+    ///
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for an empty pattern.
     public init(include: [String] = [], exclude: [String] = []) throws {
         self.include = try include.map(Glob.init)
         self.exclude = try exclude.map(Glob.init)
     }
 
+    /// Whether there is no pattern at all (every file is selected).
     public var selectsEverything: Bool { include.isEmpty && exclude.isEmpty }
 
     /// The patterns, for messages: `include *.safetensors, config.json; exclude *.bin`.
@@ -84,6 +94,7 @@ public struct FileSelection: Sendable, Equatable, CustomStringConvertible {
         return parts.isEmpty ? "everything" : parts.joined(separator: "; ")
     }
 
+    /// Whether the file at `path` is selected.
     public func contains(_ path: String) -> Bool {
         (include.isEmpty || include.contains { $0.matches(path) }) && !exclude.contains { $0.matches(path) }
     }

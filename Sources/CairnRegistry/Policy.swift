@@ -2,12 +2,18 @@ import Foundation
 
 /// A comparison of a metric with a number.
 public enum Comparison: String, Codable, Sendable, CaseIterable {
+    /// `<`
     case lessThan = "<"
+    /// `<=`
     case lessOrEqual = "<="
+    /// `>`
     case greaterThan = ">"
+    /// `>=`
     case greaterOrEqual = ">="
+    /// `=`
     case equal = "="
 
+    /// Whether `lhs` compares so with `rhs` (`eval_loss <= 1.9`: `lessOrEqual.holds(loss, 1.9)`).
     public func holds(_ lhs: Double, _ rhs: Double) -> Bool {
         switch self {
         case .lessThan: lhs < rhs
@@ -32,10 +38,14 @@ public enum Comparison: String, Codable, Sendable, CaseIterable {
 
 /// `METRIC OP VALUE`, e.g. `eval_loss<=1.9`: a policy requirement or an `ls --metric` filter.
 public struct MetricCondition: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// The metric's name.
     public var metric: String
+    /// How its value must compare with ``value``.
     public var comparison: Comparison
+    /// The number it is compared with.
     public var value: Double
 
+    /// `metric comparison value` (not validated: ``Policy`` checks it when set).
     public init(metric: String, comparison: Comparison, value: Double) {
         self.metric = metric
         self.comparison = comparison
@@ -44,11 +54,15 @@ public struct MetricCondition: Codable, Sendable, Equatable, CustomStringConvert
 
     /// Parses `METRIC<V`, `<=`, `>`, `>=` or `=` (spaces around the operator are allowed).
     ///
-    /// - Throws: ``RegistryError`` with `.invalidArgument`.
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for a missing operator, a value that is not
+    ///   a finite decimal number (``DecimalNumber``), or a bad metric name.
     public init(parsing text: String) throws {
         let scalars = Array(text.unicodeScalars)
         guard let opStart = scalars.firstIndex(where: { $0 == "<" || $0 == ">" || $0 == "=" }) else {
-            throw RegistryError(.invalidArgument, "invalid metric condition \"\(text)\": expected METRIC<=VALUE, METRIC>=VALUE, <, > or =")
+            throw RegistryError(
+                .invalidArgument,
+                "invalid metric condition \"\(text)\": expected METRIC<=VALUE, METRIC>=VALUE, <, > or ="
+            )
         }
         var opEnd = opStart + 1
         if scalars[opStart] != "=", opEnd < scalars.count, scalars[opEnd] == "=" { opEnd += 1 }
@@ -56,12 +70,16 @@ public struct MetricCondition: Codable, Sendable, Equatable, CustomStringConvert
         let op = String(String.UnicodeScalarView(scalars[opStart..<opEnd]))
         let number = String(String.UnicodeScalarView(scalars[opEnd...])).trimmingCharacters(in: .whitespaces)
         guard let comparison = Comparison(rawValue: op), let value = DecimalNumber.parse(number) else {
-            throw RegistryError(.invalidArgument, "invalid metric condition \"\(text)\": expected METRIC<=VALUE, METRIC>=VALUE, <, > or = with a number")
+            throw RegistryError(
+                .invalidArgument,
+                "invalid metric condition \"\(text)\": expected METRIC<=VALUE, METRIC>=VALUE, <, > or = with a number"
+            )
         }
-        try PushRequest.validateKey(name, kind: "metric")
+        try Names.validateKey(name, kind: "metric")
         self.init(metric: name, comparison: comparison, value: value)
     }
 
+    /// The condition as written: `eval_loss<=1.9`.
     public var description: String { "\(metric)\(comparison.rawValue)\(formatNumber(value))" }
 
     /// Whether `metrics` satisfy the condition (a missing metric does not).
@@ -87,15 +105,21 @@ public struct MetricCondition: Codable, Sendable, Equatable, CustomStringConvert
 public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
     /// A metric threshold checked when a version is promoted into `stage`.
     public struct Requirement: Codable, Sendable, Equatable, CustomStringConvertible {
+        /// The stage it gates (staging or production).
         public var stage: Stage
+        /// What the version's metrics must satisfy.
         public var condition: MetricCondition
 
+        /// A requirement of `condition` for entering `stage`.
         public init(stage: Stage = .production, condition: MetricCondition) {
             self.stage = stage
             self.condition = condition
         }
 
         /// Parses `METRIC<=V` / `METRIC>=V` (checked for production) or `STAGE:METRIC<=V`.
+        ///
+        /// - Throws: ``RegistryError`` with `.invalidArgument` for a stage other than staging or
+        ///   production, or a malformed condition (``MetricCondition/init(parsing:)``).
         public init(parsing text: String) throws {
             var body = Substring(text)
             var stage = Stage.production
@@ -103,26 +127,40 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
                 stage = s
                 body = text[text.index(after: colon)...]
             }
-            guard stage == .staging || stage == .production else {
-                throw RegistryError(.invalidArgument, "metric requirements apply to staging or production, not \(stage.rawValue)")
+            guard stage.isGated else {
+                throw RegistryError(
+                    .invalidArgument,
+                    "metric requirements apply to staging or production, not \(stage.rawValue)"
+                )
             }
             self.init(stage: stage, condition: try MetricCondition(parsing: String(body)))
         }
 
-        public var description: String { stage == .production ? condition.description : "\(stage.rawValue):\(condition)" }
+        /// The requirement as written: `eval_loss<=1.9` for production, `staging:eval_loss<=2` else.
+        public var description: String {
+            stage == .production ? condition.description : "\(stage.rawValue):\(condition)"
+        }
 
         enum CodingKeys: String, CodingKey {
             case stage, metric, op, value
         }
 
+        /// Decodes `{"stage":…,"metric":…,"op":…,"value":…}`.
+        ///
+        /// - Throws: `DecodingError` when a required field is missing or a field has the wrong type.
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             stage = try c.decode(Stage.self, forKey: .stage)
             condition = MetricCondition(
-                metric: try c.decode(String.self, forKey: .metric), comparison: try c.decode(Comparison.self, forKey: .op),
-                value: try c.decode(Double.self, forKey: .value))
+                metric: try c.decode(String.self, forKey: .metric),
+                comparison: try c.decode(Comparison.self, forKey: .op),
+                value: try c.decode(Double.self, forKey: .value)
+            )
         }
 
+        /// Encodes `{"stage":…,"metric":…,"op":…,"value":…}`.
+        ///
+        /// - Throws: What `encoder` throws (`EncodingError`).
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(stage, forKey: .stage)
@@ -134,8 +172,10 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
 
     /// Approvals required to enter a stage (staging or production), from users other than the creator.
     public var approvals: [Stage: Int]
+    /// Metric thresholds, each for one stage.
     public var requirements: [Requirement]
 
+    /// A policy of these gates (none by default).
     public init(approvals: [Stage: Int] = [:], requirements: [Requirement] = []) {
         self.approvals = approvals
         self.requirements = requirements
@@ -144,6 +184,8 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
     /// No gate at all.
     public var isEmpty: Bool { approvals.values.allSatisfy { $0 == 0 } && requirements.isEmpty }
 
+    /// The policy in one line, as audit entries record it: `approvals production=1, require
+    /// eval_loss<=1.9`, or `none`.
     public var description: String {
         if isEmpty { return "none" }
         var parts: [String] = []
@@ -156,19 +198,30 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
 
     func validate() throws {
         for (stage, n) in approvals {
-            guard stage == .staging || stage == .production else {
-                throw RegistryError(.invalidArgument, "approvals can be required for staging or production, not \(stage.rawValue)")
+            guard stage.isGated else {
+                throw RegistryError(
+                    .invalidArgument,
+                    "approvals can be required for staging or production, not \(stage.rawValue)"
+                )
             }
             guard (0...100).contains(n) else {
-                throw RegistryError(.invalidArgument, "the number of approvals for \(stage.rawValue) must be between 0 and 100, not \(n)")
+                throw RegistryError(
+                    .invalidArgument,
+                    "the number of approvals for \(stage.rawValue) must be between 0 and 100, not \(n)"
+                )
             }
         }
         for r in requirements {
-            guard r.stage == .staging || r.stage == .production else {
-                throw RegistryError(.invalidArgument, "metric requirements apply to staging or production, not \(r.stage.rawValue)")
+            guard r.stage.isGated else {
+                throw RegistryError(
+                    .invalidArgument,
+                    "metric requirements apply to staging or production, not \(r.stage.rawValue)"
+                )
             }
-            try PushRequest.validateKey(r.condition.metric, kind: "metric")
-            guard r.condition.value.isFinite else { throw RegistryError(.invalidArgument, "requirement \(r) needs a finite number") }
+            try Names.validateKey(r.condition.metric, kind: "metric")
+            guard r.condition.value.isFinite else {
+                throw RegistryError(.invalidArgument, "requirement \(r) needs a finite number")
+            }
         }
     }
 
@@ -179,7 +232,8 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
         let approvers = version.approvers(for: stage)
         if approvers.count < required {
             let more = required - approvers.count
-            var phrase = "needs \(more) more approval\(more == 1 ? "" : "s") for \(stage.rawValue) from someone other than \(version.createdBy)"
+            var phrase =
+                "needs \(more) more approval\(more == 1 ? "" : "s") for \(stage.rawValue) from someone other than \(version.createdBy)"
             if !approvers.isEmpty { phrase += " (approved by \(approvers.joined(separator: ", ")))" }
             missing.append(phrase)
         }
@@ -190,7 +244,9 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
                 continue
             }
             if !c.comparison.holds(actual, c.value) {
-                missing.append("\(c.metric) \(formatNumber(actual)) \(c.comparison.negatedSymbol) \(formatNumber(c.value))")
+                missing.append(
+                    "\(c.metric) \(formatNumber(actual)) \(c.comparison.negatedSymbol) \(formatNumber(c.value))"
+                )
             }
         }
         return missing
@@ -200,12 +256,18 @@ public struct Policy: Codable, Sendable, Equatable, CustomStringConvertible {
         case approvals, requirements
     }
 
+    /// Decodes a policy; missing fields are empty.
+    ///
+    /// - Throws: `DecodingError` when a required field is missing or a field has the wrong type.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         approvals = try c.decodeIfPresent([Stage: Int].self, forKey: .approvals) ?? [:]
         requirements = try c.decodeIfPresent([Requirement].self, forKey: .requirements) ?? []
     }
 
+    /// Encodes the approvals required (zero counts left out) and the requirements.
+    ///
+    /// - Throws: What `encoder` throws (`EncodingError`).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(approvals.filter { $0.value > 0 }, forKey: .approvals)

@@ -5,7 +5,17 @@ import Foundation
 /// `experimental` (on push) → `staging` → `production` → `archived`; `archived` → `staging`; any stage
 /// → `archived`. At most one version of a model is in `production`.
 public enum Stage: String, Codable, Sendable, CaseIterable, CodingKeyRepresentable {
-    case experimental, staging, production, archived
+    /// Where every push starts (unless it asks for staging).
+    case experimental
+    /// Candidates for production.
+    case staging
+    /// The version serving: at most one per model.
+    case production
+    /// Retired, kept (a former production version can return by rollback).
+    case archived
+
+    /// The stages a policy can gate and a promotion can target: staging and production.
+    var isGated: Bool { self == .staging || self == .production }
 
     /// Whether a version may move from `self` to `target` by promotion (rollback has its own rule).
     public func canMove(to target: Stage) -> Bool {
@@ -17,22 +27,25 @@ public enum Stage: String, Codable, Sendable, CaseIterable, CodingKeyRepresentab
     }
 }
 
-/// A model: a name, the counter of its versions and its production pointer.
-public struct ModelRecord: Codable, Sendable, Equatable {
-    public var name: String
-    public var createdAt: String
-    public var createdBy: String
+/// A model as stored: a name, the counter of its versions and its production pointer.
+package struct ModelRecord: Codable, Sendable, Equatable {
+    /// The model's name.
+    package var name: String
+    /// When its first version was pushed (ISO 8601 UTC).
+    package var createdAt: String
+    /// Who pushed its first version.
+    package var createdBy: String
     /// The highest version number ever given (numbers are never reused, even after a delete).
-    public var latestVersion: Int
+    package var latestVersion: Int
     /// The version in production, if any (kept in the same transaction as the versions' stages, so
     /// `MODEL@production` is one lookup).
-    public var production: Int?
+    package var production: Int?
     /// Versions that were made production (by promotion or rollback), oldest first, each once; a
     /// rollback drops the version it rolls back from. Rollback's default target is the entry before
     /// the current production version.
-    public var productionHistory: [Int]
+    package var productionHistory: [Int]
 
-    public init(name: String, createdAt: String, createdBy: String, latestVersion: Int = 0) {
+    init(name: String, createdAt: String, createdBy: String, latestVersion: Int = 0) {
         self.name = name
         self.createdAt = createdAt
         self.createdBy = createdBy
@@ -49,7 +62,7 @@ public struct ModelRecord: Codable, Sendable, Equatable {
         case productionHistory = "production_history"
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         createdAt = try c.decode(String.self, forKey: .createdAt)
@@ -59,7 +72,7 @@ public struct ModelRecord: Codable, Sendable, Equatable {
         productionHistory = try c.decodeIfPresent([Int].self, forKey: .productionHistory) ?? []
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
         try c.encode(createdAt, forKey: .createdAt)
@@ -72,18 +85,25 @@ public struct ModelRecord: Codable, Sendable, Equatable {
 
 /// An approval of a version for a stage.
 public struct Approval: Codable, Sendable, Equatable {
+    /// The stage the version is approved for (staging or production).
     public var stage: Stage
+    /// Who approved it.
     public var user: String
+    /// When (ISO 8601 UTC).
     public var time: String
+    /// Why, as they said it.
     public var reason: String?
 
-    public init(stage: Stage, user: String, time: String, reason: String?) {
+    init(stage: Stage, user: String, time: String, reason: String?) {
         self.stage = stage
         self.user = user
         self.time = time
         self.reason = reason
     }
 
+    /// Encodes every field, `reason` as null when absent.
+    ///
+    /// - Throws: What `encoder` throws (`EncodingError`).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(stage, forKey: .stage)
@@ -95,21 +115,33 @@ public struct Approval: Codable, Sendable, Equatable {
 
 /// One version of a model: what was pushed, by whom, when, with which metadata, and where it stands.
 public struct VersionRecord: Codable, Sendable, Equatable {
+    /// The model's name.
     public var model: String
+    /// The version's number (1, 2, 3 … per model; never reused).
     public var version: Int
     /// Hex SHA-256 id of the version's manifest (its files).
     public var manifest: String
+    /// Where the version stands now.
     public var stage: Stage
+    /// Who pushed it.
     public var createdBy: String
+    /// When it was pushed (ISO 8601 UTC).
     public var createdAt: String
+    /// The push's message (empty when none was given).
     public var message: String
+    /// Metrics recorded with the push (`--metric eval_loss=1.83`).
     public var metrics: [String: Double]
+    /// Parameters recorded with the push (`--param lr=3e-4`).
     public var params: [String: String]
+    /// Tags (`dataset=tickets-v7`): set at push, changed by ``Registry/tag(_:_:actor:)``.
     public var tags: [String: String]
     /// Lineage: the versions this one derives from, as `model@N`.
     public var parents: [String]
+    /// Ids of the datasets it was trained on.
     public var datasets: [String]
+    /// The run that produced it (a URI), if given.
     public var source: String?
+    /// How many files the version has.
     public var fileCount: Int
     /// Sum of the version's file sizes.
     public var logicalBytes: Int64
@@ -138,10 +170,23 @@ public struct VersionRecord: Codable, Sendable, Equatable {
     }
 
     init(
-        model: String, version: Int, manifest: String, stage: Stage, createdBy: String, createdAt: String,
-        message: String, metrics: [String: Double], params: [String: String], tags: [String: String],
-        parents: [String], datasets: [String], source: String?, fileCount: Int, logicalBytes: Int64,
-        newBytes: Int64, storedBytes: Int64
+        model: String,
+        version: Int,
+        manifest: String,
+        stage: Stage,
+        createdBy: String,
+        createdAt: String,
+        message: String,
+        metrics: [String: Double],
+        params: [String: String],
+        tags: [String: String],
+        parents: [String],
+        datasets: [String],
+        source: String?,
+        fileCount: Int,
+        logicalBytes: Int64,
+        newBytes: Int64,
+        storedBytes: Int64
     ) {
         self.model = model
         self.version = version
@@ -163,6 +208,9 @@ public struct VersionRecord: Codable, Sendable, Equatable {
         self.stageChangedAt = createdAt
     }
 
+    /// Decodes a record; records written before the lifecycle fields existed get their defaults.
+    ///
+    /// - Throws: `DecodingError` when a required field is missing or a field has the wrong type.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decode(String.self, forKey: .model)
@@ -188,6 +236,9 @@ public struct VersionRecord: Codable, Sendable, Equatable {
         stageChangedAt = try c.decodeIfPresent(String.self, forKey: .stageChangedAt)
     }
 
+    /// Encodes every field, absent optionals as null.
+    ///
+    /// - Throws: What `encoder` throws (`EncodingError`).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model)
@@ -213,7 +264,7 @@ public struct VersionRecord: Codable, Sendable, Equatable {
     }
 
     /// `model@N`.
-    public var reference: String { "\(model)@\(version)" }
+    public var reference: String { Reference.text(model: model, version: version) }
 
     /// Distinct users other than the creator who approved this version for `stage`, in order.
     public func approvers(for stage: Stage) -> [String] {
@@ -227,10 +278,15 @@ public struct VersionRecord: Codable, Sendable, Equatable {
 
 /// A named pointer to a version of a model (`champion`, `challenger`, `canary`).
 public struct AliasRecord: Codable, Sendable, Equatable {
+    /// The model's name.
     public var model: String
+    /// The alias's name.
     public var alias: String
+    /// The version it points at.
     public var version: Int
+    /// Who last set it.
     public var updatedBy: String
+    /// When it was last set (ISO 8601 UTC).
     public var updatedAt: String
 
     enum CodingKeys: String, CodingKey {
@@ -240,32 +296,5 @@ public struct AliasRecord: Codable, Sendable, Equatable {
     }
 
     /// `model@alias`.
-    public var reference: String { "\(model)@\(alias)" }
-}
-
-enum RecordCoding {
-    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value))
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws -> T {
-        do {
-            return try JSONDecoder().decode(type, from: Data(bytes))
-        } catch {
-            throw RegistryError(.corruption, "the stored record of \(what) is damaged: \(error)")
-        }
-    }
-
-    /// The current time as ISO 8601 UTC with milliseconds, e.g. `2026-11-29T13:34:13.123Z`.
-    static func now() -> String { format(Date()) }
-
-    /// `date` as ISO 8601 UTC with milliseconds. Strings in this form sort like the times they name.
-    static func format(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
-    }
+    public var reference: String { Reference.text(model: model, name: alias) }
 }

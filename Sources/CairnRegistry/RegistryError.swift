@@ -1,10 +1,15 @@
 import CairnStore
 
 /// An error from the registry: a ``ErrorCode`` to act on and a one-line `message` for a person.
+///
+/// Store failures reach callers as registry errors with the store's code and message.
 public struct RegistryError: CodedError {
+    /// What kind of failure this is.
     public let code: ErrorCode
+    /// One line for a person, without an `error:` prefix.
     public let message: String
 
+    /// An error of kind `code` saying `message`.
     public init(_ code: ErrorCode, _ message: String) {
         self.code = code
         self.message = message

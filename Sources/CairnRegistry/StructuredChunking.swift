@@ -19,11 +19,12 @@ enum StructuredChunking {
         var slices: [SHA256Digest]
     }
 
+    /// The planner of a push whose slices are `sliceSize` bytes, with delta references to the
+    /// tensors of `parent`.
     static func planner(sliceSize: Int, parent: [String: ParentTensor] = [:]) -> ChunkingPlanner {
         { file, read in
-            guard file.relativePath.hasSuffix(".safetensors"), file.size >= 8 else { return nil }
-            let n = try SafetensorsHeader.headerLength(try read(0..<8), fileSize: file.size)
-            let header = try SafetensorsHeader.parse(headerBytes: try read(8..<8 + Int64(n)), fileSize: file.size)
+            guard SafetensorsPaths.isSafetensors(file.relativePath), file.size >= 8 else { return nil }
+            let header = try SafetensorsHeader.read(fileSize: file.size, read)
             var segments: [ChunkingPlan.Segment] = [.init(range: 0..<header.dataStart, method: .contentDefined)]
             var at = header.dataStart
             for tensor in header.tensors where !tensor.fileRange.isEmpty {
@@ -35,7 +36,13 @@ enum StructuredChunking {
                     references = p.slices
                 }
                 segments.append(
-                    .init(range: tensor.fileRange, method: .fixed(sliceSize), elementSize: planeWidth(tensor.dtype), references: references))
+                    .init(
+                        range: tensor.fileRange,
+                        method: .fixed(sliceSize),
+                        elementSize: planeWidth(tensor.dtype),
+                        references: references
+                    )
+                )
                 at = tensor.fileRange.upperBound
             }
             if at < file.size { segments.append(.init(range: at..<file.size, method: .contentDefined)) }
@@ -64,18 +71,20 @@ enum StructuredChunking {
 
     /// The same, reading the parent's header bytes with `read` (for a parent in another store).
     static func parentTensors(
-        of manifest: Manifest, sliceSize: Int, read: (FileEntry, Range<Int64>) throws -> [UInt8]
+        of manifest: Manifest,
+        sliceSize: Int,
+        read: (FileEntry, Range<Int64>) throws -> [UInt8]
     ) -> [String: ParentTensor] {
         var tensors: [String: ParentTensor] = [:]
-        for file in manifest.files where file.path.hasSuffix(".safetensors") && file.size >= 8 {
-            guard let prefix = try? read(file, 0..<8),
-                let n = try? SafetensorsHeader.headerLength(prefix, fileSize: file.size),
-                let json = try? read(file, 8..<8 + Int64(n)),
-                let header = try? SafetensorsHeader.parse(headerBytes: json, fileSize: file.size)
-            else { continue }
+        for file in manifest.files where SafetensorsPaths.isSafetensors(file.path) && file.size >= 8 {
+            guard let header = try? SafetensorsHeader.read(fileSize: file.size, { try read(file, $0) }) else {
+                continue
+            }
             let offsets = file.chunkOffsets()
             for tensor in header.tensors where !tensor.fileRange.isEmpty {
-                guard let slices = slices(of: tensor.fileRange, in: file, offsets: offsets, sliceSize: sliceSize) else { continue }
+                guard let slices = slices(of: tensor.fileRange, in: file, offsets: offsets, sliceSize: sliceSize) else {
+                    continue
+                }
                 tensors[tensor.name] = ParentTensor(dtype: tensor.dtype, shape: tensor.shape, slices: slices)
             }
         }
@@ -83,16 +92,15 @@ enum StructuredChunking {
     }
 
     /// The chunk ids covering `range` when they are exactly its slices, else nil.
-    private static func slices(of range: Range<Int64>, in file: FileEntry, offsets: [Int64], sliceSize: Int) -> [SHA256Digest]? {
-        var lo = 0
-        var hi = file.chunks.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if offsets[mid] < range.lowerBound { lo = mid + 1 } else { hi = mid }
-        }
-        guard lo < file.chunks.count, offsets[lo] == range.lowerBound else { return nil }
+    private static func slices(
+        of range: Range<Int64>,
+        in file: FileEntry,
+        offsets: [Int64],
+        sliceSize: Int
+    ) -> [SHA256Digest]? {
+        guard let first = boundary(at: range.lowerBound, in: offsets) else { return nil }
         var ids: [SHA256Digest] = []
-        var i = lo
+        var i = first
         var at = range.lowerBound
         while at < range.upperBound {
             guard i < file.chunks.count else { return nil }
@@ -103,5 +111,17 @@ enum StructuredChunking {
             i += 1
         }
         return ids
+    }
+
+    /// The index of the chunk boundary at `offset` among a file's chunk `offsets`
+    /// (``FileEntry/chunkOffsets()``: each chunk's start, then the file's size), if one lies there.
+    static func boundary(at offset: Int64, in offsets: [Int64]) -> Int? {
+        var lo = 0
+        var hi = offsets.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if offsets[mid] < offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < offsets.count && offsets[lo] == offset ? lo : nil
     }
 }

@@ -4,13 +4,20 @@ import Foundation
 /// What a registry change did: the version it concerns, its stage afterwards, and the audit entries
 /// it appended (none when the request changed nothing).
 public struct ChangeResult: Codable, Sendable, Equatable {
+    /// The model changed.
     public var model: String
+    /// The version the change concerns (nil for a model-wide change such as a policy).
     public var version: Int?
+    /// That version's stage afterwards (nil after a delete, and for model-wide changes).
     public var stage: Stage?
     /// False when the request asked for the state that already held (nothing was written).
     public var changed: Bool
+    /// The audit entries the change appended, in order.
     public var audit: [AuditEntry]
 
+    /// Encodes every field, absent optionals as null.
+    ///
+    /// - Throws: What `encoder` throws (`EncodingError`).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model)
@@ -22,23 +29,6 @@ public struct ChangeResult: Codable, Sendable, Equatable {
 }
 
 extension Registry {
-    /// Runs `body` in one index write transaction: its checks, its writes and its audit entries
-    /// commit together, and nothing is written if it throws.
-    func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
-        try storeCall { try store.writeMetadata(body) }
-    }
-
-    static func validateActor(_ actor: String) throws {
-        guard !actor.isEmpty, actor.utf8.count <= 256, !actor.contains(where: { $0.isNewline }) else {
-            throw RegistryError(.invalidArgument, "the acting user must be a non-empty name on one line")
-        }
-    }
-
-    static func normalizedReason(_ reason: String?) -> String? {
-        guard let r = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !r.isEmpty else { return nil }
-        return r
-    }
-
     // MARK: Promote
 
     /// Moves a version to `target` (staging or production; archived is ``archive(_:actor:reason:evidence:)``).
@@ -52,13 +42,20 @@ extension Registry {
     ///   `.invalidArgument`.
     @discardableResult
     public func promote(
-        _ reference: Reference, to target: Stage, actor: String, reason: String? = nil, evidence: [String: String] = [:]
+        _ reference: Reference,
+        to target: Stage,
+        actor: String,
+        reason: String? = nil,
+        evidence: [String: String] = [:]
     ) throws -> ChangeResult {
-        try Self.validateActor(actor)
-        for key in evidence.keys { try PushRequest.validateKey(key, kind: "evidence") }
+        try Names.validateActor(actor)
+        for key in evidence.keys { try Names.validateKey(key, kind: "evidence") }
         if target == .archived { return try archive(reference, actor: actor, reason: reason, evidence: evidence) }
-        guard target == .staging || target == .production else {
-            throw RegistryError(.invalidArgument, "cannot promote to \(target.rawValue): versions start there; promote to staging, production or archived")
+        guard target.isGated else {
+            throw RegistryError(
+                .invalidArgument,
+                "cannot promote to \(target.rawValue): versions start there; promote to staging, production or archived"
+            )
         }
         let reason = Self.normalizedReason(reason)
         return try write { txn in
@@ -69,17 +66,28 @@ extension Registry {
                 throw RegistryError(.refused, "\(ref) is already in \(target.rawValue)")
             }
             guard version.stage.canMove(to: target) else {
-                var hint = "allowed moves are experimental → staging → production, archived → staging, and any stage → archived"
+                var hint =
+                    "allowed moves are experimental → staging → production, archived → staging, and any stage → archived"
                 if version.stage == .experimental && target == .production { hint = "promote it to staging first" }
                 if version.stage == .archived && target == .production {
-                    hint = "promote it to staging first" + (version.everProduction ? ", or return it to production with a rollback of \(model.name) to version \(version.version)" : "")
+                    hint =
+                        "promote it to staging first"
+                        + (version.everProduction
+                            ? ", or return it to production with a rollback of \(model.name) to version \(version.version)"
+                            : "")
                 }
-                throw RegistryError(.refused, "cannot promote \(ref) from \(version.stage.rawValue) to \(target.rawValue): \(hint)")
+                throw RegistryError(
+                    .refused,
+                    "cannot promote \(ref) from \(version.stage.rawValue) to \(target.rawValue): \(hint)"
+                )
             }
             let policy = try policy(of: model.name, in: txn)
             let missing = policy.unmet(by: version, for: target)
             if !missing.isEmpty {
-                throw RegistryError(.refused, "cannot promote \(ref) to \(target.rawValue): \(missing.joined(separator: "; "))")
+                throw RegistryError(
+                    .refused,
+                    "cannot promote \(ref) to \(target.rawValue): \(missing.joined(separator: "; "))"
+                )
             }
             let time = try changeTime(in: txn)
             var details: [String: String] = [:]
@@ -88,15 +96,32 @@ extension Registry {
             if !policy.isEmpty { details["policy"] = policy.description }
             var drafts = [
                 AuditDraft(
-                    action: .promote, model: model.name, version: version.version, target: ref,
-                    before: version.stage.rawValue, after: target.rawValue, reason: reason, evidence: evidence, details: details)
+                    action: .promote,
+                    model: model.name,
+                    version: version.version,
+                    target: ref,
+                    before: version.stage.rawValue,
+                    after: target.rawValue,
+                    reason: reason,
+                    evidence: evidence,
+                    details: details
+                )
             ]
             if target == .production {
-                if let current = model.production, current != version.version, var previous = try self.version(model.name, current, in: txn) {
+                if let current = model.production, current != version.version,
+                    var previous = try self.version(model.name, current, in: txn)
+                {
                     drafts.append(
                         AuditDraft(
-                            action: .archive, model: model.name, version: previous.version, target: previous.reference,
-                            before: previous.stage.rawValue, after: Stage.archived.rawValue, reason: "superseded by \(ref)"))
+                            action: .archive,
+                            model: model.name,
+                            version: previous.version,
+                            target: previous.reference,
+                            before: previous.stage.rawValue,
+                            after: Stage.archived.rawValue,
+                            reason: "superseded by \(ref)"
+                        )
+                    )
                     previous.stage = .archived
                     previous.stageChangedAt = time
                     try put(previous, in: txn)
@@ -111,7 +136,13 @@ extension Registry {
             version.stageChangedAt = time
             try put(version, in: txn)
             let entries = try appendAudit(drafts, actor: actor, time: time, in: txn)
-            return ChangeResult(model: model.name, version: version.version, stage: target, changed: true, audit: entries)
+            return ChangeResult(
+                model: model.name,
+                version: version.version,
+                stage: target,
+                changed: true,
+                audit: entries
+            )
         }
     }
 
@@ -122,9 +153,14 @@ extension Registry {
     /// - Throws: ``RegistryError`` with `.refused` for an approval by the version's creator (it would
     ///   not count), a second approval by the same user, or a version already in `stage`.
     @discardableResult
-    public func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String? = nil) throws -> ChangeResult {
-        try Self.validateActor(actor)
-        guard stage == .staging || stage == .production else {
+    public func approve(
+        _ reference: Reference,
+        for stage: Stage,
+        actor: String,
+        reason: String? = nil
+    ) throws -> ChangeResult {
+        try Names.validateActor(actor)
+        guard stage.isGated else {
             throw RegistryError(.invalidArgument, "approvals are for staging or production, not \(stage.rawValue)")
         }
         let reason = Self.normalizedReason(reason)
@@ -132,7 +168,10 @@ extension Registry {
             var version = try resolve(reference, in: txn)
             let ref = version.reference
             if version.createdBy == actor {
-                throw RegistryError(.refused, "\(actor) created \(ref): approvals by a version's creator do not count; ask someone else")
+                throw RegistryError(
+                    .refused,
+                    "\(actor) created \(ref): approvals by a version's creator do not count; ask someone else"
+                )
             }
             if version.approvals.contains(where: { $0.stage == stage && $0.user == actor }) {
                 throw RegistryError(.refused, "\(actor) has already approved \(ref) for \(stage.rawValue)")
@@ -148,11 +187,26 @@ extension Registry {
             let entries = try appendAudit(
                 [
                     AuditDraft(
-                        action: .approve, model: version.model, version: version.version, target: ref,
-                        after: stage.rawValue, reason: reason,
-                        details: ["approvals": "\(count)", "required": "\(required)", "stage": stage.rawValue])
-                ], actor: actor, time: time, in: txn)
-            return ChangeResult(model: version.model, version: version.version, stage: version.stage, changed: true, audit: entries)
+                        action: .approve,
+                        model: version.model,
+                        version: version.version,
+                        target: ref,
+                        after: stage.rawValue,
+                        reason: reason,
+                        details: ["approvals": "\(count)", "required": "\(required)", "stage": stage.rawValue]
+                    )
+                ],
+                actor: actor,
+                time: time,
+                in: txn
+            )
+            return ChangeResult(
+                model: version.model,
+                version: version.version,
+                stage: version.stage,
+                changed: true,
+                audit: entries
+            )
         }
     }
 
@@ -167,9 +221,14 @@ extension Registry {
     /// - Throws: ``RegistryError``: `.invalidArgument` without a reason, `.refused` when there is no
     ///   former production version to return to, `.notFound`.
     @discardableResult
-    public func rollback(model name: String, to target: Int? = nil, actor: String, reason: String) throws -> ChangeResult {
+    public func rollback(
+        model name: String,
+        to target: Int? = nil,
+        actor: String,
+        reason: String
+    ) throws -> ChangeResult {
         try ModelName.validate(name)
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         guard let reason = Self.normalizedReason(reason) else {
             throw RegistryError(.invalidArgument, "a rollback needs a reason")
         }
@@ -187,7 +246,8 @@ extension Registry {
                 guard candidate.everProduction else {
                     throw RegistryError(
                         .refused,
-                        "\(candidate.reference) has never been in production; rollback returns to a former production version (promote it instead)")
+                        "\(candidate.reference) has never been in production; rollback returns to a former production version (promote it instead)"
+                    )
                 }
                 number = target
             } else {
@@ -195,33 +255,54 @@ extension Registry {
                 guard let last = earlier.last else {
                     throw RegistryError(
                         .refused,
-                        current.map { "model \(name) has no production version before \(name)@\($0) to roll back to" }
-                            ?? "model \(name) has never had a version in production")
+                        current.map {
+                            "model \(name) has no production version before \(Reference.text(model: name, version: $0)) to roll back to"
+                        }
+                            ?? "model \(name) has never had a version in production"
+                    )
                 }
                 number = last
             }
             guard var restored = try version(name, number, in: txn) else {
-                throw RegistryError(.corruption, "\(name)@\(number) is in the production history but has no record")
+                throw RegistryError(
+                    .corruption,
+                    "\(Reference.text(model: name, version: number)) is in the production history but has no record"
+                )
             }
             let time = try changeTime(in: txn)
             var drafts: [AuditDraft] = []
             if let current, var previous = try version(name, current, in: txn) {
                 drafts.append(
                     AuditDraft(
-                        action: .rollback, model: name, version: current, target: previous.reference,
-                        before: previous.stage.rawValue, after: Stage.archived.rawValue, reason: reason,
-                        details: ["rolled_back_to": restored.reference]))
+                        action: .rollback,
+                        model: name,
+                        version: current,
+                        target: previous.reference,
+                        before: previous.stage.rawValue,
+                        after: Stage.archived.rawValue,
+                        reason: reason,
+                        details: ["rolled_back_to": restored.reference]
+                    )
+                )
                 previous.stage = .archived
                 previous.stageChangedAt = time
                 try put(previous, in: txn)
                 model.productionHistory.removeAll { $0 == current }
             }
             var details = ["restored": restored.reference]
-            if let current { details["rolled_back_from"] = "\(name)@\(current)" }
+            if let current { details["rolled_back_from"] = Reference.text(model: name, version: current) }
             drafts.append(
                 AuditDraft(
-                    action: .rollback, model: name, version: number, target: restored.reference,
-                    before: restored.stage.rawValue, after: Stage.production.rawValue, reason: reason, details: details))
+                    action: .rollback,
+                    model: name,
+                    version: number,
+                    target: restored.reference,
+                    before: restored.stage.rawValue,
+                    after: Stage.production.rawValue,
+                    reason: reason,
+                    details: details
+                )
+            )
             restored.stage = .production
             restored.stageChangedAt = time
             restored.everProduction = true
@@ -242,11 +323,16 @@ extension Registry {
     ///
     /// - Throws: ``RegistryError`` with `.refused` if it is already archived.
     @discardableResult
-    public func archive(_ reference: Reference, actor: String, reason: String? = nil, evidence: [String: String] = [:]) throws
+    public func archive(
+        _ reference: Reference,
+        actor: String,
+        reason: String? = nil,
+        evidence: [String: String] = [:]
+    ) throws
         -> ChangeResult
     {
-        try Self.validateActor(actor)
-        for key in evidence.keys { try PushRequest.validateKey(key, kind: "evidence") }
+        try Names.validateActor(actor)
+        for key in evidence.keys { try Names.validateKey(key, kind: "evidence") }
         let reason = Self.normalizedReason(reason)
         return try write { txn in
             var version = try resolve(reference, in: txn)
@@ -260,13 +346,26 @@ extension Registry {
                 try put(model, in: txn)
             }
             let draft = AuditDraft(
-                action: .archive, model: version.model, version: version.version, target: version.reference,
-                before: version.stage.rawValue, after: Stage.archived.rawValue, reason: reason, evidence: evidence)
+                action: .archive,
+                model: version.model,
+                version: version.version,
+                target: version.reference,
+                before: version.stage.rawValue,
+                after: Stage.archived.rawValue,
+                reason: reason,
+                evidence: evidence
+            )
             version.stage = .archived
             version.stageChangedAt = time
             try put(version, in: txn)
             let entries = try appendAudit([draft], actor: actor, time: time, in: txn)
-            return ChangeResult(model: version.model, version: version.version, stage: .archived, changed: true, audit: entries)
+            return ChangeResult(
+                model: version.model,
+                version: version.version,
+                stage: .archived,
+                changed: true,
+                audit: entries
+            )
         }
     }
 
@@ -281,31 +380,50 @@ extension Registry {
     ///   (archive it instead) or one an alias points at.
     @discardableResult
     public func delete(_ reference: Reference, actor: String, reason: String? = nil) throws -> ChangeResult {
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         let reason = Self.normalizedReason(reason)
         return try write { txn in
             let version = try resolve(reference, in: txn)
             let ref = version.reference
             if version.everProduction {
                 throw RegistryError(
-                    .refused, "\(ref) has been in production and cannot be deleted; archive it instead")
+                    .refused,
+                    "\(ref) has been in production and cannot be deleted; archive it instead"
+                )
             }
             let pointing = try aliases(of: version.model, in: txn).filter { $0.version == version.version }.map(\.alias)
             if !pointing.isEmpty {
                 throw RegistryError(
                     .refused,
-                    "\(ref) is the target of alias \(pointing.joined(separator: ", ")); move or remove it first")
+                    "\(ref) is the target of alias \(pointing.joined(separator: ", ")); move or remove it first"
+                )
             }
             let time = try changeTime(in: txn)
             try txn.delete(versions, Self.versionKey(version.model, version.version))
             let entries = try appendAudit(
                 [
                     AuditDraft(
-                        action: .delete, model: version.model, version: version.version, target: ref,
-                        before: version.stage.rawValue, after: nil, reason: reason,
-                        details: ["manifest": version.manifest, "logical_bytes": "\(version.logicalBytes)"])
-                ], actor: actor, time: time, in: txn)
-            return ChangeResult(model: version.model, version: version.version, stage: nil, changed: true, audit: entries)
+                        action: .delete,
+                        model: version.model,
+                        version: version.version,
+                        target: ref,
+                        before: version.stage.rawValue,
+                        after: nil,
+                        reason: reason,
+                        details: ["manifest": version.manifest, "logical_bytes": "\(version.logicalBytes)"]
+                    )
+                ],
+                actor: actor,
+                time: time,
+                in: txn
+            )
+            return ChangeResult(
+                model: version.model,
+                version: version.version,
+                stage: nil,
+                changed: true,
+                audit: entries
+            )
         }
     }
 }

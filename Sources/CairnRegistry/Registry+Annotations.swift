@@ -5,29 +5,9 @@ import Foundation
 extension Registry {
     // MARK: Aliases
 
-    /// Throws unless `alias` is `[a-z0-9][a-z0-9._-]*` (at most 64 characters), not a number, not a
-    /// stage name and not `latest`.
-    public static func validateAlias(_ alias: String) throws {
-        let bytes = Array(alias.utf8)
-        func lowerAlnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
-        guard let first = bytes.first, lowerAlnum(first), bytes.count <= 64,
-            bytes.allSatisfy({ lowerAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") })
-        else {
-            throw RegistryError(
-                .invalidArgument, "invalid alias \"\(alias)\": use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit")
-        }
-        if Int(alias) != nil || alias == "latest" || Stage(rawValue: alias) != nil {
-            throw RegistryError(.invalidArgument, "invalid alias \"\(alias)\": numbers, stage names and \"latest\" already have a meaning in references")
-        }
-    }
-
-    func aliases(of model: String, in txn: MetadataTransaction) throws -> [AliasRecord] {
-        try txn.scan(aliases, prefix: Self.versionPrefix(model)).map {
-            try RecordCoding.decode(AliasRecord.self, $0.value, what: "an alias of \(model)")
-        }
-    }
-
     /// The aliases of `model`, sorted by name.
+    ///
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for a malformed model name.
     public func aliases(of model: String) throws -> [AliasRecord] {
         try ModelName.validate(model)
         return try storeCall { try store.readMetadata { try aliases(of: model, in: $0) } }
@@ -39,12 +19,18 @@ extension Registry {
     /// - Throws: ``RegistryError``: `.invalidArgument` for a bad alias, `.notFound` for a missing
     ///   model or version.
     @discardableResult
-    public func setAlias(model name: String, alias: String, version number: Int, actor: String, reason: String? = nil) throws
+    public func setAlias(
+        model name: String,
+        alias: String,
+        version number: Int,
+        actor: String,
+        reason: String? = nil
+    ) throws
         -> ChangeResult
     {
         try ModelName.validate(name)
-        try Self.validateAlias(alias)
-        try Self.validateActor(actor)
+        try Names.validateAlias(alias)
+        try Names.validateActor(actor)
         let reason = Self.normalizedReason(reason)
         return try write { txn in
             _ = try self.model(name, in: txn)
@@ -52,29 +38,52 @@ extension Registry {
                 throw RegistryError(.notFound, "no version \(number) of model \(name)")
             }
             let key = Self.aliasKey(name, alias)
-            let old = try txn.get(aliases, key).map { try RecordCoding.decode(AliasRecord.self, $0, what: "alias \(name)@\(alias)") }
+            let old = try txn.get(aliases, key).map {
+                try RecordCoding.decode(AliasRecord.self, $0, what: "alias \(Reference.text(model: name, name: alias))")
+            }
             if old?.version == number {
                 return ChangeResult(model: name, version: number, stage: version.stage, changed: false, audit: [])
             }
             let time = try changeTime(in: txn)
-            try txn.put(aliases, key, try RecordCoding.encode(AliasRecord(model: name, alias: alias, version: number, updatedBy: actor, updatedAt: time)))
+            try txn.put(
+                aliases,
+                key,
+                try RecordCoding.encode(
+                    AliasRecord(model: name, alias: alias, version: number, updatedBy: actor, updatedAt: time)
+                )
+            )
             let entries = try appendAudit(
                 [
                     AuditDraft(
-                        action: .alias, model: name, version: number, target: "\(name)@\(alias)",
-                        before: old.map { "\(name)@\($0.version)" }, after: version.reference, reason: reason)
-                ], actor: actor, time: time, in: txn)
+                        action: .alias,
+                        model: name,
+                        version: number,
+                        target: Reference.text(model: name, name: alias),
+                        before: old.map { Reference.text(model: name, version: $0.version) },
+                        after: version.reference,
+                        reason: reason
+                    )
+                ],
+                actor: actor,
+                time: time,
+                in: txn
+            )
             return ChangeResult(model: name, version: number, stage: version.stage, changed: true, audit: entries)
         }
     }
 
     /// Removes `alias` of `model`.
     ///
-    /// - Throws: ``RegistryError`` with `.notFound` if there is no such alias.
+    /// - Throws: ``RegistryError`` with `.notFound` if there is no such model or alias.
     @discardableResult
-    public func removeAlias(model name: String, alias: String, actor: String, reason: String? = nil) throws -> ChangeResult {
+    public func removeAlias(
+        model name: String,
+        alias: String,
+        actor: String,
+        reason: String? = nil
+    ) throws -> ChangeResult {
         try ModelName.validate(name)
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         let reason = Self.normalizedReason(reason)
         return try write { txn in
             _ = try self.model(name, in: txn)
@@ -82,15 +91,29 @@ extension Registry {
             guard let bytes = try txn.get(aliases, key) else {
                 throw RegistryError(.notFound, "model \(name) has no alias \(alias)")
             }
-            let old = try RecordCoding.decode(AliasRecord.self, bytes, what: "alias \(name)@\(alias)")
+            let old = try RecordCoding.decode(
+                AliasRecord.self,
+                bytes,
+                what: "alias \(Reference.text(model: name, name: alias))"
+            )
             let time = try changeTime(in: txn)
             try txn.delete(aliases, key)
             let entries = try appendAudit(
                 [
                     AuditDraft(
-                        action: .alias, model: name, version: old.version, target: "\(name)@\(alias)",
-                        before: "\(name)@\(old.version)", after: nil, reason: reason)
-                ], actor: actor, time: time, in: txn)
+                        action: .alias,
+                        model: name,
+                        version: old.version,
+                        target: Reference.text(model: name, name: alias),
+                        before: Reference.text(model: name, version: old.version),
+                        after: nil,
+                        reason: reason
+                    )
+                ],
+                actor: actor,
+                time: time,
+                in: txn
+            )
             return ChangeResult(model: name, version: old.version, stage: nil, changed: true, audit: entries)
         }
     }
@@ -99,13 +122,14 @@ extension Registry {
 
     /// Sets tags on a version (one audit entry per changed tag).
     ///
-    /// - Throws: ``RegistryError`` with `.invalidArgument` for a bad name or an empty set.
+    /// - Throws: ``RegistryError``: `.invalidArgument` for a bad name or value or an empty set,
+    ///   `.notFound` as ``resolve(_:)``.
     @discardableResult
     public func tag(_ reference: Reference, _ tags: [String: String], actor: String) throws -> ChangeResult {
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         guard !tags.isEmpty else { throw RegistryError(.invalidArgument, "give at least one tag as K=V") }
         for (key, value) in tags {
-            try PushRequest.validateKey(key, kind: "tag")
+            try Names.validateKey(key, kind: "tag")
             guard value.utf8.count <= 1024, !value.contains(where: { $0.isNewline }) else {
                 throw RegistryError(.invalidArgument, "the value of tag \(key) must be one line of at most 1024 bytes")
             }
@@ -116,17 +140,35 @@ extension Registry {
             for (key, value) in tags.sorted(by: { $0.key < $1.key }) where version.tags[key] != value {
                 drafts.append(
                     AuditDraft(
-                        action: .tag, model: version.model, version: version.version, target: version.reference,
-                        before: version.tags[key].map { "\(key)=\($0)" }, after: "\(key)=\(value)"))
+                        action: .tag,
+                        model: version.model,
+                        version: version.version,
+                        target: version.reference,
+                        before: version.tags[key].map { "\(key)=\($0)" },
+                        after: "\(key)=\(value)"
+                    )
+                )
                 version.tags[key] = value
             }
             guard !drafts.isEmpty else {
-                return ChangeResult(model: version.model, version: version.version, stage: version.stage, changed: false, audit: [])
+                return ChangeResult(
+                    model: version.model,
+                    version: version.version,
+                    stage: version.stage,
+                    changed: false,
+                    audit: []
+                )
             }
             let time = try changeTime(in: txn)
             try put(version, in: txn)
             let entries = try appendAudit(drafts, actor: actor, time: time, in: txn)
-            return ChangeResult(model: version.model, version: version.version, stage: version.stage, changed: true, audit: entries)
+            return ChangeResult(
+                model: version.model,
+                version: version.version,
+                stage: version.stage,
+                changed: true,
+                audit: entries
+            )
         }
     }
 
@@ -136,7 +178,7 @@ extension Registry {
     ///   nothing is removed).
     @discardableResult
     public func untag(_ reference: Reference, _ keys: [String], actor: String) throws -> ChangeResult {
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         guard !keys.isEmpty else { throw RegistryError(.invalidArgument, "give at least one tag name") }
         return try write { txn in
             var version = try resolve(reference, in: txn)
@@ -147,20 +189,35 @@ extension Registry {
                 }
                 drafts.append(
                     AuditDraft(
-                        action: .untag, model: version.model, version: version.version, target: version.reference,
-                        before: "\(key)=\(old)", after: nil))
+                        action: .untag,
+                        model: version.model,
+                        version: version.version,
+                        target: version.reference,
+                        before: "\(key)=\(old)",
+                        after: nil
+                    )
+                )
                 version.tags[key] = nil
             }
             let time = try changeTime(in: txn)
             try put(version, in: txn)
             let entries = try appendAudit(drafts, actor: actor, time: time, in: txn)
-            return ChangeResult(model: version.model, version: version.version, stage: version.stage, changed: true, audit: entries)
+            return ChangeResult(
+                model: version.model,
+                version: version.version,
+                stage: version.stage,
+                changed: true,
+                audit: entries
+            )
         }
     }
 
     // MARK: Policy
 
     /// The promotion policy of `model` (empty when none was set).
+    ///
+    /// - Throws: ``RegistryError``: `.invalidArgument` for a malformed name, `.notFound` for a
+    ///   missing model.
     public func policy(of model: String) throws -> Policy {
         try ModelName.validate(model)
         return try storeCall {
@@ -175,9 +232,14 @@ extension Registry {
     ///
     /// - Throws: ``RegistryError``: `.invalidArgument` for a bad policy, `.notFound` for a missing model.
     @discardableResult
-    public func setPolicy(model name: String, _ policy: Policy, actor: String, reason: String? = nil) throws -> ChangeResult {
+    public func setPolicy(
+        model name: String,
+        _ policy: Policy,
+        actor: String,
+        reason: String? = nil
+    ) throws -> ChangeResult {
         try ModelName.validate(name)
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         try policy.validate()
         var policy = policy
         policy.approvals = policy.approvals.filter { $0.value > 0 }
@@ -197,9 +259,18 @@ extension Registry {
             let entries = try appendAudit(
                 [
                     AuditDraft(
-                        action: .policy, model: name, target: name, before: old.isEmpty ? nil : old.description,
-                        after: policy.isEmpty ? nil : policy.description, reason: reason)
-                ], actor: actor, time: time, in: txn)
+                        action: .policy,
+                        model: name,
+                        target: name,
+                        before: old.isEmpty ? nil : old.description,
+                        after: policy.isEmpty ? nil : policy.description,
+                        reason: reason
+                    )
+                ],
+                actor: actor,
+                time: time,
+                in: txn
+            )
             return ChangeResult(model: name, version: nil, stage: nil, changed: true, audit: entries)
         }
     }

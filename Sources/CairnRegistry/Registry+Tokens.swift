@@ -9,7 +9,14 @@ import Foundation
 /// - `approver`: also approve, promote, archive and roll back; tag and alias any version.
 /// - `admin`: also policies, deletes, garbage collection, verification and tokens.
 public enum Role: String, Codable, Sendable, CaseIterable, Comparable {
-    case reader, writer, approver, admin
+    /// Reads everything.
+    case reader
+    /// Also pushes, and tags or aliases versions in experimental or staging.
+    case writer
+    /// Also approves, promotes, archives and rolls back; tags and aliases any version.
+    case approver
+    /// Also policies, deletes, garbage collection, verification and tokens.
+    case admin
 
     var rank: Int {
         switch self {
@@ -20,20 +27,29 @@ public enum Role: String, Codable, Sendable, CaseIterable, Comparable {
         }
     }
 
+    /// Whether `a` allows less than `b` (reader < writer < approver < admin).
     public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
 }
 
 /// A token as stored: who it identifies and with which role. The token itself is never stored,
 /// only its SHA-256 (the table's key); `id` is the first 16 hex digits of that hash.
 public struct TokenRecord: Codable, Sendable, Equatable {
+    /// The first 16 hex digits of the token's SHA-256: how people name it (`token revoke ID`).
     public var id: String
+    /// The user the token identifies.
     public var user: String
+    /// What the token may do.
     public var role: Role
+    /// When it was created (ISO 8601 UTC).
     public var createdAt: String
+    /// Who created it.
     public var createdBy: String
+    /// When it was revoked, if it was.
     public var revokedAt: String?
+    /// Who revoked it, if anyone.
     public var revokedBy: String?
 
+    /// Whether the token was revoked (it then authenticates no one).
     public var isRevoked: Bool { revokedAt != nil }
 
     enum CodingKeys: String, CodingKey {
@@ -44,6 +60,9 @@ public struct TokenRecord: Codable, Sendable, Equatable {
         case revokedBy = "revoked_by"
     }
 
+    /// Encodes every field, absent optionals as null.
+    ///
+    /// - Throws: What `encoder` throws (`EncodingError`).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(id, forKey: .id)
@@ -58,7 +77,9 @@ public struct TokenRecord: Codable, Sendable, Equatable {
 
 /// A token just created: the secret (shown once) and its record.
 public struct NewToken: Codable, Sendable, Equatable {
+    /// The bearer token: 64 hex digits, shown once and never stored.
     public var token: String
+    /// What is stored of it.
     public var record: TokenRecord
 }
 
@@ -70,10 +91,11 @@ extension Registry {
     /// Creates a bearer token for `user` with `role`. The token (64 hex digits from 32 random bytes)
     /// is returned once; only its SHA-256 is stored.
     ///
-    /// - Throws: ``RegistryError`` with `.invalidArgument` for an empty or multi-line user name.
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for an empty or multi-line user or actor
+    ///   name, `.io`.
     public func createToken(user: String, role: Role, actor: String) throws -> NewToken {
-        try Self.validateActor(user)
-        try Self.validateActor(actor)
+        try Names.validateActor(user)
+        try Names.validateActor(actor)
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let token = bytes.map { String(format: "%02x", $0) }.joined()
@@ -89,13 +111,25 @@ extension Registry {
             )
             try txn.put(table, hash.bytes, try RecordCoding.encode(record))
             _ = try appendAudit(
-                [AuditDraft(action: .tokenCreate, model: "", target: "token \(record.id)", after: "\(user) (\(role.rawValue))")],
-                actor: actor, time: record.createdAt, in: txn)
+                [
+                    AuditDraft(
+                        action: .tokenCreate,
+                        model: "",
+                        target: "token \(record.id)",
+                        after: "\(user) (\(role.rawValue))"
+                    )
+                ],
+                actor: actor,
+                time: record.createdAt,
+                in: txn
+            )
             return NewToken(token: token, record: record)
         }
     }
 
     /// Every token ever created (revoked ones too), oldest first.
+    ///
+    /// - Throws: ``RegistryError`` with `.corruption` for a damaged record, `.io`.
     public func listTokens() throws -> [TokenRecord] {
         let table = try tokensTable()
         return try storeCall {
@@ -112,7 +146,7 @@ extension Registry {
     ///   `.refused` if it is already revoked.
     @discardableResult
     public func revokeToken(id: String, actor: String) throws -> TokenRecord {
-        try Self.validateActor(actor)
+        try Names.validateActor(actor)
         let id = id.lowercased()
         guard id.count >= 6, id.allSatisfy(\.isHexDigit) else {
             throw RegistryError(.invalidArgument, "a token id is at least 6 hex digits")
@@ -136,13 +170,23 @@ extension Registry {
             _ = try appendAudit(
                 [
                     AuditDraft(
-                        action: .tokenRevoke, model: "", target: "token \(record.id)", before: "\(record.user) (\(record.role.rawValue))")
-                ], actor: actor, time: record.revokedAt!, in: txn)
+                        action: .tokenRevoke,
+                        model: "",
+                        target: "token \(record.id)",
+                        before: "\(record.user) (\(record.role.rawValue))"
+                    )
+                ],
+                actor: actor,
+                time: record.revokedAt!,
+                in: txn
+            )
             return record
         }
     }
 
     /// The record of a presented bearer token, or nil when it is unknown or revoked.
+    ///
+    /// - Throws: ``RegistryError`` with `.corruption` for a damaged record, `.io`.
     public func authenticate(token: String) throws -> TokenRecord? {
         guard token.utf8.count == 64 else { return nil }
         let table = try tokensTable()

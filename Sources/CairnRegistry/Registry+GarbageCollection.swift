@@ -7,8 +7,9 @@ extension Registry {
     /// with a low live share are rewritten, and retired pack files are deleted once older than
     /// `gracePeriod` seconds (readers that started before may still use them).
     ///
-    /// - Throws: ``RegistryError`` with `.corruption` (nothing removed) if a version record is
-    ///   unreadable or names a malformed manifest.
+    /// - Throws: ``RegistryError``: `.invalidArgument` for a negative or infinite grace period,
+    ///   `.corruption` (nothing removed) if a version record is unreadable or names a malformed
+    ///   manifest, `.io`.
     public func collectGarbage(gracePeriod: Double = 3600) throws -> GarbageCollectionReport {
         guard gracePeriod >= 0, gracePeriod.isFinite else {
             throw RegistryError(.invalidArgument, "the grace period must be a non-negative number of seconds")
@@ -19,7 +20,10 @@ extension Registry {
                 for item in try txn.scan(versions) {
                     let record = try RecordCoding.decode(VersionRecord.self, item.value, what: "a version")
                     guard let id = SHA256Digest(hex: record.manifest) else {
-                        throw RegistryError(.corruption, "\(record.reference) has a malformed manifest id; gc removed nothing")
+                        throw RegistryError(
+                            .corruption,
+                            "\(record.reference) has a malformed manifest id; gc removed nothing"
+                        )
                     }
                     live.insert(id)
                 }

@@ -1,6 +1,8 @@
 import Foundation
 
-/// Points in time given by users (`show --at`, `audit --since`).
+/// Times as the registry writes and reads them: every recorded time is ISO 8601 UTC with
+/// milliseconds (``format(_:)``); points in time given by users (`show --at`, `audit --since`) are
+/// read by ``parse(_:dateOnly:)``.
 public enum RegistryTime {
     /// How a plain date (`2026-03-10`) is read.
     public enum DateOnly: Sendable {
@@ -40,7 +42,8 @@ public enum RegistryTime {
         }
         throw RegistryError(
             .invalidArgument,
-            "invalid time \"\(text)\": use ISO 8601 (2026-03-10T14:05:00Z, 2026-03-10T14:05:00.250+01:00) or a date (2026-03-10)")
+            "invalid time \"\(text)\": use ISO 8601 (2026-03-10T14:05:00Z, 2026-03-10T14:05:00.250+01:00) or a date (2026-03-10)"
+        )
     }
 
     private static func date(_ text: String) -> Date? {
@@ -52,10 +55,18 @@ public enum RegistryTime {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let components = DateComponents(year: year, month: month, day: day)
-        guard let date = calendar.date(from: components), calendar.component(.day, from: date) == day else { return nil }
+        guard let date = calendar.date(from: components), calendar.component(.day, from: date) == day else {
+            return nil
+        }
         return date
     }
 
-    /// `date` in the form the registry records times in (ISO 8601 UTC, milliseconds).
-    public static func format(_ date: Date) -> String { RecordCoding.format(date) }
+    /// `date` in the form the registry records times in: ISO 8601 UTC with milliseconds, e.g.
+    /// `2026-11-29T13:34:13.123Z`. Strings in this form sort like the times they name.
+    public static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
 }
