@@ -1,7 +1,8 @@
 import CairnStore
 
-// How each code of the one error vocabulary travels: the HTTP status the server answers with and
-// the exit code the command line ends with. docs/http-api.md and docs/cli.md list the same.
+// How each code of the one error vocabulary travels: the HTTP status the server answers with, the
+// body that carries it, and the exit code the command line ends with. docs/http-api.md and
+// docs/cli.md list the same.
 
 extension ErrorCode {
     /// The status of a server reply that carries this code.
@@ -55,5 +56,34 @@ extension ErrorCode {
             case 503: .unreachable
             default: .internal
             }
+    }
+}
+
+/// The error body of every failed request: `{"error":{"code":…,"message":…}}`, plus the ids of
+/// missing chunks for `missing_chunks`.
+public struct ErrorBody: Codable, Sendable {
+    /// What went wrong.
+    public struct Detail: Codable, Sendable {
+        /// The ``ErrorCode``'s raw value (`not_found`, …).
+        public var code: String
+        /// One line for a person.
+        public var message: String
+        /// For `missing_chunks`: the hex ids of the chunks the server lacks.
+        public var missing: [String]?
+
+        /// The detail of an error of `code`.
+        public init(code: String, message: String, missing: [String]? = nil) {
+            self.code = code
+            self.message = message
+            self.missing = missing
+        }
+    }
+
+    /// What went wrong.
+    public var error: Detail
+
+    /// The body of an error of `code` saying `message`.
+    public init(code: String, message: String, missing: [String]? = nil) {
+        error = Detail(code: code, message: message, missing: missing)
     }
 }
