@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(name: "CairnStoreTests", dependencies: ["CairnStore", "CairnFixtures"]),
         .testTarget(name: "CairnFormatsTests", dependencies: ["CairnFormats"]),
         .testTarget(name: "CairnRegistryTests", dependencies: ["CairnRegistry", "CairnFixtures"]),
+        .testTarget(name: "CairnAPITests", dependencies: ["CairnAPI", "CairnRegistry", "CairnStore", "Digest"]),
         .testTarget(name: "cairnTests", dependencies: ["cairn", "CairnFixtures"]),
         .testTarget(
             name: "CairnServerTests",
