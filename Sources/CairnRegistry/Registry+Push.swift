@@ -55,7 +55,7 @@ extension Registry {
     // MARK: Pushing a manifest (the server side of a remote push)
 
     /// The chunking plans a push uses (safetensors tensors in fixed slices, other files by content),
-    /// for a client that chunks a tree itself (``Store/scan(directory:parameters:planner:progress:)``)
+    /// for a client that chunks a tree itself (``Store/scan(directory:parameters:planner:progress:control:onRound:)``)
     /// so that its chunk ids match what a push into this store would produce.
     package static func chunkingPlanner(sliceSize: Int) -> ChunkingPlanner {
         StructuredChunking.planner(sliceSize: sliceSize)
