@@ -1,0 +1,220 @@
+import AsyncHTTPClient
+import CairnAPI
+import CairnRegistry
+import CairnStore
+import Digest
+import Dispatch
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+// The HTTP side of the client: requests, replies, the errors replies carry, API paths.
+extension RemoteRegistry {
+    // MARK: HTTP
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: ByteBuffer
+
+        var data: Data { Data(body.readableBytesView) }
+    }
+
+    private func makeRequest(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers extra: [(String, String)] = []
+    ) throws -> HTTPClient.Request {
+        let url = baseURL + path + Self.queryString(query)
+        var headers = HTTPHeaders()
+        headers.add(name: "User-Agent", value: "cairn/0.1")
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        for (name, value) in extra { headers.add(name: name, value: value) }
+        do {
+            return try HTTPClient.Request(url: url, method: method, headers: headers, body: body)
+        } catch {
+            throw RegistryError(.invalidArgument, "invalid request URL \(url): \(error)")
+        }
+    }
+
+    /// `?name=value&…`, percent-encoded; empty for no parameters.
+    static func queryString(_ query: [(String, String)]) -> String {
+        query.isEmpty
+            ? "" : "?" + query.map { "\(PathSegment.encode($0.0))=\(PathSegment.encode($0.1))" }.joined(separator: "&")
+    }
+
+    /// Starts a request; the reply is checked when waited for (``finish(_:)``).
+    func start(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers: [(String, String)] = []
+    ) throws -> EventLoopFuture<HTTPClient.Response> {
+        client.execute(
+            request: try makeRequest(method, path, query: query, body: body, contentType: contentType, headers: headers)
+        )
+    }
+
+    /// Waits for a started request; throws the server's error for a status of 400 or more.
+    func finish(_ future: EventLoopFuture<HTTPClient.Response>) throws -> Reply {
+        try finish(
+            future.map { Reply(status: Int($0.status.code), headers: $0.headers, body: $0.body ?? ByteBuffer()) }
+        )
+    }
+
+    /// Like ``start(_:_:query:body:contentType:headers:)``, with the reply read by `collector`.
+    func start(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        collector: PooledReplyCollector
+    ) throws -> EventLoopFuture<Reply> {
+        client.execute(
+            request: try makeRequest(method, path, body: body, contentType: contentType),
+            delegate: collector
+        ).futureResult
+    }
+
+    func finish(_ future: EventLoopFuture<Reply>) throws -> Reply {
+        let reply: Reply
+        do {
+            reply = try future.wait()
+        } catch {
+            throw RemoteError(status: 0, code: .unreachable, message: "cannot reach \(baseURL): \(Self.reason(error))")
+        }
+        if reply.status >= 400 { throw Self.error(from: reply) }
+        return reply
+    }
+
+    /// Why a connection failed, in words: "connection refused", "unknown host example.org".
+    static func reason(_ error: any Error) -> String {
+        switch error {
+        case let error as IOError: return String(cString: strerror(error.errnoCode)).lowercased()
+        case let error as NIOConnectionError:
+            if let first = error.connectionErrors.first { return reason(first.error) }
+            return "unknown host \(error.host)"
+        case let error as HTTPClientError where error == .connectTimeout: return "no connection within 10 seconds"
+        case let error as HTTPClientError where error == .readTimeout: return "no answer within 5 minutes"
+        default: return "\(error)"
+        }
+    }
+
+    func call(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: HTTPClient.Body? = nil,
+        contentType: String? = nil,
+        headers: [(String, String)] = []
+    ) throws -> Reply {
+        try finish(try start(method, path, query: query, body: body, contentType: contentType, headers: headers))
+    }
+
+    /// A JSON request and a JSON reply.
+    func json<Reply: Decodable>(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: (some Encodable)? = Optional<Empty>.none,
+        as type: Reply.Type
+    ) throws -> Reply {
+        var payload: HTTPClient.Body?
+        if let body {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            payload = .bytes(Array(try encoder.encode(body)))
+        }
+        let reply = try call(
+            method,
+            path,
+            query: query,
+            body: payload,
+            contentType: payload == nil ? nil : "application/json"
+        )
+        do {
+            return try JSONDecoder().decode(type, from: reply.data)
+        } catch {
+            throw RemoteError(
+                status: reply.status,
+                code: .badResponse,
+                message: "unexpected reply from \(baseURL)\(path): \(error)"
+            )
+        }
+    }
+
+    struct Empty: Codable {}
+
+    static func error(from reply: Reply) -> any Error {
+        guard let body = try? JSONDecoder().decode(ErrorBody.self, from: reply.data) else {
+            let text = String(decoding: reply.body.readableBytesView.prefix(200), as: UTF8.self)
+            return RemoteError(
+                status: reply.status,
+                code: ErrorCode(code: nil, status: reply.status),
+                message: "server answered \(reply.status): \(text)"
+            )
+        }
+        let e = body.error
+        return RemoteError(
+            status: reply.status,
+            code: ErrorCode(code: e.code, status: reply.status),
+            message: e.message,
+            missing: (e.missing ?? []).compactMap { SHA256Digest(hex: $0) }
+        )
+    }
+
+    static func modelPath(_ model: String) -> String { "/v1/models/" + PathSegment.encode(model) }
+
+    static func versionPath(_ reference: Reference) -> String {
+        let ref: String =
+            switch reference.selector {
+            case .latest: "latest"
+            case .number(let n): "\(n)"
+            case .name(let name): name
+            }
+        return modelPath(reference.model) + "/versions/" + PathSegment.encode(ref)
+    }
+
+    static func versionPath(_ version: VersionRecord) -> String {
+        modelPath(version.model) + "/versions/\(version.version)"
+    }
+
+    /// A call on its way, through AsyncHTTPClient or a ``SocketClient``.
+    enum PendingCall {
+        case client(EventLoopFuture<HTTPClient.Response>)
+        case socket(SocketReply)
+
+        /// Waits for the reply; throws the server's error for a status of 400 or more.
+        func wait(_ remote: RemoteRegistry) throws -> Reply {
+            switch self {
+            case .client(let future): return try remote.finish(future)
+            case .socket(let reply): return Reply(status: 200, headers: HTTPHeaders(), body: try reply.body())
+            }
+        }
+    }
+
+    /// Consecutive index ranges of `lengths` whose sums stay within `limit` (at least one each).
+    static func batches(_ lengths: [Int], limit: Int, maxCount: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var start = 0
+        var sum = 0
+        for (i, n) in lengths.enumerated() {
+            if i > start && (sum + n > limit || i - start >= maxCount) {
+                out.append(start..<i)
+                start = i
+                sum = 0
+            }
+            sum += n
+        }
+        if start < lengths.count { out.append(start..<lengths.count) }
+        return out
+    }
+}
