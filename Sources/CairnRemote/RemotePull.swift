@@ -12,16 +12,21 @@ import Synchronization
 
 // Pulls and reads: the chunk cache, fetches into it, restores from it, ranged reads.
 extension RemoteRegistry {
-    // MARK: Reads
+    // MARK: The chunk cache
 
-    /// The local chunk cache (a store), created with the server's chunking parameters on first use.
-    public func cacheStore() throws -> Store {
+    /// The local chunk cache (a store at ``cacheDirectory``), created with the server's chunking
+    /// parameters on first use; one ``Store`` per directory in this process.
+    ///
+    /// - Throws: ``RemoteError`` when the server's configuration cannot be fetched;
+    ///   ``CairnStoreError`` when the cache cannot be opened or created.
+    package func cacheStore() throws -> Store {
         try Self.openCache(at: cacheDirectory, config: try serverConfig())
     }
 
     /// Stores opened by this process, by directory (one environment per file per process).
     private static let openStores = Mutex<[String: Store]>([:])
 
+    /// The store at `path`, opened (or created with `config`'s parameters) once per process.
     static func openCache(at path: String, config: ServerConfig) throws -> Store {
         try openStores.withLock { stores in
             if let store = stores[path] { return store }
@@ -80,8 +85,11 @@ extension RemoteRegistry {
     /// files, else from the server), in batches (two in flight); returns the bytes received. Each
     /// chunk is verified as it is stored. A linked file whose chunk does not verify is dropped and
     /// the fetch starts again.
+    ///
+    /// - Throws: ``RemoteError`` when the server fails a fetch; ``CairnStoreError`` with
+    ///   `.corruption` when a chunk the server sent does not verify, or when the cache fails.
     @discardableResult
-    public func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
+    package func fetchIntoCache(_ files: [FileEntry], progress: ((TransferProgress) -> Void)? = nil) throws -> Int64 {
         while true {
             do {
                 return try fetchIntoCacheOnce(files, progress: progress)
@@ -107,7 +115,7 @@ extension RemoteRegistry {
         // Staged into packs as they arrive and indexed once at the end (one fsync per pack, not per batch).
         let staging = try ChunkUpload(store: cache, bypassesPageCache: true)
         defer { staging.abandon() }
-        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
+        let limit = batchLimit(config)
         let batches = Self.batches(missing.map { lengths[$0]! }, limit: limit, maxCount: config.maxBatchIDs)
         let rawTotal = missing.reduce(Int64(0)) { $0 + Int64(lengths[$1]!) }
         var rawDone: Int64 = 0
@@ -155,6 +163,23 @@ extension RemoteRegistry {
         return received
     }
 
+    // MARK: Pulls and reads
+
+    /// Writes files of `version` under `directory` (all, those `selection` matches, or those at
+    /// `paths`) from the chunk cache, fetching only the chunks it lacks, each verified; returns the
+    /// files written.
+    ///
+    /// Where `directory` is on the cache's file system, the written files are kept in the cache as
+    /// hard links (no second copy), and a fine-tune whose parent the cache holds can come as the
+    /// deltas the server stores; elsewhere fetched chunks are kept in the cache's packs.
+    ///
+    /// - Parameters:
+    ///   - progress: called as the restore goes on.
+    /// - Throws: ``RegistryError`` with `.notFound` when a path is not in the version or `selection`
+    ///   matches no file, `.corruption` when the manifest does not match its id; ``RemoteError`` when
+    ///   the server fails a call (see Errors on ``RemoteRegistry``); ``CairnStoreError`` with
+    ///   `.corruption` when a chunk the server sent does not verify, `.io` when a file cannot be
+    ///   written or the cache fails.
     public func pull(
         _ version: VersionRecord,
         to directory: String,
@@ -196,6 +221,18 @@ extension RemoteRegistry {
     /// Bytes per ranged request of ``read(_:path:range:sink:)``.
     static let readWindow: Int64 = 8 << 20
 
+    /// Streams the file `path` of `version`, or the bytes `range` of it (inclusive bounds, as in
+    /// HTTP; an end past the file is clipped), to `sink`, in ranged requests of 8 MiB (two in
+    /// flight) straight from the server, not through the chunk cache.
+    ///
+    /// A whole file is checked against its SHA-256 once `sink` has had all of it; a range is not
+    /// verified here (``readRange(_:file:range:sink:)`` reads verified ranges through the cache).
+    ///
+    /// - Throws: ``RegistryError`` with `.notFound` when `path` is not in the version,
+    ///   `.invalidArgument` for a range that starts past the end, `.corruption` when the whole file
+    ///   does not match its SHA-256; ``RemoteError`` when the server fails a request, with
+    ///   `.badResponse` when it sends another length than asked for (the file changed on the server)
+    ///   (see Errors on ``RemoteRegistry``); whatever `sink` throws.
     public func read(
         _ version: VersionRecord,
         path: String,

@@ -12,96 +12,29 @@ import Synchronization
 
 // Pushes: the scan, the missing chunks, bundle uploads, the version.
 extension RemoteRegistry {
-    // MARK: Chunks
-
-    /// The ids among `ids` the server does not store.
-    public func missingChunks(_ ids: [SHA256Digest]) throws -> [SHA256Digest] {
-        let config = try serverConfig()
-        var missing: [SHA256Digest] = []
-        var start = 0
-        while start < ids.count {
-            let end = min(start + config.maxBatchIDs, ids.count)
-            let reply = try call(
-                .POST,
-                "/v1/chunks/missing",
-                body: .bytes(ChunkIDList.encode(Array(ids[start..<end]))),
-                contentType: "application/octet-stream"
-            )
-            guard let list = reply.body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
-                throw RemoteError(
-                    status: reply.status,
-                    code: .badResponse,
-                    message: "malformed id list from \(baseURL)"
-                )
-            }
-            missing += list
-            start = end
-        }
-        return missing
-    }
-
-    /// Uploads chunks read from local files in batches (two in flight); returns bytes sent and
-    /// what the server added.
-    func upload(
-        _ sources: [ChunkSource],
-        config: ServerConfig,
-        into uploadID: String?,
-        progress: ((TransferProgress) -> Void)?
-    ) throws -> (sent: Int64, result: ChunkStoreResult) {
-        var total = ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0)
-        var sent: Int64 = 0
-        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
-        let batches = Self.batches(sources.map { Int($0.chunk.length) }, limit: limit, maxCount: config.maxBatchIDs)
-        let rawTotal = sources.reduce(Int64(0)) { $0 + Int64($1.chunk.length) }
-        var rawDone: Int64 = 0
-        var inFlight: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)?
-        func collect(_ pending: (future: EventLoopFuture<HTTPClient.Response>, raw: Int64)) throws {
-            let reply: Reply
-            do {
-                reply = try finish(pending.future)
-            } catch let error as RemoteError where error.code == .chunkMismatch {
-                throw RemoteError(
-                    status: error.status,
-                    code: error.code,
-                    message: "\(error.message) (did a file change while it was being pushed? push again)"
-                )
-            }
-            let r = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data)
-            total.received += r.received
-            total.newChunks += r.newChunks
-            total.newBytes += r.newBytes
-            total.storedBytes += r.storedBytes
-            rawDone += pending.raw
-            progress?(TransferProgress(done: rawDone, of: rawTotal, new: total.newBytes))
-        }
-        for range in batches {
-            let batch = Array(sources[range])
-            // Not re-hashed here: the server verifies every chunk (a file changed since the scan gets
-            // its batch rejected as chunk_mismatch).
-            let bundle = try Store.bundle(
-                batch,
-                compressionLevel: config.compressionLevel,
-                maxChunk: config.chunker.max,
-                compress: false,
-                verify: false
-            )
-            sent += Int64(bundle.count)
-            let future = try start(
-                .POST,
-                "/v1/chunks",
-                query: uploadID.map { [("upload", $0)] } ?? [],
-                body: .bytes(bundle),
-                contentType: "application/octet-stream"
-            )
-            if let pending = inFlight { try collect(pending) }
-            inFlight = (future, batch.reduce(Int64(0)) { $0 + Int64($1.chunk.length) })
-        }
-        if let pending = inFlight { try collect(pending) }
-        return (sent, total)
-    }
-
     // MARK: Push
 
+    /// Stores `directory` as the next version of `request.model` on the server, sending only the
+    /// chunks it lacks; the report's ``PushReport/transferredBytes`` counts the bundle bytes sent.
+    ///
+    /// The chunks go into an upload on the server (`POST /v1/uploads`) that the version commits
+    /// with itself (`POST /v1/models/{model}/versions`); a push that fails closes its upload.
+    /// Chunks a garbage collection on the server drops meanwhile are sent again (up to three
+    /// times).
+    ///
+    /// - Parameters:
+    ///   - directory: the tree to push (every regular file under it).
+    ///   - request: the model, parents and metadata of the new version (`actor` is ignored: the
+    ///     server records the token's user).
+    ///   - progress: called with the scan's progress (and the upload's when chunks are sent again).
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for an invalid model name or parent
+    ///   reference; ``CairnStoreError`` when `directory` is missing (`.notFound`), holds a symlink or
+    ///   special file (`.invalidArgument`), cannot be read (`.io`) or a file changes while it is
+    ///   read (`.conflict`);
+    ///   ``RemoteError`` with `.forbidden` below the writer role, `.notFound` for a parent that does
+    ///   not exist, `.chunkMismatch` when a file changed while it was being pushed, `.missingChunks`
+    ///   when chunks kept disappearing on the server, `.refused` or `.conflict` when the server
+    ///   refuses the version (see Errors on ``RemoteRegistry``).
     public func pushReport(
         directory: String,
         request: PushRequest,
@@ -120,8 +53,9 @@ extension RemoteRegistry {
         }
         // Uploads overlap the scan: after each round of chunking and hashing, the server is asked
         // which of its new chunks it lacks, those are copied into the current bundle straight from
-        // the round's buffer, and a full bundle is sent (two in flight) while scanning goes on.
-        let limit = min(batchRawBytes, max(config.maxBatchBytes / 2, config.chunker.max))
+        // the round's buffer, and a full bundle is sent while scanning goes on, with up to three in
+        // flight (sending the third waits for the reply to the first).
+        let limit = batchLimit(config)
         var seen = Set<SHA256Digest>()
         var builder = BundleBuffer(capacity: limit)
         // The chunks of the bundle being built and of those in flight, in bundle order.
@@ -131,16 +65,7 @@ extension RemoteRegistry {
         var assigned: [ChunkSource] = []
         var sent: Int64 = 0
         func collect(_ pending: (response: PendingCall, bundle: ByteBuffer, chunks: [ChunkSource])) throws {
-            let reply: Reply
-            do {
-                reply = try pending.response.wait(self)
-            } catch let error as RemoteError where error.code == .chunkMismatch {
-                throw RemoteError(
-                    status: error.status,
-                    code: error.code,
-                    message: "\(error.message) (did a file change while it was being pushed? push again)"
-                )
-            }
+            let reply = try uploadReply(pending.response)
             builder.recycle(pending.bundle)
             guard pending.chunks.contains(where: { $0.chunk.id == .zero }) else { return }
             let ids = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data).ids ?? []
@@ -263,6 +188,99 @@ extension RemoteRegistry {
             code: .missingChunks,
             message: "chunks kept disappearing on the server; push again"
         )
+    }
+
+    // MARK: Chunks
+
+    /// The ids among `ids` the server does not store (`POST /v1/chunks/missing`, in batches
+    /// within the server's limit).
+    func missingChunks(_ ids: [SHA256Digest]) throws -> [SHA256Digest] {
+        let config = try serverConfig()
+        var missing: [SHA256Digest] = []
+        var start = 0
+        while start < ids.count {
+            let end = min(start + config.maxBatchIDs, ids.count)
+            let reply = try call(
+                .POST,
+                "/v1/chunks/missing",
+                body: .bytes(ChunkIDList.encode(Array(ids[start..<end]))),
+                contentType: "application/octet-stream"
+            )
+            guard let list = reply.body.readableBytesView.withUnsafeBytes({ ChunkIDList.decode($0) }) else {
+                throw RemoteError(
+                    status: reply.status,
+                    code: .badResponse,
+                    message: "malformed id list from \(baseURL)"
+                )
+            }
+            missing += list
+            start = end
+        }
+        return missing
+    }
+
+    /// Uploads chunks read from local files in batches (two in flight); returns bytes sent and
+    /// what the server added.
+    func upload(
+        _ sources: [ChunkSource],
+        config: ServerConfig,
+        into uploadID: String?,
+        progress: ((TransferProgress) -> Void)?
+    ) throws -> (sent: Int64, result: ChunkStoreResult) {
+        var total = ChunkStoreResult(received: 0, newChunks: 0, newBytes: 0, storedBytes: 0)
+        var sent: Int64 = 0
+        let limit = batchLimit(config)
+        let batches = Self.batches(sources.map { Int($0.chunk.length) }, limit: limit, maxCount: config.maxBatchIDs)
+        let rawTotal = sources.reduce(Int64(0)) { $0 + Int64($1.chunk.length) }
+        var rawDone: Int64 = 0
+        var inFlight: (call: PendingCall, raw: Int64)?
+        func collect(_ pending: (call: PendingCall, raw: Int64)) throws {
+            let reply = try uploadReply(pending.call)
+            let r = try JSONDecoder().decode(ChunkStoreResult.self, from: reply.data)
+            total.received += r.received
+            total.newChunks += r.newChunks
+            total.newBytes += r.newBytes
+            total.storedBytes += r.storedBytes
+            rawDone += pending.raw
+            progress?(TransferProgress(done: rawDone, of: rawTotal, new: total.newBytes))
+        }
+        for range in batches {
+            let batch = Array(sources[range])
+            // Not re-hashed here: the server verifies every chunk (a file changed since the scan gets
+            // its batch rejected as chunk_mismatch).
+            let bundle = try Store.bundle(
+                batch,
+                compressionLevel: config.compressionLevel,
+                maxChunk: config.chunker.max,
+                compress: false,
+                verify: false
+            )
+            sent += Int64(bundle.count)
+            let future = try start(
+                .POST,
+                "/v1/chunks",
+                query: uploadID.map { [("upload", $0)] } ?? [],
+                body: .bytes(bundle),
+                contentType: "application/octet-stream"
+            )
+            if let pending = inFlight { try collect(pending) }
+            inFlight = (.client(future), batch.reduce(Int64(0)) { $0 + Int64($1.chunk.length) })
+        }
+        if let pending = inFlight { try collect(pending) }
+        return (sent, total)
+    }
+
+    /// Waits for the reply to a chunk upload; a `chunk_mismatch` says what likely caused it.
+    func uploadReply(_ call: PendingCall) throws -> Reply {
+        do {
+            return try call.wait(self)
+        } catch let error as RemoteError where error.code == .chunkMismatch {
+            throw RemoteError(
+                status: error.status,
+                code: error.code,
+                message: "\(error.message) (did a file change while it was being pushed? push again)"
+            )
+        }
     }
 
     /// The chunking plans of a push, with delta references against the parent a local push would

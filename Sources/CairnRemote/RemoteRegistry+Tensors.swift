@@ -6,6 +6,15 @@ import CairnStore
 /// the local chunk cache, after fetching (and verifying) the chunks it overlaps that the cache lacks,
 /// so only those chunks cross the network and later reads of them cost nothing.
 extension RemoteRegistry: VersionContentReader {
+    /// Streams `range` of `file` (a file of `version`) to `sink` in order, each piece with its
+    /// offset in the file, read from the chunk cache once the chunks it overlaps are there (fetched
+    /// and verified if not). A damaged cache pack is dropped and its chunks fetched again (up to
+    /// four packs).
+    ///
+    /// - Throws: ``RegistryError`` with `.invalidArgument` for a range outside the file, else with
+    ///   the code of a failed read from the cache; ``CairnStoreError`` with `.corruption` when a
+    ///   chunk the server sent does not verify; ``RemoteError`` when the server fails a fetch (see
+    ///   Errors on ``RemoteRegistry``); whatever `sink` throws.
     public func readRange(
         _ version: VersionRecord,
         file: FileEntry,
@@ -34,12 +43,12 @@ extension RemoteRegistry: VersionContentReader {
         try fetchIntoCache([overlapping])
         // A damaged pack in the cache is dropped and its chunks fetched again (up to four packs);
         // the read goes on from where it stopped, as `sink` already has the bytes before it.
+        let context = "model \(version.model) version \(version.version)"
         var done = range.lowerBound
         var dropped = 0
         while true {
             do {
-                try cacheStore().read(file, range: done..<range.upperBound, context: "model \(version.model) version \(version.version)") {
-                    bytes, offset in
+                try cacheStore().read(file, range: done..<range.upperBound, context: context) { bytes, offset in
                     try sink(bytes, offset)
                     done = offset + Int64(bytes.count)
                 }

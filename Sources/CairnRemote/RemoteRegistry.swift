@@ -10,9 +10,8 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// An error a server returned (or failing to reach it) that has no ``RegistryError`` equivalent:
-/// `unauthenticated` (401), `forbidden` (403), `too_large` (413), `missing_chunks` (409), …
-/// The registry on a `cairn serve` server, with the same operations as a local ``Registry``.
+/// The registry on a `cairn serve` server, with the same operations as a local ``Registry``
+/// (``RegistryService``, ``VersionContentReader``).
 ///
 /// ```swift
 /// let remote = try RemoteRegistry(url: "http://127.0.0.1:8080", token: token)
@@ -23,33 +22,74 @@ import Synchronization
 /// ```
 ///
 /// - A push chunks the tree locally exactly as the server would (same parameters, fetched from
-///   `GET /v1/config`), asks which chunks the server lacks, uploads only those in batches (zstd
-///   compressed), then creates the version from its manifest.
-/// - A pull keeps a local chunk cache (a store under `cacheDirectory`), fetches only the chunks the
+///   `GET /v1/config`), asks which chunks the server lacks, sends only those, raw, in bundles (three
+///   in flight while the scan goes on; the server compresses what it stores), then creates the
+///   version from its manifest.
+/// - A pull keeps a local chunk cache (a store under ``cacheDirectory``), fetches only the chunks the
 ///   cache lacks (and only those of the selected files), verifies each, then restores from the cache.
+/// - `actor` arguments are ignored: the server records the user its bearer token identifies.
 ///
-/// Calls block the calling thread until the server answers: call them from a plain thread (the
-/// command line's main thread), not from a Swift concurrency task.
-public final class RemoteRegistry: RegistryService, @unchecked Sendable {
-    // @unchecked Sendable: immutable after init, except the lazily fetched config and cache store,
-    // which are guarded by mutexes.
+/// ### Blocking calls and Swift concurrency
+///
+/// Every call is synchronous and blocks its thread until the server has answered: it waits on
+/// AsyncHTTPClient's futures (`EventLoopFuture.wait()`) and on the replies of chunk uploads and
+/// fetches, which run on blocking sockets on dispatch queues of their own. The command line calls it
+/// from its main thread, which is what it is made for. Never call it on an event loop of
+/// AsyncHTTPClient or SwiftNIO (NIO stops the process: `wait()` there would deadlock). From a Swift
+/// concurrency task a call works but holds one of the cooperative pool's few threads for as long as
+/// the transfer takes (seconds to minutes for a push or a pull); when the server runs in the same
+/// process (tests, an embedding `cairn serve`), blocked pool threads can starve it of the threads it
+/// needs to answer. There, run calls on a thread of their own (`Thread`, or a dispatch queue), not
+/// directly from `async` code.
+///
+/// The type is `Sendable`: its configuration is immutable, the server's configuration is fetched
+/// once under a lock, and calls from several threads at once are safe.
+///
+/// ### Errors
+///
+/// A call throws ``RemoteError`` when the server answers with an error (its ``ErrorCode``, e.g.
+/// `.unauthenticated` without a valid token, `.forbidden` when the token's role does not allow the
+/// call, `.notFound`, `.invalidArgument`, `.refused` for a change a gate refuses), with `.unreachable`
+/// when the server cannot be reached or does not answer within 5 minutes, and with `.badResponse`
+/// when its reply cannot be read. Checks made on this side (a malformed URL or model name, a file or
+/// manifest that does not match its SHA-256) throw ``RegistryError``; a failure of the local chunk
+/// cache or of the files being pushed or written throws ``CairnStoreError``. Each method's `Throws`
+/// names the codes particular to it.
+public final class RemoteRegistry: RegistryService {
+    /// The server's URL, without trailing slashes (`http://127.0.0.1:8080`).
     public let baseURL: String
     let token: String?
-    /// Directory of the local chunk cache.
+    /// The directory of the local chunk cache (a store; see ``defaultCacheDirectory(for:)``).
     public let cacheDirectory: String
     let client: HTTPClient
     private let configCache = Mutex<ServerConfig?>(nil)
+    private let assignAfter = Atomic<Int>(32 << 20)
+
     /// Bytes a push checks with the server (all but 2% of them missing there) before it stops
     /// hashing chunks and lets the server assign their ids (see ``pushReport(directory:request:progress:)``).
-    public var assignAfterBytes = 32 << 20
+    package var assignAfterBytes: Int {
+        get { assignAfter.load(ordering: .relaxed) }
+        set { assignAfter.store(newValue, ordering: .relaxed) }
+    }
 
     /// Raw bytes per upload or fetch batch.
     let batchRawBytes: Int
 
+    /// Chunk uploads and fetches over blocking sockets (plain http); nil: through AsyncHTTPClient.
+    let socketClient: SocketClient?
+
+    /// A client of the server at `url`. Nothing is sent until the first call.
+    ///
     /// - Parameters:
-    ///   - url: the server, e.g. `http://127.0.0.1:8080`.
-    ///   - token: a bearer token (`cairn token create`), or nil for a server started with `--public-read`.
-    ///   - cacheDirectory: the chunk cache for pulls (default ``defaultCacheDirectory(for:)``).
+    ///   - url: the server, `http://HOST:PORT` or `https://HOST:PORT` (with an optional path prefix).
+    ///   - token: a bearer token (`cairn token create`), or nil (or empty) for a server started with
+    ///     `--public-read`, which then allows reads only.
+    ///   - cacheDirectory: the chunk cache for pulls, created on first use (default
+    ///     ``defaultCacheDirectory(for:)``).
+    ///   - batchBytes: raw bytes per bundle of chunks uploaded or fetched at most (the server's
+    ///     limits may make bundles smaller).
+    /// - Throws: ``RegistryError`` with `.invalidArgument` when `url` is not an http or https URL
+    ///   with a host.
     public convenience init(
         url: String,
         token: String?,
@@ -83,9 +123,6 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         socketClient = socketFetches ? SocketClient(baseURL: base, token: self.token) : nil
     }
 
-    /// Chunk uploads and fetches over blocking sockets (plain http); nil: through AsyncHTTPClient.
-    let socketClient: SocketClient?
-
     /// The HTTP client of every remote registry: like AsyncHTTPClient's shared one, except that a
     /// server that refuses connections fails a call at once (the shared client keeps retrying for
     /// 90 seconds), one that stops answering fails it after 5 minutes, and replies are not
@@ -98,7 +135,9 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
-    /// `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`, else `~/.cache/cairn/remote/HOST_PORT`.
+    /// The default chunk cache of the server at `url`: `$XDG_CACHE_HOME/cairn/remote/HOST_PORT`,
+    /// else `~/.cache/cairn/remote/HOST_PORT` (characters other than letters, digits, `.`, `_` and
+    /// `-` replaced by `_`).
     public static func defaultCacheDirectory(for url: String) -> String {
         let env = ProcessInfo.processInfo.environment
         let base: String
@@ -116,30 +155,45 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
 
     // MARK: Server configuration and identity
 
-    /// The server's chunking parameters and batch limits (fetched once).
-    public func serverConfig() throws -> ServerConfig {
+    /// The server's chunking parameters, batch limits and abilities (`GET /v1/config`, fetched once).
+    func serverConfig() throws -> ServerConfig {
         if let config = configCache.withLock({ $0 }) { return config }
         let config = try json(.GET, "/v1/config", as: ServerConfig.self)
         configCache.withLock { $0 = config }
         return config
     }
 
-    /// Who the token identifies.
+    /// The user, role and id of the token (`GET /v1/whoami`).
+    ///
+    /// - Throws: ``RemoteError`` with `.unauthenticated` without a valid token (see Errors on
+    ///   ``RemoteRegistry``).
     public func whoami() throws -> Identity {
         try json(.GET, "/v1/whoami", as: Identity.self)
     }
 
     // MARK: Lookup
 
+    /// The version `reference` names (`GET /v1/models/{model}/versions/{ref}`).
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` when the model or the version does not exist (see
+    ///   Errors on ``RemoteRegistry``).
     public func resolve(_ reference: Reference) throws -> VersionRecord {
         try info(reference).record
     }
 
+    /// The version `reference` names with its aliases and approvals (what `cairn show` prints).
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` when the model or the version does not exist (see
+    ///   Errors on ``RemoteRegistry``).
     public func info(_ reference: Reference) throws -> VersionInfo {
         let reply = try call(.GET, Self.versionPath(reference))
         return try decodeVersion(reply).info
     }
 
+    /// The version `reference` named at `date` (`?at=TIME`): a stage's or alias's version then.
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` when it named none then, `.badResponse` when the
+    ///   server answers without the point in time (see Errors on ``RemoteRegistry``).
     public func resolve(_ reference: Reference, at date: Date) throws -> PastResolution {
         let reply = try call(.GET, Self.versionPath(reference), query: [("at", RegistryTime.format(date))])
         guard let past = try decodeVersion(reply).past else {
@@ -164,6 +218,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
     }
 
+    /// The manifest of `version` (`GET /v1/manifests/{id}`), checked against its id.
+    ///
+    /// - Throws: ``RegistryError`` with `.corruption` when the version's manifest id is malformed or
+    ///   the bytes the server sent do not hash to it; ``CairnStoreError`` with `.corruption` when they
+    ///   do not decode; ``RemoteError`` (see Errors on ``RemoteRegistry``).
     public func manifest(of version: VersionRecord) throws -> Manifest {
         guard let id = SHA256Digest(hex: version.manifest) else {
             throw RegistryError(.corruption, "\(version.reference) has a malformed manifest id")
@@ -180,10 +239,17 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         }
     }
 
+    /// Every model with its version count and production version (`cairn ls`).
+    ///
+    /// - Throws: ``RemoteError`` (see Errors on ``RemoteRegistry``).
     public func listModels() throws -> [ModelSummary] {
         try json(.GET, "/v1/models", as: [ModelSummary].self)
     }
 
+    /// The versions matching `query` (stage, tags, metric conditions), of one model or of all.
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` for a model that does not exist (see Errors on
+    ///   ``RemoteRegistry``).
     public func findVersions(_ query: VersionQuery) throws -> [VersionInfo] {
         var items: [(String, String)] = []
         if let stage = query.stage { items.append(("stage", stage.rawValue)) }
@@ -197,14 +263,24 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         return try array.map { try VersionDocument.decode(try JSONSerialization.data(withJSONObject: $0)).info }
     }
 
+    /// The ancestors and descendants of the version `reference` names.
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` when it names none (see Errors on ``RemoteRegistry``).
     public func lineage(_ reference: Reference) throws -> Lineage {
         try json(.GET, Self.versionPath(reference) + "/lineage", as: Lineage.self)
     }
 
+    /// The stage and alias changes of `model`, oldest first.
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` for a model that does not exist (see Errors on
+    ///   ``RemoteRegistry``).
     public func history(of model: String) throws -> [AuditEntry] {
         try json(.GET, Self.modelPath(model) + "/history", as: [AuditEntry].self)
     }
 
+    /// The audit log, of one model or all, from `since` on.
+    ///
+    /// - Throws: ``RemoteError`` (see Errors on ``RemoteRegistry``).
     public func auditLog(model: String?, since: Date?) throws -> [AuditEntry] {
         var query: [(String, String)] = []
         if let model { query.append(("model", model)) }
@@ -212,24 +288,43 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         return try json(.GET, "/v1/audit", query: query, as: [AuditEntry].self)
     }
 
+    /// The server's check of the audit log's hash chain (a broken chain is a result, not an error).
+    ///
+    /// - Throws: ``RemoteError`` (see Errors on ``RemoteRegistry``).
     public func verifyAudit() throws -> AuditVerification {
         try json(.GET, "/v1/audit/verify", as: AuditVerification.self)
     }
 
+    /// The aliases of `model` and the versions they name.
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` for a model that does not exist (see Errors on
+    ///   ``RemoteRegistry``).
     public func aliases(of model: String) throws -> [AliasRecord] {
         try json(.GET, Self.modelPath(model) + "/aliases", as: [AliasRecord].self)
     }
 
+    /// The promotion policy of `model` (approvals and metric requirements per stage).
+    ///
+    /// - Throws: ``RemoteError`` with `.notFound` for a model that does not exist (see Errors on
+    ///   ``RemoteRegistry``).
     public func policy(of model: String) throws -> Policy {
         try json(.GET, Self.modelPath(model) + "/policy", as: PolicyDocument.self).policy
     }
 
+    /// The server store's figures: models, versions, chunks, logical, unique and stored bytes.
+    ///
+    /// - Throws: ``RemoteError`` (see Errors on ``RemoteRegistry``).
     public func statistics() throws -> RegistryStatistics {
         try json(.GET, "/v1/stats", as: RegistryStatistics.self)
     }
 
-    // MARK: Changes (the server records its token's user as the actor)
+    // MARK: Changes (the server records its token's user as the actor; `actor` is ignored)
 
+    /// Moves the version `reference` names to `target` once the model's policy allows it.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the approver role, `.notFound` when
+    ///   `reference` names no version, `.refused` when approvals or metric requirements are missing
+    ///   (see Errors on ``RemoteRegistry``).
     public func promote(
         _ reference: Reference,
         to target: Stage,
@@ -247,6 +342,12 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Records the token's user's approval of the version `reference` names for `stage`.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the approver role, `.notFound` when
+    ///   `reference` names no version, `.invalidArgument` for a stage other than staging or
+    ///   production, `.refused` when the user created the version or approved it already (see
+    ///   Errors on ``RemoteRegistry``).
     public func approve(_ reference: Reference, for stage: Stage, actor: String, reason: String?) throws -> ChangeResult
     {
         try json(
@@ -257,6 +358,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Puts version `target` (nil: the previous production version) of `model` back in production.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the approver role, `.invalidArgument`
+    ///   without a reason, `.notFound` when there is no version `target`, `.refused` when there is no
+    ///   former production version to go back to (see Errors on ``RemoteRegistry``).
     public func rollback(model: String, to target: Int?, actor: String, reason: String) throws -> ChangeResult {
         try json(
             .POST,
@@ -266,6 +372,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Moves the version `reference` names to the archived stage.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the approver role, `.notFound` when
+    ///   `reference` names no version (see Errors on ``RemoteRegistry``).
     public func archive(
         _ reference: Reference,
         actor: String,
@@ -280,6 +390,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Deletes the version `reference` names (its chunks stay until a garbage collection).
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role, `.notFound` when `reference`
+    ///   names no version, `.refused` for a version that has been in production or that an alias
+    ///   names (see Errors on ``RemoteRegistry``).
     public func delete(_ reference: Reference, actor: String, reason: String?) throws -> ChangeResult {
         try json(
             .DELETE,
@@ -289,6 +404,11 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Points `alias` of `model` at `version`.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` when the token's role may not change aliases of
+    ///   that stage, `.notFound` when the version does not exist, `.invalidArgument` for an invalid
+    ///   alias (see Errors on ``RemoteRegistry``).
     public func setAlias(
         model: String,
         alias: String,
@@ -304,6 +424,10 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Removes `alias` of `model`.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` when the token's role may not change aliases of
+    ///   that stage, `.notFound` when there is no such alias (see Errors on ``RemoteRegistry``).
     public func removeAlias(model: String, alias: String, actor: String, reason: String?) throws -> ChangeResult {
         try json(
             .DELETE,
@@ -313,14 +437,26 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Sets `tags` on the version `reference` names.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` when the token's role may not tag a version of
+    ///   that stage, `.notFound` when `reference` names no version (see Errors on ``RemoteRegistry``).
     public func tag(_ reference: Reference, _ tags: [String: String], actor: String) throws -> ChangeResult {
         try json(.POST, Self.versionPath(reference) + "/tags", body: TagsBody(tags: tags), as: ChangeResult.self)
     }
 
+    /// Removes the tags `keys` from the version `reference` names.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` when the token's role may not tag a version of
+    ///   that stage, `.notFound` when `reference` names no version (see Errors on ``RemoteRegistry``).
     public func untag(_ reference: Reference, _ keys: [String], actor: String) throws -> ChangeResult {
         try json(.POST, Self.versionPath(reference) + "/untag", body: TagsBody(keys: keys), as: ChangeResult.self)
     }
 
+    /// Replaces the promotion policy of `model`.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role, `.notFound` for a model that
+    ///   does not exist (see Errors on ``RemoteRegistry``).
     public func setPolicy(model: String, _ policy: Policy, actor: String, reason: String?) throws -> ChangeResult {
         try json(
             .PUT,
@@ -330,22 +466,43 @@ public final class RemoteRegistry: RegistryService, @unchecked Sendable {
         )
     }
 
+    /// Has the server delete chunks no version uses that are older than `gracePeriod` seconds.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role (see Errors on
+    ///   ``RemoteRegistry``).
     public func collectGarbage(gracePeriod: Double) throws -> GarbageCollectionReport {
         try json(.POST, "/v1/gc", query: [("grace_period", "\(gracePeriod)")], as: GarbageCollectionReport.self)
     }
 
+    /// Has the server verify its store (`deep`: every chunk's bytes too); `progress` is not called
+    /// (the server reports none). Problems found are in the summary, not thrown.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role (see Errors on
+    ///   ``RemoteRegistry``).
     public func verifySummary(deep: Bool, progress: ((TransferProgress) -> Void)?) throws -> VerifySummary {
         try json(.POST, "/v1/verify", query: [("deep", deep ? "true" : "false")], as: VerifySummary.self)
     }
 
+    /// Creates a token for `user` with `role`; the token itself is in the result only.
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role, `.invalidArgument` for a user
+    ///   name that is empty or not on one line (see Errors on ``RemoteRegistry``).
     public func createToken(user: String, role: Role, actor: String) throws -> NewToken {
         try json(.POST, "/v1/tokens", body: TokenBody(user: user, role: role), as: NewToken.self)
     }
 
+    /// The server's tokens (their ids, users and roles; never the tokens).
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role (see Errors on
+    ///   ``RemoteRegistry``).
     public func listTokens() throws -> [TokenRecord] {
         try json(.GET, "/v1/tokens", as: [TokenRecord].self)
     }
 
+    /// Revokes the token whose id starts with `id` (at least 6 hex digits).
+    ///
+    /// - Throws: ``RemoteError`` with `.forbidden` below the admin role, `.notFound` when no token
+    ///   matches, `.invalidArgument` for a shorter or ambiguous id (see Errors on ``RemoteRegistry``).
     public func revokeToken(id: String, actor: String) throws -> TokenRecord {
         try json(.DELETE, "/v1/tokens/" + PathSegment.encode(id), as: TokenRecord.self)
     }

@@ -22,7 +22,7 @@ struct ServerChunks: ChunkFetcher {
     func startFetch(_ chunks: [ChunkRef], deltas: Bool) throws -> [any PendingBundle] {
         let batches = RemoteRegistry.batches(
             chunks.map { Int($0.length) },
-            limit: max(config.maxBatchBytes / 2, config.chunker.max),
+            limit: RemoteRegistry.serverBatchLimit(config),
             maxCount: config.maxBatchIDs
         )
         if let sockets = remote.socketClient {

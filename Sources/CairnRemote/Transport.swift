@@ -12,8 +12,10 @@ import Synchronization
 
 // The HTTP side of the client: requests, replies, the errors replies carry, API paths.
 extension RemoteRegistry {
-    // MARK: HTTP
+    // MARK: Requests and replies
 
+    /// A reply: its status, headers and body (whole; empty for bundles a ``PooledReplyCollector``
+    /// keeps).
     struct Reply {
         var status: Int
         var headers: HTTPHeaders
@@ -22,6 +24,7 @@ extension RemoteRegistry {
         var data: Data { Data(body.readableBytesView) }
     }
 
+    /// A request to `path` (under ``baseURL``) with the client's headers: user agent and token.
     private func makeRequest(
         _ method: HTTPMethod,
         _ path: String,
@@ -84,15 +87,26 @@ extension RemoteRegistry {
         ).futureResult
     }
 
+    /// Waits for a started request, blocking the thread (see "Blocking calls" on
+    /// ``RemoteRegistry``); throws the server's error for a status of 400 or more.
     func finish(_ future: EventLoopFuture<Reply>) throws -> Reply {
         let reply: Reply
         do {
             reply = try future.wait()
         } catch {
-            throw RemoteError(status: 0, code: .unreachable, message: "cannot reach \(baseURL): \(Self.reason(error))")
+            throw noReply(error)
         }
         if reply.status >= 400 { throw Self.error(from: reply) }
         return reply
+    }
+
+    /// The error of a call that got no reply: the server did not answer in time, or could not be
+    /// reached.
+    private func noReply(_ error: any Error) -> RemoteError {
+        if let error = error as? HTTPClientError, error == .readTimeout {
+            return .timedOut(baseURL, after: "5 minutes")
+        }
+        return .unreachable(baseURL, Self.reason(error))
     }
 
     /// Why a connection failed, in words: "connection refused", "unknown host example.org".
@@ -103,11 +117,12 @@ extension RemoteRegistry {
             if let first = error.connectionErrors.first { return reason(first.error) }
             return "unknown host \(error.host)"
         case let error as HTTPClientError where error == .connectTimeout: return "no connection within 10 seconds"
-        case let error as HTTPClientError where error == .readTimeout: return "no answer within 5 minutes"
         default: return "\(error)"
         }
     }
 
+    /// Starts a request and waits for its reply; throws the server's error for a status of 400 or
+    /// more.
     func call(
         _ method: HTTPMethod,
         _ path: String,
@@ -151,9 +166,12 @@ extension RemoteRegistry {
         }
     }
 
+    /// An empty JSON object as a request body.
     struct Empty: Codable {}
 
-    static func error(from reply: Reply) -> any Error {
+    /// The error an error reply carries: its code (``ErrorCode/init(code:status:)``), message and
+    /// missing chunks, or for a body that is not the API's error JSON, the status's code.
+    static func error(from reply: Reply) -> RemoteError {
         guard let body = try? JSONDecoder().decode(ErrorBody.self, from: reply.data) else {
             let text = String(decoding: reply.body.readableBytesView.prefix(200), as: UTF8.self)
             return RemoteError(
@@ -171,8 +189,12 @@ extension RemoteRegistry {
         )
     }
 
+    // MARK: Paths
+
+    /// `/v1/models/{model}`.
     static func modelPath(_ model: String) -> String { "/v1/models/" + PathSegment.encode(model) }
 
+    /// `/v1/models/{model}/versions/{ref}`: a number, `latest`, a stage or an alias.
     static func versionPath(_ reference: Reference) -> String {
         let ref: String =
             switch reference.selector {
@@ -183,9 +205,12 @@ extension RemoteRegistry {
         return modelPath(reference.model) + "/versions/" + PathSegment.encode(ref)
     }
 
+    /// `/v1/models/{model}/versions/{number}`.
     static func versionPath(_ version: VersionRecord) -> String {
         modelPath(version.model) + "/versions/\(version.version)"
     }
+
+    // MARK: Chunk transfers
 
     /// A call on its way, through AsyncHTTPClient or a ``SocketClient``.
     enum PendingCall {
@@ -200,6 +225,17 @@ extension RemoteRegistry {
             }
         }
     }
+
+    /// Raw bytes of chunks per bundle the server takes or sends: half its body limit (a bundle of
+    /// incompressible chunks is a little larger than their bytes), at least one chunk of the
+    /// largest size.
+    static func serverBatchLimit(_ config: ServerConfig) -> Int {
+        max(config.maxBatchBytes / 2, config.chunker.max)
+    }
+
+    /// Raw bytes of chunks per bundle this client uploads or fetches: its batch size, within the
+    /// server's limit.
+    func batchLimit(_ config: ServerConfig) -> Int { min(batchRawBytes, Self.serverBatchLimit(config)) }
 
     /// Consecutive index ranges of `lengths` whose sums stay within `limit` (at least one each).
     static func batches(_ lengths: [Int], limit: Int, maxCount: Int) -> [Range<Int>] {
