@@ -52,12 +52,14 @@ struct CachedFiles: Sendable {
                 guard let value = try txn.get(table, chunk.id.bytes), let place = Self.decode(value),
                     place.length == Int(chunk.length)
                 else { continue }
-                let size = sizes[place.file] ?? {
-                    var info = stat()
-                    let size = stat(path(of: place.file), &info) == 0 ? Int64(info.st_size) : -1
-                    sizes[place.file] = size
-                    return size
-                }()
+                let size =
+                    sizes[place.file]
+                    ?? {
+                        var info = stat()
+                        let size = stat(path(of: place.file), &info) == 0 ? Int64(info.st_size) : -1
+                        sizes[place.file] = size
+                        return size
+                    }()
                 if place.offset + Int64(place.length) <= size { places[chunk.id] = place }
             }
         }
@@ -67,7 +69,9 @@ struct CachedFiles: Sendable {
     /// Reads `chunk` (`target.count` bytes) from the cached file holding it; false if none does.
     /// The bytes are not verified here.
     func read(_ chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool {
-        guard let place = (try? locate([ChunkRef(id: chunk, length: UInt32(target.count))]))?[chunk] else { return false }
+        guard let place = (try? locate([ChunkRef(id: chunk, length: UInt32(target.count))]))?[chunk] else {
+            return false
+        }
         let fd = open(path(of: place.file), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -104,7 +108,9 @@ struct CachedFiles: Sendable {
                 } catch {
                     unlink(temporary)
                     throw CairnStoreError(
-                        .io, "\(source) was pulled but cannot be kept in the chunk cache: link: \(reason); copy: \(error)")
+                        .io,
+                        "\(source) was pulled but cannot be kept in the chunk cache: link: \(reason); copy: \(error)"
+                    )
                 }
             }
             var info = stat()
@@ -125,7 +131,11 @@ struct CachedFiles: Sendable {
             for file in added {
                 var offset: Int64 = 0
                 for chunk in file.chunks {
-                    try txn.put(table, chunk.id.bytes, Self.encode(Place(file: file.sha256, offset: offset, length: Int(chunk.length))))
+                    try txn.put(
+                        table,
+                        chunk.id.bytes,
+                        Self.encode(Place(file: file.sha256, offset: offset, length: Int(chunk.length)))
+                    )
                     offset += Int64(chunk.length)
                 }
             }
@@ -207,7 +217,9 @@ final class CacheThenServer: ChunkFetcher {
 
     func dropLocalCopy(of chunk: SHA256Digest) throws -> Bool { try files.drop(holding: chunk) }
 
-    func readLocalCopy(of chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool { files.read(chunk, into: target) }
+    func readLocalCopy(of chunk: SHA256Digest, into target: UnsafeMutableRawBufferPointer) -> Bool {
+        files.read(chunk, into: target)
+    }
 
     func stopFetchingDeltas() -> Bool { asksForDeltas.exchange(false, ordering: .relaxed) }
 }
@@ -215,12 +227,11 @@ final class CacheThenServer: ChunkFetcher {
 /// Chunks read from cached files into a bundle (raw codec) on a thread of their own, in a reused
 /// buffer (``ReceiveBuffers``: fresh memory for each 16 MiB bundle made page faults and the first
 /// touch of its pages half of a pull's CPU time).
-final class CachedFileBundle: PendingBundle, @unchecked Sendable {
-    // @unchecked Sendable: `buffer` is filled before `ready` is signalled and only read after
-    // waiting for it (by the first `withBytes`; later calls come after it).
+final class CachedFileBundle: PendingBundle {
+    /// Filled by the reading thread before `ready` is signalled; read only after waiting for it.
     private let buffer: ReceiveBuffer
+    /// Signalled once the buffer is filled; each wait signals it again, so that later waits pass.
     private let ready = DispatchSemaphore(value: 0)
-    private var waited = false
 
     var isKeptLocally: Bool { true }
 
@@ -238,19 +249,30 @@ final class CachedFileBundle: PendingBundle, @unchecked Sendable {
         ReceiveBuffers.shared.give(buffer)  // the reading closure holds `self` until it is done
     }
 
-    private static func read(files: CachedFiles, chunks: [(ChunkRef, CachedFiles.Place)], into out: UnsafeMutableRawBufferPointer) {
+    private static func read(
+        files: CachedFiles,
+        chunks: [(ChunkRef, CachedFiles.Place)],
+        into out: UnsafeMutableRawBufferPointer
+    ) {
         var descriptors: [SHA256Digest: Int32] = [:]
         defer { for fd in descriptors.values where fd >= 0 { close(fd) } }
         ChunkBundle.writeHeader(count: chunks.count, to: out.baseAddress!)
         var at = ChunkBundle.headerSize
         for (chunk, place) in chunks {
             at += ChunkBundle.writeEntryHeader(
-                id: chunk.id, codec: .raw, rawLength: place.length, storedLength: place.length, to: out.baseAddress! + at)
-            let fd = descriptors[place.file] ?? {
-                let fd = open(files.path(of: place.file), O_RDONLY | O_CLOEXEC)
-                descriptors[place.file] = fd
-                return fd
-            }()
+                id: chunk.id,
+                codec: .raw,
+                rawLength: place.length,
+                storedLength: place.length,
+                to: out.baseAddress! + at
+            )
+            let fd =
+                descriptors[place.file]
+                ?? {
+                    let fd = open(files.path(of: place.file), O_RDONLY | O_CLOEXEC)
+                    descriptors[place.file] = fd
+                    return fd
+                }()
             let target = UnsafeMutableRawBufferPointer(start: out.baseAddress! + at, count: place.length)
             let got = CachedFiles.readFully(fd, into: target, at: place.offset)
             if got < place.length {
@@ -262,11 +284,10 @@ final class CachedFileBundle: PendingBundle, @unchecked Sendable {
         }
     }
 
+    /// Waits until the chunks are read (blocking), then calls `body` with the bundle's bytes.
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        if !waited {
-            ready.wait()
-            waited = true
-        }
+        ready.wait()
+        ready.signal()
         return try body(buffer.bytes)
     }
 }

@@ -3,7 +3,14 @@ import Synchronization
 
 /// Page-aligned memory a reply body is received into: `count` bytes of `memory`.
 final class ReceiveBuffer: @unchecked Sendable {
-    // @unchecked Sendable: used by one thread at a time (a lane's queue, then the reply's readers).
+    // @unchecked Sendable: a buffer has one owner at a time, and is written only before it is
+    // handed on. It is filled by one thread (a socket lane's queue, AsyncHTTPClient's callbacks on
+    // one event loop, a cached-file reader), handed to its readers through a lock, a semaphore or a
+    // future (each orders the writes before the reads), read by them one at a time and no longer
+    // written, then given back to ``ReceiveBuffers``, after which its former owner does not touch
+    // it. The compiler cannot check this: raw memory (pointers are not Sendable) is what lets a
+    // body be received in place and the buffer be reused; a ByteBuffer is Sendable, but is copied
+    // to fresh memory when written while anything else still holds it.
     private(set) var memory: UnsafeMutableRawBufferPointer
     var count = 0
 
@@ -51,7 +58,9 @@ final class ReceiveBuffers: Sendable {
     func take(capacity: Int) -> ReceiveBuffer {
         let kept = free.withLock { list -> ReceiveBuffer? in
             // The smallest that fits, else the largest (which then gets memory of the right size).
-            if let i = list.indices.filter({ list[$0].memory.count >= capacity }).min(by: { list[$0].memory.count < list[$1].memory.count }) {
+            if let i = list.indices.filter({ list[$0].memory.count >= capacity }).min(by: {
+                list[$0].memory.count < list[$1].memory.count
+            }) {
                 return list.remove(at: i)
             }
             guard let i = list.indices.max(by: { list[$0].memory.count < list[$1].memory.count }) else { return nil }

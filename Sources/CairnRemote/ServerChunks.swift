@@ -30,85 +30,108 @@ struct ServerChunks: ChunkFetcher {
         }
         return try batches.map { range in
             let batch = chunks[range].map(\.id)
-            let collector = PooledReplyCollector()
             return FetchedBundle(
                 remote: remote,
-                collector: collector,
                 future: try remote.start(
                     .POST,
                     "/v1/chunks/fetch" + (deltas ? "?deltas=1" : ""),
                     body: .bytes(ChunkIDList.encode(batch)),
                     contentType: "application/octet-stream",
-                    collector: collector
+                    collector: PooledReplyCollector()
                 )
             )
         }
     }
 }
 
-/// A `POST /v1/chunks/fetch` on its way; its reply is kept once it has arrived.
-final class FetchedBundle: PendingBundle, @unchecked Sendable {
-    // @unchecked Sendable: used by one thread at a time (the restore's read loop, then its stager).
+/// A `POST /v1/chunks/fetch` through AsyncHTTPClient on its way, read by a
+/// ``PooledReplyCollector``. The bundle's buffer is kept once waited for and goes back to
+/// ``ReceiveBuffers`` with the fetch.
+final class FetchedBundle: PendingBundle {
     private let remote: RemoteRegistry
-    private let collector: PooledReplyCollector
-    private let future: EventLoopFuture<RemoteRegistry.Reply>
-    private var body: ReceiveBuffer?
+    private let future: EventLoopFuture<PooledReplyCollector.Collected>
+    /// The bundle, once waited for (the lock is not contended: a restore reads a bundle, then
+    /// stages it, one after the other).
+    private let bundle = Mutex<ReceiveBuffer?>(nil)
 
-    init(remote: RemoteRegistry, collector: PooledReplyCollector, future: EventLoopFuture<RemoteRegistry.Reply>) {
+    init(remote: RemoteRegistry, future: EventLoopFuture<PooledReplyCollector.Collected>) {
         self.remote = remote
-        self.collector = collector
         self.future = future
     }
 
     deinit {
-        if let body { ReceiveBuffers.shared.give(body) }
+        if let bundle = bundle.withLock({ $0 }) { ReceiveBuffers.shared.give(bundle) }
     }
 
+    /// Waits for the bundle (blocking; see "Blocking calls" on ``RemoteRegistry``), then calls
+    /// `body` with its bytes; throws the server's error for an error reply.
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        if self.body == nil {
-            _ = try remote.finish(future)  // throws the server's error for an error reply
-            self.body = collector.takeBody()
+        let buffer = try bundle.withLock { kept in
+            if let kept { return kept }
+            let collected = try remote.wait(for: future)
+            guard let fetched = collected.bundle else { throw RemoteRegistry.error(from: collected.reply) }
+            kept = fetched
+            return fetched
         }
-        return try body(self.body!.bytes)
+        return try body(buffer.bytes)
     }
 }
 
 /// Collects a reply into a buffer from ``ReceiveBuffers``, sized by its Content-Length
 /// (AsyncHTTPClient's default collector grows a fresh buffer per reply, whose pages are faulted in
-/// anew each time). The body stays with the collector (``takeBody()``) until the reply's owner
-/// takes it.
-final class PooledReplyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
-    // @unchecked Sendable: AsyncHTTPClient calls a delegate on its event loop only; `takeBody` is
-    // called after the reply's future completed.
-    typealias Response = RemoteRegistry.Reply
-    private var status = 0
-    private var headers = HTTPHeaders()
-    private var body: ReceiveBuffer?
-
-    /// The body, once the reply is complete (to be given back to ``ReceiveBuffers``).
-    func takeBody() -> ReceiveBuffer {
-        defer { body = nil }
-        return body ?? ReceiveBuffers.shared.take(capacity: 0)
+/// anew each time). The buffer comes with the reply (``Collected/bundle``) for its owner to give
+/// back.
+final class PooledReplyCollector: HTTPClientResponseDelegate {
+    /// A reply as collected: a successful one's body in a pooled buffer, an error reply's (small)
+    /// in ``RemoteRegistry/Reply/body``.
+    struct Collected {
+        var reply: RemoteRegistry.Reply
+        /// The body of a reply with a status below 400; nil for an error reply.
+        var bundle: ReceiveBuffer?
     }
 
+    typealias Response = Collected
+
+    /// What has arrived so far.
+    private struct Arrived {
+        var status = 0
+        var headers = HTTPHeaders()
+        var body: ReceiveBuffer?
+    }
+
+    /// Written by AsyncHTTPClient's callbacks, one after the other on the request's event loop:
+    /// the lock is never contended.
+    private let arrived = Mutex(Arrived())
+
     func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        status = Int(head.status.code)
-        headers = head.headers
-        body = ReceiveBuffers.shared.take(capacity: head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
+        let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+        arrived.withLock {
+            $0.status = Int(head.status.code)
+            $0.headers = head.headers
+            $0.body = ReceiveBuffers.shared.take(capacity: length)
+        }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
-        if body == nil { body = ReceiveBuffers.shared.take(capacity: part.readableBytes) }
-        part.withUnsafeReadableBytes { body!.append($0) }
+        arrived.withLock { arrived in
+            let body = arrived.body ?? ReceiveBuffers.shared.take(capacity: part.readableBytes)
+            arrived.body = body
+            part.withUnsafeReadableBytes { body.append($0) }
+        }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
-        // Error replies are small: they carry their body; a bundle stays here for takeBody().
-        guard status >= 400 else { return Response(status: status, headers: headers, body: ByteBuffer()) }
-        let error = takeBody()
-        defer { ReceiveBuffers.shared.give(error) }
-        return Response(status: status, headers: headers, body: error.byteBuffer())
+        let (status, headers, body) = arrived.withLock { arrived in
+            defer { arrived.body = nil }
+            return (arrived.status, arrived.headers, arrived.body ?? ReceiveBuffers.shared.take(capacity: 0))
+        }
+        guard status >= 400 else {
+            return Collected(reply: .init(status: status, headers: headers, body: ByteBuffer()), bundle: body)
+        }
+        // Error replies are small: they carry their body, and the buffer goes back at once.
+        defer { ReceiveBuffers.shared.give(body) }
+        return Collected(reply: .init(status: status, headers: headers, body: body.byteBuffer()), bundle: nil)
     }
 }

@@ -16,6 +16,9 @@ import Synchronization
 ///
 /// Calls run on a few connections (lanes), each a serial queue with one keep-alive connection;
 /// they are handed out in turn, so replies arrive about in the order they are asked for.
+///
+/// The sockets block their dispatch queues' threads, never a Swift concurrency thread; a caller
+/// blocks only when it waits for a reply (``SocketReply``).
 final class SocketClient: Sendable {
     let host: String
     let port: Int
@@ -23,17 +26,22 @@ final class SocketClient: Sendable {
     let prefix: String
     let token: String?
     let baseURL: String
+    /// Seconds a connection waits for the server to take or send bytes before the call fails.
+    let timeout: Int
     private let lanes: [Lane]
     private let turn = Atomic<Int>(0)
 
     /// nil for URLs it does not serve (https).
-    init?(baseURL: String, token: String?, lanes: Int = 3) {
-        guard let url = URL(string: baseURL), url.scheme == "http", let host = url.host, !host.isEmpty else { return nil }
+    init?(baseURL: String, token: String?, lanes: Int = 3, timeout: Int = 300) {
+        guard let url = URL(string: baseURL), url.scheme == "http", let host = url.host, !host.isEmpty else {
+            return nil
+        }
         self.host = host
         port = url.port ?? 80
         prefix = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
         self.token = token
         self.baseURL = baseURL
+        self.timeout = timeout
         self.lanes = (0..<lanes).map { Lane(index: $0) }
     }
 
@@ -54,35 +62,48 @@ final class SocketClient: Sendable {
         head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.readableBytes)\r\n\r\n"
         let request = Array(head.utf8)
         lane.queue.async { [self] in
-            reply.complete(Result { try lane.exchange(request, body: body, with: self) })
+            reply.complete(Result { try lane.exchange(request, body: body, with: self) }.mapError(failure))
         }
         return reply
     }
 
+    /// What a failed call reports: the server's error as it is; a socket failure as the server
+    /// being unreachable, or not answering within ``timeout``.
+    private func failure(_ error: any Error) -> any Error {
+        switch error {
+        case SocketFailure.timedOut: RemoteError.timedOut(baseURL, after: "\(timeout) s")
+        case let failure as SocketFailure: RemoteError.unreachable(baseURL, failure.description)
+        default: error
+        }
+    }
+
     /// One connection and the queue that uses it.
-    final class Lane: @unchecked Sendable {
-        // @unchecked Sendable: `socket` is used on `queue` only.
+    final class Lane: Sendable {
         let queue: DispatchQueue
-        private var socket: Int32 = -1
+        /// The connection, -1 while there is none. Used by calls on `queue`, one at a time: the
+        /// lock is never contended.
+        private let socket = Mutex<Int32>(-1)
 
         init(index: Int) { queue = DispatchQueue(label: "cairn.socket.\(index)") }
 
-        deinit { if socket >= 0 { close(socket) } }
+        deinit { socket.withLock { if $0 >= 0 { close($0) } } }
 
         /// Sends `request` and reads the reply; a kept-alive connection that the server closed
         /// before any reply is replaced once (sending again is safe: a fetch only reads, and an
         /// upload stages each chunk once however often it arrives).
         func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ReceiveBuffer {
-            var reused = socket >= 0
-            while true {
-                if socket < 0 { socket = try Self.connect(client) }
-                do {
-                    return try send(head, body: body)
-                } catch {
-                    if socket >= 0 { close(socket) }
-                    socket = -1
-                    guard reused, case SocketFailure.closedBeforeReply = error else { throw error }
-                    reused = false
+            try socket.withLock { socket in
+                var reused = socket >= 0
+                while true {
+                    if socket < 0 { socket = try Self.connect(client) }
+                    do {
+                        return try Self.send(head, body: body, on: &socket)
+                    } catch {
+                        if socket >= 0 { close(socket) }
+                        socket = -1
+                        guard reused, case SocketFailure.closedBeforeReply = error else { throw error }
+                        reused = false
+                    }
                 }
             }
         }
@@ -90,21 +111,25 @@ final class SocketClient: Sendable {
         private static func sendAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, more: Bool) throws {
             var done = 0
             while done < raw.count {
-                let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL) | (more ? 0x8000 : 0))  // MSG_MORE
+                let flags = Int32(MSG_NOSIGNAL) | (more ? 0x8000 : 0)  // 0x8000: MSG_MORE
+                let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, flags)
                 if n < 0 {
                     if errno == EINTR { continue }
                     if errno == EPIPE || errno == ECONNRESET { throw SocketFailure.closedBeforeReply }
+                    if errno == EAGAIN || errno == EWOULDBLOCK { throw SocketFailure.timedOut }
                     throw SocketFailure.system("send", errno)
                 }
                 done += n
             }
         }
 
-        private func send(_ head: [UInt8], body: ByteBuffer) throws -> ReceiveBuffer {
+        /// Sends a request on `socket` and reads its reply; closes `socket` (sets it to -1) when the
+        /// reply says the connection ends with it.
+        private static func send(_ head: [UInt8], body: ByteBuffer, on socket: inout Int32) throws -> ReceiveBuffer {
             let fd = socket
             var reader = Reader(fd: fd)
-            try head.withUnsafeBytes { try Self.sendAll(fd, $0, more: body.readableBytes > 0) }
-            try body.withUnsafeReadableBytes { try Self.sendAll(fd, $0, more: false) }
+            try head.withUnsafeBytes { try sendAll(fd, $0, more: body.readableBytes > 0) }
+            try body.withUnsafeReadableBytes { try sendAll(fd, $0, more: false) }
             let head = try reader.head()
             let body = ReceiveBuffers.shared.take(capacity: head.contentLength ?? 0)
             if head.chunked {
@@ -133,9 +158,7 @@ final class SocketClient: Sendable {
             var list: UnsafeMutablePointer<addrinfo>?
             let status = getaddrinfo(client.host, String(client.port), &hints, &list)
             guard status == 0, let first = list else {
-                throw RemoteError(
-                    status: 0, code: .unreachable,
-                    message: "cannot reach \(client.baseURL): \(String(cString: gai_strerror(status)))")
+                throw RemoteError.unreachable(client.baseURL, String(cString: gai_strerror(status)))
             }
             defer { freeaddrinfo(list) }
             var failure = ECONNREFUSED
@@ -155,24 +178,28 @@ final class SocketClient: Sendable {
                 var on: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
                 // A stalled server fails the fetch instead of hanging the pull.
-                var timeout = timeval(tv_sec: 300, tv_usec: 0)
+                var timeout = timeval(tv_sec: client.timeout, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 return fd
             }
-            throw RemoteError(
-                status: 0, code: .unreachable, message: "cannot reach \(client.baseURL): \(String(cString: strerror(failure)))")
+            throw RemoteError.unreachable(client.baseURL, String(cString: strerror(failure)))
         }
     }
 
+    /// Why an exchange on a connection failed (reported as ``RemoteError`` with `.unreachable`).
     enum SocketFailure: Error, CustomStringConvertible {
+        /// The server closed the connection (or reset it) before any byte of the reply.
         case closedBeforeReply
+        /// The server neither took nor sent bytes within the client's ``SocketClient/timeout``.
+        case timedOut
         case system(String, Int32)
         case malformed(String)
 
         var description: String {
             switch self {
             case .closedBeforeReply: "the server closed the connection"
+            case .timedOut: "no answer in time"
             case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
             case .malformed(let what): "malformed reply: \(what)"
             }
@@ -205,7 +232,7 @@ final class SocketClient: Sendable {
                 let n = recv(fd, target.baseAddress!, target.count, 0)
                 if n >= 0 { return n }
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw SocketFailure.malformed("no answer within 300 s") }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw SocketFailure.timedOut }
                 throw SocketFailure.system("recv", errno)
             }
         }
@@ -239,7 +266,9 @@ final class SocketClient: Sendable {
                     end = found
                     break
                 }
-                guard buffered.count - start < Self.largestHead else { throw SocketFailure.malformed("head over 64 KiB") }
+                guard buffered.count - start < Self.largestHead else {
+                    throw SocketFailure.malformed("head over 64 KiB")
+                }
                 guard try fill() else {
                     if !gotAny { throw SocketFailure.closedBeforeReply }
                     throw SocketFailure.malformed("the connection closed in the head")
@@ -252,7 +281,13 @@ final class SocketClient: Sendable {
             guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
                 throw SocketFailure.malformed("status line")
             }
-            var head = Head(status: status, headers: HTTPHeaders(), contentLength: nil, chunked: false, close: statusLine[0] == "HTTP/1.0")
+            var head = Head(
+                status: status,
+                headers: HTTPHeaders(),
+                contentLength: nil,
+                chunked: false,
+                close: statusLine[0] == "HTTP/1.0"
+            )
             for line in lines {
                 guard let colon = line.firstIndex(of: ":") else { throw SocketFailure.malformed("header line") }
                 let name = line[..<colon].trimmingCharacters(in: .whitespaces)
@@ -282,8 +317,12 @@ final class SocketClient: Sendable {
             start += early
             var left = count - early
             while left > 0 {
-                let n = try receive(UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count..<body.count + left]))
-                guard n > 0 else { throw SocketFailure.malformed("the connection closed \(left) bytes before the body's end") }
+                let n = try receive(
+                    UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count..<body.count + left])
+                )
+                guard n > 0 else {
+                    throw SocketFailure.malformed("the connection closed \(left) bytes before the body's end")
+                }
                 body.count += n
                 left -= n
             }
@@ -342,20 +381,19 @@ final class SocketClient: Sendable {
 
 /// A call of ``SocketClient`` on its way; its reply (a chunk bundle for a fetch) is kept once it
 /// has arrived, in a buffer that goes back to ``ReceiveBuffers`` with the call.
-final class SocketReply: PendingBundle, @unchecked Sendable {
-    // @unchecked Sendable: `result` is written once before `arrived` is signalled, then read by
-    // one thread at a time (the restore's read loop, then its stager).
+final class SocketReply: PendingBundle {
+    /// Signalled once the result is in; each wait signals it again, so that later waits pass.
     private let arrived = DispatchSemaphore(value: 0)
-    private var result: Result<ReceiveBuffer, any Error>?
-    private var waited = false
+    /// Set once, by the lane's queue, before `arrived` is signalled.
+    private let result = Mutex<Result<ReceiveBuffer, any Error>?>(nil)
 
     fileprivate func complete(_ result: Result<ReceiveBuffer, any Error>) {
-        self.result = result
+        self.result.withLock { $0 = result }
         arrived.signal()
     }
 
     deinit {
-        if case .success(let body)? = result { ReceiveBuffers.shared.give(body) }
+        if case .success(let body)? = result.withLock({ $0 }) { ReceiveBuffers.shared.give(body) }
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
@@ -368,16 +406,10 @@ final class SocketReply: PendingBundle, @unchecked Sendable {
         try received().byteBuffer()
     }
 
+    /// Waits for the reply (blocking; see "Blocking calls" on ``RemoteRegistry``).
     private func received() throws -> ReceiveBuffer {
-        if !waited {
-            arrived.wait()
-            waited = true
-        }
-        switch result! {
-        case .success(let buffer): return buffer
-        case .failure(let error as SocketClient.SocketFailure):
-            throw RemoteError(status: 0, code: .unreachable, message: "cannot reach the server: \(error)")
-        case .failure(let error): throw error
-        }
+        arrived.wait()
+        arrived.signal()
+        return try result.withLock { $0 }!.get()
     }
 }

@@ -66,13 +66,6 @@ extension RemoteRegistry {
         )
     }
 
-    /// Waits for a started request; throws the server's error for a status of 400 or more.
-    func finish(_ future: EventLoopFuture<HTTPClient.Response>) throws -> Reply {
-        try finish(
-            future.map { Reply(status: Int($0.status.code), headers: $0.headers, body: $0.body ?? ByteBuffer()) }
-        )
-    }
-
     /// Like ``start(_:_:query:body:contentType:headers:)``, with the reply read by `collector`.
     func start(
         _ method: HTTPMethod,
@@ -80,7 +73,7 @@ extension RemoteRegistry {
         body: HTTPClient.Body? = nil,
         contentType: String? = nil,
         collector: PooledReplyCollector
-    ) throws -> EventLoopFuture<Reply> {
+    ) throws -> EventLoopFuture<PooledReplyCollector.Collected> {
         client.execute(
             request: try makeRequest(method, path, body: body, contentType: contentType),
             delegate: collector
@@ -89,15 +82,25 @@ extension RemoteRegistry {
 
     /// Waits for a started request, blocking the thread (see "Blocking calls" on
     /// ``RemoteRegistry``); throws the server's error for a status of 400 or more.
-    func finish(_ future: EventLoopFuture<Reply>) throws -> Reply {
-        let reply: Reply
+    func finish(_ future: EventLoopFuture<HTTPClient.Response>) throws -> Reply {
+        let response = try wait(for: future)
+        let reply = Reply(
+            status: Int(response.status.code),
+            headers: response.headers,
+            body: response.body ?? ByteBuffer()
+        )
+        if reply.status >= 400 { throw Self.error(from: reply) }
+        return reply
+    }
+
+    /// Waits for a started request, blocking the thread; throws only when there is no reply (the
+    /// server could not be reached or did not answer in time).
+    func wait<Value: Sendable>(for future: EventLoopFuture<Value>) throws -> Value {
         do {
-            reply = try future.wait()
+            return try future.wait()
         } catch {
             throw noReply(error)
         }
-        if reply.status >= 400 { throw Self.error(from: reply) }
-        return reply
     }
 
     /// The error of a call that got no reply: the server did not answer in time, or could not be
