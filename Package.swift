@@ -98,6 +98,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The client against a scripted socket server and a live CairnServer started in-process.
+        .testTarget(
+            name: "CairnRemoteTests",
+            dependencies: [
+                "CairnRemote", "CairnServer", "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

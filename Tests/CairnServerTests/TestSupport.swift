@@ -1,7 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
-import CairnRemote
 import CairnServer
 import CairnStore
 import Foundation
@@ -12,23 +11,9 @@ import Logging
 import NIOCore
 import Testing
 
-/// A unique temporary directory, removed when the value is released.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init(_ label: String = "cairn-server-test", under parent: String = FileManager.default.temporaryDirectory.path) {
-        path = parent + "/\(label)-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func sub(_ name: String) -> String { path + "/" + name }
-}
-
 /// A server on a fresh store, with one token per role (and a second approver).
 final class ServerFixture: Sendable {
-    let dir = TemporaryDirectory()
+    let dir = TemporaryDirectory("cairn-server-test")
     let registry: Registry
     let server: CairnServer
     let reader: String
@@ -56,19 +41,8 @@ final class ServerFixture: Sendable {
 
     var application: some ApplicationProtocol { buildApplication(server: server) }
 
-    /// Writes a directory with the given files.
-    func writeTree(_ name: String, _ files: [String: [UInt8]]) throws -> String {
-        let root = dir.sub(name)
-        for (path, bytes) in files {
-            let url = URL(fileURLWithPath: root + "/" + path)
-            try FileManager.default.createDirectory(
-                at: url.deletingLastPathComponent(),
-                withIntermediateDirectories: true
-            )
-            try Data(bytes).write(to: url)
-        }
-        return root
-    }
+    /// Writes a directory with the given files (relative path → bytes); returns its path.
+    func writeTree(_ name: String, _ files: [String: [UInt8]]) throws -> String { try dir.writeTree(name, files) }
 
     /// Pushes a directory directly into the server's store (as `actor`).
     @discardableResult
@@ -99,29 +73,4 @@ func decoded<T: Decodable>(_ type: T.Type, _ response: TestResponse) -> T? {
 /// The `error.code` of an error response.
 func errorCode(_ response: TestResponse) -> String? {
     (try? JSONDecoder().decode(ErrorBody.self, from: Data(response.body.readableBytesView)))?.error.code
-}
-
-/// Runs blocking client code on its own thread (never on a Swift concurrency thread, which the
-/// server needs to answer it).
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try body() }) }
-        thread.stackSize = 8 << 20
-        thread.start()
-    }
-}
-
-/// Every regular file under `root`, by relative path.
-func readTree(_ root: String) throws -> [String: Data] {
-    var out: [String: Data] = [:]
-    let base = URL(fileURLWithPath: root).standardizedFileURL.path
-    guard let walker = FileManager.default.enumerator(atPath: base) else { return out }
-    for case let relative as String in walker {
-        var isDirectory: ObjCBool = false
-        let full = base + "/" + relative
-        if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
-            out[relative] = try Data(contentsOf: URL(fileURLWithPath: full))
-        }
-    }
-    return out
 }

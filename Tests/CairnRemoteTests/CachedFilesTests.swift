@@ -19,8 +19,7 @@ import Testing
 
     /// A live server holding a tree as `m@1`, and a client (writer) with its cache, which has
     /// pulled it once into `out`.
-    struct Pulled: @unchecked Sendable {
-        // @unchecked Sendable: used by one test thread at a time.
+    struct Pulled: Sendable {
         let f: ServerFixture
         let remote: RemoteRegistry
         let version: VersionRecord

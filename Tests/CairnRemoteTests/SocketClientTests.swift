@@ -14,11 +14,10 @@ import Testing
 @Suite struct SocketClientTests {
     /// Answers requests on 127.0.0.1 with scripted replies, in order, each written in small pieces;
     /// after a reply marked `close` it closes the connection (without saying so in the reply).
-    final class ScriptedServer: @unchecked Sendable {
+    final class ScriptedServer: Sendable {
         let port: Int
         private let listener: Int32
         private let state = Mutex<(replies: [(bytes: [UInt8], close: Bool)], requests: [String], connections: Int)>(([], [], 0))
-        private let done = DispatchSemaphore(value: 0)
 
         init(_ replies: [(String, close: Bool)]) throws {
             let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -114,7 +113,13 @@ import Testing
 
     /// A socket bound to a loopback port without listening (connections to it are refused), and
     /// the port; close the socket when done.
-    static func portNobodyListensOn() -> (socket: Int32, port: Int) {
+    static func portNobodyListensOn() -> (socket: Int32, port: Int) { loopbackSocket(listening: false) }
+
+    /// A socket listening on a loopback port that never accepts: the kernel completes connections
+    /// and takes in requests, and nobody ever answers. Close the socket when done.
+    static func portNobodyAnswersOn() -> (socket: Int32, port: Int) { loopbackSocket(listening: true) }
+
+    static func loopbackSocket(listening: Bool) -> (socket: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -126,6 +131,7 @@ import Testing
                 _ = getsockname(fd, $0, &length)
             }
         }
+        if listening { _ = listen(fd, 4) }
         return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
@@ -182,6 +188,23 @@ import Testing
         defer { close(unused) }
         let gone = try #require(SocketClient(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1))
         #expect { try fetch(gone) } throws: { ($0 as? RemoteError)?.code == .unreachable }
+    }
+
+    @Test func aServerThatDoesNotAnswerTimesOut() throws {
+        // Connected and sent, the request gets no reply: the call fails after the timeout and says
+        // so (not "malformed reply"), as a server that cannot be reached.
+        let (silent, port) = Self.portNobodyAnswersOn()
+        defer { close(silent) }
+        let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(port)", token: nil, lanes: 1, timeout: 1))
+        let started = Date()
+        #expect {
+            try fetch(fetcher)
+        } throws: {
+            let error = $0 as? RemoteError
+            return error?.code == .unreachable && error?.status == 0
+                && error?.message == "http://127.0.0.1:\(port) did not answer within 1 s"
+        }
+        #expect(Date().timeIntervalSince(started) < 10)
     }
 
     @Test func pushesAndPullsWorkTheSameThroughTheHTTPClient() async throws {
