@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnStore
 import Digest
@@ -43,7 +43,9 @@ import Testing
         func readRange(_ path: String, _ range: Range<Int64>) throws -> (bytes: [UInt8], fetched: Int) {
             var bytes: [UInt8] = []
             let file = try #require(try remote.manifest(of: version).file(path))
-            let fetched = try fetched { try remote.readRange(version, file: file, range: range) { part, _ in bytes += part } }
+            let fetched = try fetched {
+                try remote.readRange(version, file: file, range: range) { part, _ in bytes += part }
+            }
             return (bytes, fetched)
         }
 
@@ -62,7 +64,9 @@ import Testing
     /// `cacheParent` and `outParent`, by default the fixture's directory); returns what it returns
     /// and the source tree's path.
     static func afterAPull<T: Sendable>(
-        _ files: [String: [UInt8]] = tree, cacheParent: String? = nil, outParent: String? = nil,
+        _ files: [String: [UInt8]] = tree,
+        cacheParent: String? = nil,
+        outParent: String? = nil,
         _ body: @escaping @Sendable (Pulled) throws -> T
     ) async throws -> (result: T, tree: String, f: ServerFixture) {
         let f = try ServerFixture()
@@ -73,12 +77,23 @@ import Testing
             let url = "http://localhost:\(client.port!)"
             return try await onThread {
                 let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: cache)
-                _ = try remote.pushReport(directory: source, request: PushRequest(model: "m", actor: "x"), progress: nil)
+                _ = try remote.pushReport(
+                    directory: source,
+                    request: PushRequest(model: "m", actor: "x"),
+                    progress: nil
+                )
                 let version = try remote.resolve(try Reference(parsing: "m@1"))
                 let before = f.server.metrics.chunkFetchBytes
                 _ = try remote.pull(version, to: out, paths: nil, selection: nil, progress: nil)
                 return try body(
-                    Pulled(f: f, remote: remote, version: version, cache: cache, firstFetch: f.server.metrics.chunkFetchBytes - before))
+                    Pulled(
+                        f: f,
+                        remote: remote,
+                        version: version,
+                        cache: cache,
+                        firstFetch: f.server.metrics.chunkFetchBytes - before
+                    )
+                )
             }
         }
         return (result, source, f)
@@ -101,7 +116,10 @@ import Testing
             #expect(try p.remote.cacheStore().statistics().uniqueBytes == 0)
             // The pulled directory deleted, the cache still has every chunk, for a pull and a range read.
             try FileManager.default.removeItem(atPath: p.f.dir.sub("out"))
-            return (first: p.firstFetch, second: try p.pull(into: "out2"), range: try p.readRange("big.bin", 4_000_000..<5_000_000))
+            return (
+                first: p.firstFetch, second: try p.pull(into: "out2"),
+                range: try p.readRange("big.bin", 4_000_000..<5_000_000)
+            )
         }
         #expect(r.first >= Self.big.count)
         #expect(r.second == 0)
@@ -145,7 +163,11 @@ import Testing
         // Six files, all changed behind the cache's back after the first pull: four edited in
         // place, one shortened, one deleted from the cache. The next pull drops each (no limit on
         // how many) and gets every byte right from the server.
-        let files = Dictionary(uniqueKeysWithValues: (0..<6).map { ("f\($0).bin", FixtureData.bytes(count: 300_000, seed: UInt64(40 + $0))) })
+        let files = Dictionary(
+            uniqueKeysWithValues: (0..<6).map {
+                ("f\($0).bin", FixtureData.bytes(count: 300_000, seed: UInt64(40 + $0)))
+            }
+        )
         let (refetched, tree, f) = try await Self.afterAPull(files) { p in
             for i in 0..<4 { try p.edit("f\(i).bin", at: UInt64(1000 * i + 7), Array("edited".utf8)) }
             #expect(truncate(p.f.dir.sub("out/f4.bin"), 1000) == 0)

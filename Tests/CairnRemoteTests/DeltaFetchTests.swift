@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnStore
 import Digest
@@ -23,7 +23,12 @@ import Testing
         let variant = f.dir.sub("variant")
         try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: shape, seed: 9)
         try FixtureModels.writeVariant(
-            to: URL(fileURLWithPath: variant), shape: shape, seed: 9, changedLayers: [1, 2], variantSeed: 5)
+            to: URL(fileURLWithPath: variant),
+            shape: shape,
+            seed: 9,
+            changedLayers: [1, 2],
+            variantSeed: 5
+        )
         let result = try await f.application.test(.live) { client in
             let url = "http://localhost:\(client.port!)"
             return try await onThread {
@@ -63,8 +68,10 @@ import Testing
         // not decoded (byte planes: 25% more for this fixture), and far less than the whole
         // fine-tune fetched into an empty cache.
         let deltas = try #require(try f.registry.store.statistics().codecs.first { $0.codec == "delta" })
-        #expect(r.withParent >= Int(deltas.storedBytes) && r.withParent <= Int(deltas.storedBytes) + (16 << 10),
-            "with the parent \(r.withParent) bytes; deltas stored \(deltas.storedBytes)")
+        #expect(
+            r.withParent >= Int(deltas.storedBytes) && r.withParent <= Int(deltas.storedBytes) + (16 << 10),
+            "with the parent \(r.withParent) bytes; deltas stored \(deltas.storedBytes)"
+        )
         #expect(r.withParent * 4 < r.alone, "with the parent \(r.withParent) bytes, alone \(r.alone)")
     }
 

@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore
@@ -65,7 +65,8 @@ import Testing
             }
             // Every byte after each pack's header flipped: whatever the tensors read from it is damaged.
             let packsDir = cacheDir + "/packs"
-            for case let name as String in FileManager.default.enumerator(atPath: packsDir)! where name.hasSuffix(".pack") {
+            for case let name as String in FileManager.default.enumerator(atPath: packsDir)!
+            where name.hasSuffix(".pack") {
                 var bytes = try Data(contentsOf: URL(fileURLWithPath: packsDir + "/" + name))
                 for i in 64..<bytes.count - 64 { bytes[i] ^= 0x20 }
                 try bytes.write(to: URL(fileURLWithPath: packsDir + "/" + name))

@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore
@@ -80,7 +80,9 @@ import Testing
             #expect(try readTree(out2).keys.sorted() == fetched.0)
             // The cache keeps exactly those files, as links to the pulled ones.
             let cached = try FileManager.default.contentsOfDirectory(atPath: f.dir.sub("cache2/files")).sorted()
-            let pulledHashes = try fetched.0.map { SHA256Digest.hash(Array(try Data(contentsOf: base.appendingPathComponent($0)))).hex }
+            let pulledHashes = try fetched.0.map {
+                SHA256Digest.hash(Array(try Data(contentsOf: base.appendingPathComponent($0)))).hex
+            }
             #expect(cached == pulledHashes.sorted())
             #expect(try Store.open(at: f.dir.sub("cache2")).statistics().uniqueBytes == 0)
         }
@@ -93,14 +95,21 @@ import Testing
         // nothing; both are byte-exact.
         let f = try ServerFixture()
         let once = FixtureData.bytes(count: 10 << 20, seed: 21)
-        let tree = try f.writeTree("repeats", ["big.bin": once + once, "copy.bin": once, "small.txt": Array("hi\n".utf8)])
+        let tree = try f.writeTree(
+            "repeats",
+            ["big.bin": once + once, "copy.bin": once, "small.txt": Array("hi\n".utf8)]
+        )
         try await f.application.test(.live) { client in
             let url = Self.url(client)
             let out = f.dir.sub("out")
             let out2 = f.dir.sub("out2")
             let (first, second, partial) = try await onThread {
                 let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache"))
-                _ = try remote.pushReport(directory: tree, request: PushRequest(model: "rep", actor: "x"), progress: nil)
+                _ = try remote.pushReport(
+                    directory: tree,
+                    request: PushRequest(model: "rep", actor: "x"),
+                    progress: nil
+                )
                 let version = try remote.resolve(try Reference(parsing: "rep@1"))
                 var before = f.server.metrics.chunkFetchBytes
                 _ = try remote.pull(version, to: out, paths: nil, selection: nil, progress: nil)
@@ -108,7 +117,13 @@ import Testing
 
                 let other = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache2"))
                 before = f.server.metrics.chunkFetchBytes
-                _ = try other.pull(version, to: f.dir.sub("only-copy"), paths: ["copy.bin"], selection: nil, progress: nil)
+                _ = try other.pull(
+                    version,
+                    to: f.dir.sub("only-copy"),
+                    paths: ["copy.bin"],
+                    selection: nil,
+                    progress: nil
+                )
                 let partial = f.server.metrics.chunkFetchBytes - before
                 before = f.server.metrics.chunkFetchBytes
                 _ = try other.pull(version, to: out2, paths: nil, selection: nil, progress: nil)
@@ -137,8 +152,18 @@ import Testing
             let report = try await onThread {
                 let remote = try RemoteRegistry(url: url, token: f.writer, cacheDirectory: f.dir.sub("cache"))
                 remote.assignAfterBytes = 0
-                let report = try remote.pushReport(directory: base.path, request: PushRequest(model: "m", actor: "x"), progress: nil)
-                _ = try remote.pull(try remote.resolve(try Reference(parsing: "m@1")), to: out, paths: nil, selection: nil, progress: nil)
+                let report = try remote.pushReport(
+                    directory: base.path,
+                    request: PushRequest(model: "m", actor: "x"),
+                    progress: nil
+                )
+                _ = try remote.pull(
+                    try remote.resolve(try Reference(parsing: "m@1")),
+                    to: out,
+                    paths: nil,
+                    selection: nil,
+                    progress: nil
+                )
                 return report
             }
             let store = f.registry.store
@@ -236,7 +261,12 @@ import Testing
         let variant = f.dir.sub("variant")
         try FixtureModels.writeBase(to: URL(fileURLWithPath: base), shape: shape, seed: 8)
         try FixtureModels.writeVariant(
-            to: URL(fileURLWithPath: variant), shape: shape, seed: 8, changedLayers: [1, 2], variantSeed: 3)
+            to: URL(fileURLWithPath: variant),
+            shape: shape,
+            seed: 8,
+            changedLayers: [1, 2],
+            variantSeed: 3
+        )
         // The same two pushes into a local store.
         let local = try Registry(store: try Store.create(at: f.dir.sub("local")))
         _ = try local.push(directory: base, request: PushRequest(model: "m", actor: "x"))
@@ -261,7 +291,8 @@ import Testing
         #expect(remoteStats.uniqueBytes == localStats.uniqueBytes)
         #expect(
             Double(remoteStats.compressedBytes) <= 1.02 * Double(localStats.compressedBytes),
-            "remote \(remoteStats.compressedBytes) vs local \(localStats.compressedBytes) bytes")
+            "remote \(remoteStats.compressedBytes) vs local \(localStats.compressedBytes) bytes"
+        )
         #expect(try f.registry.store.verify(deep: true).isHealthy)
     }
 

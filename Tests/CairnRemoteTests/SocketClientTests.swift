@@ -17,7 +17,9 @@ import Testing
     final class ScriptedServer: Sendable {
         let port: Int
         private let listener: Int32
-        private let state = Mutex<(replies: [(bytes: [UInt8], close: Bool)], requests: [String], connections: Int)>(([], [], 0))
+        private let state = Mutex<(replies: [(bytes: [UInt8], close: Bool)], requests: [String], connections: Int)>(
+            ([], [], 0)
+        )
 
         init(_ replies: [(String, close: Bool)]) throws {
             let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -29,7 +31,9 @@ import Testing
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             try withUnsafeMutablePointer(to: &address) { p in
                 try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { a in
-                    guard bind(listener, a, length) == 0, listen(listener, 4) == 0, getsockname(listener, a, &length) == 0 else {
+                    guard bind(listener, a, length) == 0, listen(listener, 4) == 0,
+                        getsockname(listener, a, &length) == 0
+                    else {
                         throw POSIXError(.EADDRINUSE)
                     }
                 }
@@ -47,7 +51,11 @@ import Testing
         /// Stops accepting connections; the serving thread closes the socket when it sees that
         /// (closing it here could hand its number to another test's socket while still in use).
         func stop() {
-            guard stopped.withLock({ was in defer { was = true }; return !was }) else { return }
+            let wasRunning = stopped.withLock { stopped in
+                defer { stopped = true }
+                return !stopped
+            }
+            guard wasRunning else { return }
             shutdown(listener, Int32(SHUT_RDWR))
         }
 
@@ -63,7 +71,8 @@ import Testing
                 connection: while true {
                     // A request: its head, then Content-Length bytes.
                     var buffer = [UInt8](repeating: 0, count: 65536)
-                    while !pending.contains(13) || String(decoding: pending, as: UTF8.self).range(of: "\r\n\r\n") == nil {
+                    while !pending.contains(13) || String(decoding: pending, as: UTF8.self).range(of: "\r\n\r\n") == nil
+                    {
                         let n = recv(fd, &buffer, buffer.count, 0)
                         if n <= 0 { break connection }
                         pending += buffer[0..<n]
@@ -71,11 +80,12 @@ import Testing
                     let text = String(decoding: pending, as: UTF8.self)
                     let headEnd = text.range(of: "\r\n\r\n")!
                     let head = String(text[..<headEnd.lowerBound])
-                    let length = head.split(separator: "\r\n").compactMap { line -> Int? in
-                        let parts = line.split(separator: ":", maxSplits: 1)
-                        return parts.count == 2 && parts[0].lowercased() == "content-length"
-                            ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
-                    }.first ?? 0
+                    let length =
+                        head.split(separator: "\r\n").compactMap { line -> Int? in
+                            let parts = line.split(separator: ":", maxSplits: 1)
+                            return parts.count == 2 && parts[0].lowercased() == "content-length"
+                                ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
+                        }.first ?? 0
                     let headBytes = text[..<headEnd.upperBound].utf8.count
                     while pending.count < headBytes + length {
                         let n = recv(fd, &buffer, buffer.count, 0)
@@ -92,7 +102,9 @@ import Testing
                     var at = 0
                     while at < reply.bytes.count {
                         let n = min(7 + at % 5000, reply.bytes.count - at)
-                        _ = reply.bytes[at..<at + n].withUnsafeBytes { send(fd, $0.baseAddress!, n, Int32(MSG_NOSIGNAL)) }
+                        _ = reply.bytes[at..<at + n].withUnsafeBytes {
+                            send(fd, $0.baseAddress!, n, Int32(MSG_NOSIGNAL))
+                        }
                         at += n
                         if at < 64 { usleep(1000) }
                     }
@@ -147,7 +159,9 @@ import Testing
         chunked += "0\r\n\r\n"
         let server = try ScriptedServer([(Self.reply(Self.text), false), (chunked, false), (Self.reply([]), false)])
         defer { server.stop() }
-        let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(server.port)/base", token: "t0k", lanes: 1))
+        let fetcher = try #require(
+            SocketClient(baseURL: "http://127.0.0.1:\(server.port)/base", token: "t0k", lanes: 1)
+        )
         #expect(try fetch(fetcher) == Self.text)
         #expect(try fetch(fetcher) == Self.text)
         #expect(try fetch(fetcher) == [])
@@ -158,7 +172,9 @@ import Testing
     }
 
     @Test func aConnectionTheServerClosedIsReplacedOnce() throws {
-        let server = try ScriptedServer([(Self.reply(Self.text), true), (Self.reply(Array(Self.text.prefix(10))), false)])
+        let server = try ScriptedServer([
+            (Self.reply(Self.text), true), (Self.reply(Array(Self.text.prefix(10))), false),
+        ])
         defer { server.stop() }
         let fetcher = try #require(SocketClient(baseURL: "http://127.0.0.1:\(server.port)", token: nil, lanes: 1))
         #expect(try fetch(fetcher) == Self.text)
@@ -169,7 +185,10 @@ import Testing
     @Test func errorRepliesAndCutBodiesFail() throws {
         let error = #"{"error":{"code":"unauthenticated","message":"a bearer token is required"}}"#
         let server = try ScriptedServer([
-            ("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: \(error.utf8.count)\r\n\r\n" + error, false),
+            (
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: \(error.utf8.count)\r\n\r\n"
+                    + error, false
+            ),
             ("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + String(repeating: "x", count: 1000), true),
         ])
         defer { server.stop() }
@@ -216,13 +235,26 @@ import Testing
             let url = "http://127.0.0.1:\(client.port!)"
             try await onThread {
                 let remote = try RemoteRegistry(
-                    url: url, token: f.writer, cacheDirectory: f.dir.sub("push-cache"), batchBytes: 1 << 20, socketFetches: false)
-                let report = try remote.pushReport(directory: base, request: PushRequest(model: "m", actor: ""), progress: nil)
+                    url: url,
+                    token: f.writer,
+                    cacheDirectory: f.dir.sub("push-cache"),
+                    batchBytes: 1 << 20,
+                    socketFetches: false
+                )
+                let report = try remote.pushReport(
+                    directory: base,
+                    request: PushRequest(model: "m", actor: ""),
+                    progress: nil
+                )
                 #expect(report.transferredBytes! > 0)
                 for (sockets, out) in [(false, "out-ahc"), (true, "out-sockets")] {
                     let puller = try RemoteRegistry(
-                        url: url, token: f.reader, cacheDirectory: f.dir.sub("cache-" + out), batchBytes: 1 << 20,
-                        socketFetches: sockets)
+                        url: url,
+                        token: f.reader,
+                        cacheDirectory: f.dir.sub("cache-" + out),
+                        batchBytes: 1 << 20,
+                        socketFetches: sockets
+                    )
                     #expect((puller.socketClient != nil) == sockets)
                     let version = try puller.resolve(try Reference(parsing: "m@1"))
                     _ = try puller.pull(version, to: f.dir.sub(out), paths: nil, selection: nil, progress: nil)
