@@ -7,7 +7,6 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Synchronization
 
 // Pulls and reads: the chunk cache, fetches into it, restores from it, ranged reads.

@@ -3,12 +3,9 @@ import CairnAPI
 import CairnRegistry
 import CairnStore
 import Digest
-import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
-import Synchronization
 
 // Pushes: the scan, the missing chunks, bundle uploads, the version.
 extension RemoteRegistry {

@@ -3,11 +3,8 @@ import CairnAPI
 import CairnRegistry
 import CairnStore
 import Digest
-import Dispatch
 import Foundation
-import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Synchronization
 
 /// The registry on a `cairn serve` server, with the same operations as a local ``Registry``

@@ -1,13 +1,8 @@
 import AsyncHTTPClient
 import CairnAPI
-import CairnRegistry
 import CairnStore
-import Digest
-import Dispatch
-import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Synchronization
 
 /// The server as a source of chunks for a restore from the cache: one `POST /v1/chunks/fetch` per

@@ -3,12 +3,10 @@ import CairnAPI
 import CairnRegistry
 import CairnStore
 import Digest
-import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 // The HTTP side of the client: requests, replies, the errors replies carry, API paths.
 extension RemoteRegistry {
