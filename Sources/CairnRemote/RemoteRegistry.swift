@@ -30,14 +30,15 @@ import Synchronization
 ///
 /// Every call is synchronous and blocks its thread until the server has answered: it waits on
 /// AsyncHTTPClient's futures (`EventLoopFuture.wait()`) and on the replies of chunk uploads and
-/// fetches, which run on blocking sockets on dispatch queues of their own. The command line calls it
-/// from its main thread, which is what it is made for. Never call it on an event loop of
-/// AsyncHTTPClient or SwiftNIO (NIO stops the process: `wait()` there would deadlock). From a Swift
-/// concurrency task a call works but holds one of the cooperative pool's few threads for as long as
-/// the transfer takes (seconds to minutes for a push or a pull); when the server runs in the same
-/// process (tests, an embedding `cairn serve`), blocked pool threads can starve it of the threads it
-/// needs to answer. There, run calls on a thread of their own (`Thread`, or a dispatch queue), not
-/// directly from `async` code.
+/// fetches, which run on blocking sockets on dispatch queues of their own. The command line calls
+/// it from the `run()` of its synchronous commands, which its async `main` runs on the main thread,
+/// not on a thread of the cooperative pool: what the type is made for. Never call it on an event
+/// loop of AsyncHTTPClient or SwiftNIO (NIO stops the process there rather than deadlock in
+/// `wait()`). From a Swift concurrency task a call works, but holds one of the cooperative pool's
+/// few threads for as long as the transfer takes (seconds to minutes for a push or a pull); when a
+/// server runs in the same process (as in the tests), blocked pool threads can starve it of the
+/// threads it needs to answer. From `async` code, run calls on a thread of their own (a `Thread`,
+/// or a dispatch queue).
 ///
 /// The type is `Sendable`: its configuration is immutable, the server's configuration is fetched
 /// once under a lock, and calls from several threads at once are safe.
