@@ -83,9 +83,9 @@ let package = Package(
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "DigestTests", dependencies: ["Digest"]),
-        .testTarget(name: "CairnStoreTests", dependencies: ["CairnStore", "CairnFixtures"]),
+        .testTarget(name: "CairnStoreTests", dependencies: ["CairnStore", "CairnFixtures", "LMDB"]),
         .testTarget(name: "CairnFormatsTests", dependencies: ["CairnFormats"]),
-        .testTarget(name: "CairnRegistryTests", dependencies: ["CairnRegistry", "CairnFixtures"]),
+        .testTarget(name: "CairnRegistryTests", dependencies: ["CairnRegistry", "CairnFixtures", "LMDB"]),
         .testTarget(name: "CairnAPITests", dependencies: ["CairnAPI", "CairnRegistry", "CairnStore", "Digest"]),
         .testTarget(name: "cairnTests", dependencies: ["cairn", "CairnFixtures"]),
         .testTarget(

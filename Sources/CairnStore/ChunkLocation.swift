@@ -51,7 +51,11 @@ struct ChunkLocation: Sendable, Equatable {
         self.reference = reference
     }
 
-    init?(_ b: UnsafeRawBufferPointer) {
+    /// Reads an index value; nil when it is malformed: not 25 or 57 bytes, a reference on a chunk
+    /// that is not a delta (or none on one that is), or lengths no chunk of this store can have
+    /// (raw bytes over `maxChunk`, stored bytes over twice that) — a damaged index must not make a
+    /// read reserve or address more than a chunk.
+    init?(_ b: UnsafeRawBufferPointer, maxChunk: Int) {
         guard b.count == Self.encodedSize || b.count == Self.encodedSizeWithReference else { return nil }
         packID = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         offset = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
@@ -63,5 +67,14 @@ struct ChunkLocation: Sendable, Equatable {
             ? SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[25..<57])) : nil
         // A delta chunk has a reference and nothing else has one.
         guard (codecRaw == Codec.delta.rawValue) == (reference != nil) else { return nil }
+        guard Int(rawLength) <= maxChunk, Int(storedLength) <= 2 * maxChunk else { return nil }
+    }
+}
+
+extension SHA256Digest {
+    /// The id an index key holds; nil when the key is not 32 bytes (a damaged index).
+    init?(indexKey key: UnsafeRawBufferPointer) {
+        guard key.count == 32 else { return nil }
+        self.init(bytes: key)
     }
 }

@@ -74,7 +74,7 @@ extension Store {
                 var deadManifests: [[UInt8]] = []
                 var damaged: [String] = []
                 try txn.forEach(manifestsDB) { key, value in
-                    let id = SHA256Digest(bytes: key)
+                    let id = try Self.indexID(key, of: "manifest")
                     if live.contains(id) {
                         do {
                             for file in try Manifest.decode(value).files {
@@ -88,7 +88,12 @@ extension Store {
                     }
                     return true
                 }
-                // A live manifest we cannot read could reference anything: sweeping would lose data.
+                // A live manifest that is gone or that we cannot read could reference anything:
+                // sweeping would lose data.
+                for id in live where try !id.withUnsafeBytes({ try txn.contains(manifestsDB, key: $0) }) {
+                    throw CairnStoreError(
+                        .corruption, "gc stopped: live manifest \(id.hex) is missing from the index; nothing was removed")
+                }
                 if !damaged.isEmpty {
                     throw CairnStoreError(
                         .corruption,
@@ -100,8 +105,8 @@ extension Store {
 
                 // A live delta chunk keeps its reference chunk alive (references are never deltas).
                 try txn.forEach(chunksDB) { key, value in
-                    if let location = ChunkLocation(value), let reference = location.reference,
-                        reachable.contains(SHA256Digest(bytes: key))
+                    if let location = ChunkLocation(value, maxChunk: config.chunker.max), let reference = location.reference,
+                        reachable.contains(try Self.indexID(key, of: "chunk"))
                     {
                         reachable.insert(reference)
                     }
@@ -110,8 +115,8 @@ extension Store {
                 var deadChunks: [[UInt8]] = []
                 var liveBytes: [UInt64: Int64] = [:]
                 try txn.forEach(chunksDB) { key, value in
-                    let id = SHA256Digest(bytes: key)
-                    guard let location = ChunkLocation(value) else {
+                    let id = try Self.indexID(key, of: "chunk")
+                    guard let location = ChunkLocation(value, maxChunk: config.chunker.max) else {
                         throw CairnStoreError(
                             .corruption,
                             "gc stopped: the index entry of chunk \(id.hex) is malformed; nothing was removed"
@@ -169,7 +174,7 @@ extension Store {
                 guard let pack = try location(of: chunk, in: txn)?.packID else { return 0 }
                 var keys: [[UInt8]] = []
                 try txn.forEach(chunksDB) { key, value in
-                    if ChunkLocation(value)?.packID == pack { keys.append(Array(key)) }
+                    if ChunkLocation(value, maxChunk: config.chunker.max)?.packID == pack { keys.append(Array(key)) }
                     return true
                 }
                 for key in keys { _ = try txn.delete(chunksDB, key: key) }
@@ -193,8 +198,8 @@ extension Store {
         try lmdb {
             try environment.read { txn in
                 try txn.forEach(chunksDB) { key, value in
-                    if let location = ChunkLocation(value), targets.contains(location.packID) {
-                        moving.append((SHA256Digest(bytes: key), location))
+                    if let location = ChunkLocation(value, maxChunk: config.chunker.max), targets.contains(location.packID) {
+                        moving.append((try Self.indexID(key, of: "chunk"), location))
                     }
                     return true
                 }
@@ -321,5 +326,14 @@ extension Store {
             }
         }
         return deleted
+    }
+
+    /// The id an index key holds, or the error that stops a collection on a damaged index.
+    static func indexID(_ key: UnsafeRawBufferPointer, of what: String) throws -> SHA256Digest {
+        guard let id = SHA256Digest(indexKey: key) else {
+            throw CairnStoreError(
+                .corruption, "gc stopped: the \(what) index has a key of \(key.count) bytes (it is damaged); nothing was removed")
+        }
+        return id
     }
 }

@@ -183,7 +183,7 @@ public final class Store: Sendable {
         try id.withUnsafeBytes { key in
             try txn.withValue(chunksDB, key: key) { value in
                 guard let value else { return nil }
-                guard let location = ChunkLocation(value) else {
+                guard let location = ChunkLocation(value, maxChunk: config.chunker.max) else {
                     throw CairnStoreError(.corruption, "index entry of chunk \(id.hex) is malformed")
                 }
                 return location
@@ -279,7 +279,7 @@ public final class Store: Sendable {
                 )
                 var locations: [ChunkLocation] = []
                 try txn.forEach(chunksDB) { _, value in
-                    if let loc = ChunkLocation(value) {
+                    if let loc = ChunkLocation(value, maxChunk: config.chunker.max) {
                         s.chunkCount += 1
                         s.uniqueBytes += Int64(loc.rawLength)
                         s.compressedBytes += Int64(loc.storedLength)

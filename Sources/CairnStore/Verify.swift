@@ -84,8 +84,12 @@ extension Store {
                     return true
                 }
                 try txn.forEach(chunksDB) { key, value in
-                    let id = SHA256Digest(bytes: key)
-                    if let location = ChunkLocation(value) {
+                    guard let id = SHA256Digest(indexKey: key) else {
+                        report.problems.append(
+                            .init(kind: .badIndexEntry, message: "the chunk index has a key of \(key.count) bytes, not a chunk id"))
+                        return true
+                    }
+                    if let location = ChunkLocation(value, maxChunk: config.chunker.max) {
                         chunks.append((id, location))
                     } else {
                         report.problems.append(
@@ -99,7 +103,12 @@ extension Store {
                     return true
                 }
                 try txn.forEach(manifestsDB) { key, value in
-                    manifests.append((SHA256Digest(bytes: key), Array(value)))
+                    guard let id = SHA256Digest(indexKey: key) else {
+                        report.problems.append(
+                            .init(kind: .damagedManifest, message: "the manifest index has a key of \(key.count) bytes, not a manifest id"))
+                        return true
+                    }
+                    manifests.append((id, Array(value)))
                     return true
                 }
             }
