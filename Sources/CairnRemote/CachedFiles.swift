@@ -225,11 +225,11 @@ final class CacheThenServer: ChunkFetcher {
 }
 
 /// Chunks read from cached files into a bundle (raw codec) on a thread of their own, in a reused
-/// buffer (``ReceiveBuffers``: fresh memory for each 16 MiB bundle made page faults and the first
+/// buffer (``BufferPool/replies``: fresh memory for each 16 MiB bundle made page faults and the first
 /// touch of its pages half of a pull's CPU time).
 final class CachedFileBundle: PendingBundle {
     /// Filled by the reading thread before `ready` is signalled; read only after waiting for it.
-    private let buffer: ReceiveBuffer
+    private let buffer: AlignedBuffer
     /// Signalled once the buffer is filled; each wait signals it again, so that later waits pass.
     private let ready = DispatchSemaphore(value: 0)
 
@@ -237,7 +237,7 @@ final class CachedFileBundle: PendingBundle {
 
     init(files: CachedFiles, chunks: [(ChunkRef, CachedFiles.Place)]) {
         let size = ChunkBundle.size(storedLengths: chunks.map { $0.1.length })
-        buffer = ReceiveBuffers.shared.take(capacity: size)
+        buffer = BufferPool.replies.take(capacity: size)
         buffer.count = size
         DispatchQueue.global().async { [self] in
             Self.read(files: files, chunks: chunks, into: buffer.memory)
@@ -246,7 +246,7 @@ final class CachedFileBundle: PendingBundle {
     }
 
     deinit {
-        ReceiveBuffers.shared.give(buffer)  // the reading closure holds `self` until it is done
+        BufferPool.replies.give(buffer)  // the reading closure holds `self` until it is done
     }
 
     private static func read(

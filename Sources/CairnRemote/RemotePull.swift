@@ -127,7 +127,7 @@ extension RemoteRegistry {
         // on a serial queue while the next one is verified.
         let writing = DispatchQueue(label: "cairn.cache.stage")
         defer { writing.sync {} }  // before the staging is abandoned, should this throw
-        let writeError = ErrorBox()
+        let writeError = FirstError()
         func store(_ pending: (bundles: [any PendingBundle], raw: Int64)) throws {
             for bundle in pending.bundles {
                 // The server sent chunks raw only where compression did not help: keep them so.
@@ -288,16 +288,5 @@ extension RemoteRegistry {
                 "\(path) of \(version.reference) from \(baseURL) does not match its SHA-256"
             )
         }
-    }
-}
-
-/// The first error of work done on another queue.
-final class ErrorBox: Sendable {
-    private let error = Mutex<(any Error)?>(nil)
-
-    func record(_ e: any Error) { error.withLock { if $0 == nil { $0 = e } } }
-
-    func rethrow() throws {
-        if let e = error.withLock({ $0 }) { throw e }
     }
 }

@@ -41,13 +41,13 @@ struct ServerChunks: ChunkFetcher {
 
 /// A `POST /v1/chunks/fetch` through AsyncHTTPClient on its way, read by a
 /// ``PooledReplyCollector``. The bundle's buffer is kept once waited for and goes back to
-/// ``ReceiveBuffers`` with the fetch.
+/// ``BufferPool/replies`` with the fetch.
 final class FetchedBundle: PendingBundle {
     private let remote: RemoteRegistry
     private let future: EventLoopFuture<PooledReplyCollector.Collected>
     /// The bundle, once waited for (the lock is not contended: a restore reads a bundle, then
     /// stages it, one after the other).
-    private let bundle = Mutex<ReceiveBuffer?>(nil)
+    private let bundle = Mutex<AlignedBuffer?>(nil)
 
     init(remote: RemoteRegistry, future: EventLoopFuture<PooledReplyCollector.Collected>) {
         self.remote = remote
@@ -55,7 +55,7 @@ final class FetchedBundle: PendingBundle {
     }
 
     deinit {
-        if let bundle = bundle.withLock({ $0 }) { ReceiveBuffers.shared.give(bundle) }
+        if let bundle = bundle.withLock({ $0 }) { BufferPool.replies.give(bundle) }
     }
 
     /// Waits for the bundle (blocking; see "Blocking calls" on ``RemoteRegistry``), then calls
@@ -72,7 +72,7 @@ final class FetchedBundle: PendingBundle {
     }
 }
 
-/// Collects a reply into a buffer from ``ReceiveBuffers``, sized by its Content-Length
+/// Collects a reply into a buffer from ``BufferPool/replies``, sized by its Content-Length
 /// (AsyncHTTPClient's default collector grows a fresh buffer per reply, whose pages are faulted in
 /// anew each time). The buffer comes with the reply (``Collected/bundle``) for its owner to give
 /// back.
@@ -82,7 +82,7 @@ final class PooledReplyCollector: HTTPClientResponseDelegate {
     struct Collected {
         var reply: RemoteRegistry.Reply
         /// The body of a reply with a status below 400; nil for an error reply.
-        var bundle: ReceiveBuffer?
+        var bundle: AlignedBuffer?
     }
 
     typealias Response = Collected
@@ -91,7 +91,7 @@ final class PooledReplyCollector: HTTPClientResponseDelegate {
     private struct Arrived {
         var status = 0
         var headers = HTTPHeaders()
-        var body: ReceiveBuffer?
+        var body: AlignedBuffer?
     }
 
     /// Written by AsyncHTTPClient's callbacks, one after the other on the request's event loop:
@@ -103,14 +103,14 @@ final class PooledReplyCollector: HTTPClientResponseDelegate {
         arrived.withLock {
             $0.status = Int(head.status.code)
             $0.headers = head.headers
-            $0.body = ReceiveBuffers.shared.take(capacity: length)
+            $0.body = BufferPool.replies.take(capacity: length)
         }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
         arrived.withLock { arrived in
-            let body = arrived.body ?? ReceiveBuffers.shared.take(capacity: part.readableBytes)
+            let body = arrived.body ?? BufferPool.replies.take(capacity: part.readableBytes)
             arrived.body = body
             part.withUnsafeReadableBytes { body.append($0) }
         }
@@ -120,13 +120,13 @@ final class PooledReplyCollector: HTTPClientResponseDelegate {
     func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
         let (status, headers, body) = arrived.withLock { arrived in
             defer { arrived.body = nil }
-            return (arrived.status, arrived.headers, arrived.body ?? ReceiveBuffers.shared.take(capacity: 0))
+            return (arrived.status, arrived.headers, arrived.body ?? BufferPool.replies.take(capacity: 0))
         }
         guard status >= 400 else {
             return Collected(reply: .init(status: status, headers: headers, body: ByteBuffer()), bundle: body)
         }
         // Error replies are small: they carry their body, and the buffer goes back at once.
-        defer { ReceiveBuffers.shared.give(body) }
+        defer { BufferPool.replies.give(body) }
         return Collected(reply: .init(status: status, headers: headers, body: body.byteBuffer()), bundle: nil)
     }
 }

@@ -1,3 +1,4 @@
+import CairnStore
 import Glibc
 import NIOHTTP1
 
@@ -108,8 +109,8 @@ extension SocketClient {
         }
 
         /// `count` body bytes into `body`: what was read with the head, then straight from the socket.
-        mutating func body(_ count: Int, into body: ReceiveBuffer) throws {
-            body.reserve(body.count + count)
+        mutating func body(_ count: Int, into body: AlignedBuffer) throws {
+            body.reserveRoom(count)
             let early = min(count, buffered.count - start)
             buffered[start..<start + early].withUnsafeBytes { body.append($0) }
             start += early
@@ -126,11 +127,11 @@ extension SocketClient {
             }
         }
 
-        mutating func bodyToEnd(into body: ReceiveBuffer) throws {
+        mutating func bodyToEnd(into body: AlignedBuffer) throws {
             buffered[start...].withUnsafeBytes { body.append($0) }
             start = buffered.count
             while true {
-                body.reserve(body.count + (1 << 20))
+                body.reserveRoom(1 << 20)
                 let n = try receive(UnsafeMutableRawBufferPointer(rebasing: body.memory[body.count...]))
                 if n == 0 { return }
                 body.count += n
@@ -150,7 +151,7 @@ extension SocketClient {
             }
         }
 
-        mutating func chunkedBody(into body: ReceiveBuffer) throws {
+        mutating func chunkedBody(into body: AlignedBuffer) throws {
             while true {
                 let sizeText = try line().split(separator: ";").first.map(String.init) ?? ""
                 guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {

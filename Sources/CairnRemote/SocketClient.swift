@@ -91,7 +91,7 @@ final class SocketClient: Sendable {
         /// Sends `request` and reads the reply; a kept-alive connection that the server closed
         /// before any reply is replaced once (sending again is safe: a fetch only reads, and an
         /// upload stages each chunk once however often it arrives).
-        func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> ReceiveBuffer {
+        func exchange(_ head: [UInt8], body: ByteBuffer, with client: SocketClient) throws -> AlignedBuffer {
             try socket.withLock { socket in
                 var reused = socket >= 0
                 while true {
@@ -125,13 +125,13 @@ final class SocketClient: Sendable {
 
         /// Sends a request on `socket` and reads its reply; closes `socket` (sets it to -1) when the
         /// reply says the connection ends with it.
-        private static func send(_ head: [UInt8], body: ByteBuffer, on socket: inout Int32) throws -> ReceiveBuffer {
+        private static func send(_ head: [UInt8], body: ByteBuffer, on socket: inout Int32) throws -> AlignedBuffer {
             let fd = socket
             var reader = Reader(fd: fd)
             try head.withUnsafeBytes { try sendAll(fd, $0, more: body.readableBytes > 0) }
             try body.withUnsafeReadableBytes { try sendAll(fd, $0, more: false) }
             let head = try reader.head()
-            let body = ReceiveBuffers.shared.take(capacity: head.contentLength ?? 0)
+            let body = BufferPool.replies.take(capacity: head.contentLength ?? 0)
             if head.chunked {
                 try reader.chunkedBody(into: body)
             } else if let length = head.contentLength {
@@ -145,7 +145,7 @@ final class SocketClient: Sendable {
             }
             if head.status >= 400 {
                 let reply = RemoteRegistry.Reply(status: head.status, headers: head.headers, body: body.byteBuffer())
-                ReceiveBuffers.shared.give(body)
+                BufferPool.replies.give(body)
                 throw RemoteRegistry.error(from: reply)
             }
             return body
@@ -208,20 +208,20 @@ final class SocketClient: Sendable {
 }
 
 /// A call of ``SocketClient`` on its way; its reply (a chunk bundle for a fetch) is kept once it
-/// has arrived, in a buffer that goes back to ``ReceiveBuffers`` with the call.
+/// has arrived, in a buffer that goes back to ``BufferPool/replies`` with the call.
 final class SocketReply: PendingBundle {
     /// Signalled once the result is in; each wait signals it again, so that later waits pass.
     private let arrived = DispatchSemaphore(value: 0)
     /// Set once, by the lane's queue, before `arrived` is signalled.
-    private let result = Mutex<Result<ReceiveBuffer, any Error>?>(nil)
+    private let result = Mutex<Result<AlignedBuffer, any Error>?>(nil)
 
-    fileprivate func complete(_ result: Result<ReceiveBuffer, any Error>) {
+    fileprivate func complete(_ result: Result<AlignedBuffer, any Error>) {
         self.result.withLock { $0 = result }
         arrived.signal()
     }
 
     deinit {
-        if case .success(let body)? = result.withLock({ $0 }) { ReceiveBuffers.shared.give(body) }
+        if case .success(let body)? = result.withLock({ $0 }) { BufferPool.replies.give(body) }
     }
 
     func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
@@ -235,7 +235,7 @@ final class SocketReply: PendingBundle {
     }
 
     /// Waits for the reply (blocking; see "Blocking calls" on ``RemoteRegistry``).
-    private func received() throws -> ReceiveBuffer {
+    private func received() throws -> AlignedBuffer {
         arrived.wait()
         arrived.signal()
         return try result.withLock { $0 }!.get()

@@ -52,11 +52,18 @@ package final class AlignedBuffer: @unchecked Sendable {
         memory = grown
     }
 
+    /// Makes room for `bytes` more after the ``count`` bytes in use, growing the memory (at least
+    /// doubling it) when they do not fit, so that filling a buffer piece by piece copies each byte
+    /// a bounded number of times.
+    package func reserveRoom(_ bytes: Int) {
+        if count + bytes > memory.count { reserve(Swift.max(count + bytes, 2 * memory.count)) }
+    }
+
     /// Appends `raw` after the ``count`` bytes in use, growing the memory (at least doubling it)
     /// when it does not fit.
     package func append(_ raw: UnsafeRawBufferPointer) {
         guard raw.count > 0 else { return }
-        if count + raw.count > memory.count { reserve(Swift.max(count + raw.count, 2 * memory.count)) }
+        reserveRoom(raw.count)
         (memory.baseAddress! + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
         count += raw.count
     }

@@ -21,7 +21,7 @@ func addChunkRoutes(_ v1: RouterGroup<CairnRequestContext>, server: CairnServer)
     let store = server.registry.store
     let options = server.options
     /// Memory for the chunk bundles received in uploads.
-    let uploadBodies = UploadBodies()
+    let uploadBodies = BufferPool.uploadBodies()
     /// Buffers of the chunk bundles sent in replies to fetches.
     let fetchReplyBuffers = FetchReplyBuffers()
 
