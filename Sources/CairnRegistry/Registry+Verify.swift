@@ -76,6 +76,11 @@ public struct VerifySummary: Codable, Sendable {
     public var verifiedBytes: Int64
     /// Pack files on disk the index does not reference (left by interrupted pushes; GC removes them).
     public var unreferencedPacks: Int
+    /// Temporary files in the store's `tmp/` left by killed pushes (GC removes them); nil from a
+    /// server that does not report them.
+    public var leftoverTemporaryFiles: Int?
+    /// Their bytes.
+    public var leftoverTemporaryBytes: Int64?
     /// What is damaged, one entry per problem.
     public var problems: [Problem]
     /// The files of versions that use a damaged chunk.
@@ -96,6 +101,8 @@ public struct VerifySummary: Codable, Sendable {
         case ok, deep, packs, chunks, manifests, problems, affected
         case verifiedBytes = "verified_bytes"
         case unreferencedPacks = "unreferenced_packs"
+        case leftoverTemporaryFiles = "leftover_temporary_files"
+        case leftoverTemporaryBytes = "leftover_temporary_bytes"
     }
 
     /// The summary of a registry's verify report.
@@ -107,6 +114,8 @@ public struct VerifySummary: Codable, Sendable {
         manifests = r.store.manifests
         verifiedBytes = r.store.verifiedBytes
         unreferencedPacks = r.store.unreferencedPacks
+        leftoverTemporaryFiles = r.store.leftoverTemporaryFiles
+        leftoverTemporaryBytes = r.store.leftoverTemporaryBytes
         problems = r.store.problems.map { Problem(kind: $0.kind.rawValue, chunk: $0.chunk?.hex, message: $0.message) }
         affected = r.affected
     }

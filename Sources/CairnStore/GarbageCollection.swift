@@ -17,6 +17,10 @@ public struct GarbageCollectionReport: Sendable, Codable, Equatable {
     public var deletedPackFiles = 0
     /// Pack files retired in this run and kept on disk until the grace period has passed.
     public var retiredPacks = 0
+    /// Temporary files deleted from `tmp/` (left by killed pushes, older than the grace period).
+    public var removedTemporaryFiles = 0
+    /// Their bytes.
+    public var removedTemporaryBytes: Int64 = 0
     /// Bytes of pack files referenced by the index before the run.
     public var storedBytesBefore: Int64 = 0
     /// Bytes of pack files referenced by the index after the run.
@@ -29,6 +33,8 @@ public struct GarbageCollectionReport: Sendable, Codable, Equatable {
         case rewrittenPacks = "rewritten_packs"
         case deletedPackFiles = "deleted_pack_files"
         case retiredPacks = "retired_packs"
+        case removedTemporaryFiles = "removed_temporary_files"
+        case removedTemporaryBytes = "removed_temporary_bytes"
         case storedBytesBefore = "stored_bytes_before"
         case storedBytesAfter = "stored_bytes_after"
     }
@@ -159,7 +165,11 @@ extension Store {
         }
 
         // 3. Delete retired pack files past the grace period, and old unreferenced ones.
-        report.deletedPackFiles = try deleteExpiredPacks(gracePeriod: gracePeriod, now: Date().timeIntervalSince1970)
+        var temporary: (files: Int, bytes: Int64) = (0, 0)
+        report.deletedPackFiles = try deleteExpiredPacks(
+            gracePeriod: gracePeriod, now: Date().timeIntervalSince1970, temporary: &temporary)
+        report.removedTemporaryFiles = temporary.files
+        report.removedTemporaryBytes = temporary.bytes
         report.storedBytesAfter = try statistics().storedBytes
         return report
     }
@@ -262,7 +272,9 @@ extension Store {
 
     /// Deletes retired packs older than the grace period and unreferenced pack files (and temporary
     /// files) older than it when no push is running. Returns the number of pack files deleted.
-    private func deleteExpiredPacks(gracePeriod: Double, now: Double) throws -> Int {
+    private func deleteExpiredPacks(
+        gracePeriod: Double, now: Double, temporary: inout (files: Int, bytes: Int64)
+    ) throws -> Int {
         var deleted = 0
         var expired: [UInt64] = []
         var retired = Set<UInt64>()
@@ -313,19 +325,28 @@ extension Store {
             packHandles.forget(id)
             if unlink(path) == 0 { deleted += 1 }
         }
-        if let dir = opendir(root + "/tmp") {
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                guard name.hasSuffix(".tmp") else { continue }
-                let path = root + "/tmp/" + name
-                var st = stat()
-                if stat(path, &st) == 0, Double(st.st_mtim.tv_sec) + gracePeriod <= now { unlink(path) }
-            }
+        for file in temporaryFiles() where file.modified + gracePeriod <= now && unlink(file.path) == 0 {
+            temporary.files += 1
+            temporary.bytes += file.size
         }
         return deleted
+    }
+
+    /// The temporary files in `tmp/` (`*.tmp`): path, size and modification time (seconds).
+    func temporaryFiles() -> [(path: String, size: Int64, modified: Double)] {
+        guard let dir = opendir(root + "/tmp") else { return [] }
+        defer { closedir(dir) }
+        var files: [(path: String, size: Int64, modified: Double)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasSuffix(".tmp") else { continue }
+            let path = root + "/tmp/" + name
+            var st = stat()
+            if stat(path, &st) == 0 { files.append((path, Int64(st.st_size), Double(st.st_mtim.tv_sec))) }
+        }
+        return files
     }
 
     /// The id an index key holds, or the error that stops a collection on a damaged index.

@@ -45,6 +45,11 @@ public struct VerifyReport: Sendable {
     public var verifiedBytes: Int64 = 0
     /// Pack files on disk that the index does not reference (left by interrupted pushes; GC removes them).
     public var unreferencedPacks = 0
+    /// Temporary files in the store's `tmp/` (packs of pushes that were killed before they
+    /// finished; GC removes them once older than its grace period), and their bytes.
+    public var leftoverTemporaryFiles = 0
+    /// Bytes of ``leftoverTemporaryFiles``.
+    public var leftoverTemporaryBytes: Int64 = 0
     /// Everything found wrong.
     public var problems: [Problem] = []
 
@@ -219,6 +224,9 @@ extension Store {
             }
         }
         report.unreferencedPacks = packFilesOnDisk().filter { packs[$0] == nil && !retired.contains($0) }.count
+        let leftovers = temporaryFiles()
+        report.leftoverTemporaryFiles = leftovers.count
+        report.leftoverTemporaryBytes = leftovers.reduce(0) { $0 + $1.size }
 
         if deep {
             // Packs whose table of contents is damaged are reported already; everything else is re-hashed.

@@ -284,6 +284,10 @@ extension Cairn {
                 var summary = "checked \(report.packs) packs, \(report.chunks) chunks, \(report.manifests) manifests"
                 if deep { summary += ", re-hashed \(Output.bytes(report.verifiedBytes))" }
                 if report.unreferencedPacks > 0 { summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)" }
+                if let files = report.leftoverTemporaryFiles, files > 0 {
+                    summary += "; \(files) leftover temporary file\(files == 1 ? "" : "s") of killed pushes, "
+                        + "\(Output.bytes(report.leftoverTemporaryBytes ?? 0)) (gc removes them after its grace period)"
+                }
                 Output.line(summary)
             }
             if !report.ok {

@@ -134,6 +134,8 @@ extension Cairn {
             if global.json { return try Output.json(report) }
             Output.line("removed      \(report.removedManifests) manifests, \(report.removedChunks) chunks (\(Output.bytes(report.removedChunkBytes)) raw)")
             Output.line("packs        \(report.rewrittenPacks) rewritten, \(report.retiredPacks) retired, \(report.deletedPackFiles) files deleted")
+            Output.line(
+                "temporary    \(report.removedTemporaryFiles) leftover file\(report.removedTemporaryFiles == 1 ? "" : "s") of killed pushes deleted (\(Output.bytes(report.removedTemporaryBytes)))")
             Output.line("stored       \(Output.bytes(report.storedBytesBefore)) → \(Output.bytes(report.storedBytesAfter))")
         }
     }
