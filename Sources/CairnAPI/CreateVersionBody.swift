@@ -24,6 +24,8 @@ public struct CreateVersionBody: Codable, Sendable {
     public var source: String?
     /// ``PushRequest/stage``.
     public var stage: Stage?
+    /// ``PushRequest/allowEmpty`` (absent: false).
+    public var allowEmpty: Bool?
     /// Base64 of ``Manifest/encoded()``.
     public var manifest: String
     /// The manifest's id (hex SHA-256 of its bytes); the server checks it.
@@ -46,6 +48,7 @@ public struct CreateVersionBody: Codable, Sendable {
         datasets = request.datasets
         source = request.source
         stage = request.stage
+        allowEmpty = request.allowEmpty ? true : nil
         let bytes = manifest.encoded()
         self.manifest = Data(bytes).base64EncodedString()
         manifestID = SHA256Digest.hash(bytes).hex
@@ -64,12 +67,14 @@ public struct CreateVersionBody: Codable, Sendable {
         r.datasets = datasets
         r.source = source
         r.stage = stage
+        r.allowEmpty = allowEmpty ?? false
         return r
     }
 
     enum CodingKeys: String, CodingKey {
         case message, metrics, params, tags, parents, datasets, source, stage, manifest
         case upload
+        case allowEmpty = "allow_empty"
         case manifestID = "manifest_id"
         case newBytes = "new_bytes"
         case storedBytes = "stored_bytes"
@@ -88,6 +93,7 @@ public struct CreateVersionBody: Codable, Sendable {
         datasets = try c.decodeIfPresent([String].self, forKey: .datasets) ?? []
         source = try c.decodeIfPresent(String.self, forKey: .source)
         stage = try c.decodeIfPresent(Stage.self, forKey: .stage)
+        allowEmpty = try c.decodeIfPresent(Bool.self, forKey: .allowEmpty)
         manifest = try c.decode(String.self, forKey: .manifest)
         manifestID = try c.decodeIfPresent(String.self, forKey: .manifestID)
         upload = try c.decodeIfPresent(String.self, forKey: .upload)

@@ -136,6 +136,10 @@ extension Registry {
         storedBytes: Int64,
         in txn: MetadataTransaction
     ) throws -> PushResult {
+        guard !manifest.files.isEmpty || request.allowEmpty else {
+            throw RegistryError(
+                .invalidArgument, "the pushed tree holds no files, and an empty version was not asked for; nothing was stored")
+        }
         let time = try changeTime(in: txn)
         var model: ModelRecord
         if let bytes = try txn.get(models, Self.modelKey(request.model)) {
@@ -267,6 +271,9 @@ public struct PushRequest: Sendable {
     public var source: String?
     /// The stage to start in: experimental (the default) or staging (through its gate).
     public var stage: Stage?
+    /// Whether a tree with no files may become a version (refused otherwise: an empty directory
+    /// pushed by mistake would become a version that pulls nothing).
+    public var allowEmpty = false
 
     /// A push of a version of `model` by `actor`, with no metadata yet.
     public init(model: String, actor: String) {

@@ -55,6 +55,7 @@ extension Cairn {
         @Option(help: ArgumentHelp("A dataset id used for training (repeatable).", valueName: "ID")) var dataset: [String] = []
         @Option(help: ArgumentHelp("The run that produced it.", valueName: "URI")) var source: String?
         @Option(help: "Initial stage: experimental (default) or staging.") var stage: Choice<Stage>?
+        @Flag(help: "Store a version even when PATH holds no files (refused otherwise).") var allowEmpty = false
 
         func validate() throws {
             _ = try stage?.value(for: "--stage")
@@ -85,6 +86,7 @@ extension Cairn {
             request.datasets = dataset
             request.source = source
             request.stage = try stage?.value(for: "--stage")
+            request.allowEmpty = allowEmpty
             let progress = ProgressLine("push", quiet: global.json)
             let report = try registry.pushReport(directory: path, request: request, progress: progress.update)
             let result = report.result

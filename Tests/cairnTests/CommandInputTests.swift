@@ -82,4 +82,24 @@ import Testing
         let refused = try ExitCodeTests.expectExit(3, ["cat", "m", "no\u{1B}[2Jfile"] + store)
         #expect(!refused.stderr.contains("\u{1B}") && refused.stderr.contains("no\\x1b[2Jfile"))
     }
+
+    /// An empty directory does not become a version that pulls nothing, unless asked for — pushed
+    /// locally or to a server.
+    @Test func anEmptyTreeIsRefusedUnlessAskedFor() throws {
+        let w = try CrossProcessTests.Workspace()
+        let store = ["--store", w.store, "--user", "alice"]
+        let empty = w.dir("empty").path
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try ExitCodeTests.expectExit(0, ["init"] + store)
+        try ExitCodeTests.expectExit(2, ["push", empty, "--model", "m"] + store, mentioning: "holds no files")
+        #expect(try Registry(store: try Store.open(at: w.store)).listModels().isEmpty)
+        try ExitCodeTests.expectExit(0, ["push", empty, "--model", "m", "--allow-empty"] + store)
+        #expect(try Registry(store: try Store.open(at: w.store)).resolve(try Reference(parsing: "m")).fileCount == 0)
+
+        let server = try ServerProcess(store: w.store, log: w.dir("serve.log"))
+        let remote = ["--remote", server.url, "--token", server.token, "--cache", w.dir("cache").path]
+        try ExitCodeTests.expectExit(2, ["push", empty, "--model", "n"] + remote, mentioning: "holds no files")
+        try ExitCodeTests.expectExit(3, ["show", "n"] + remote)
+        try ExitCodeTests.expectExit(0, ["push", empty, "--model", "n", "--allow-empty"] + remote)
+    }
 }
