@@ -58,13 +58,15 @@ extension Store {
     /// Runs on every core: boundaries are found sequentially per file while other threads hash and
     /// compress chunks and write packs. Memory stays bounded (three 8 MiB batches) whatever the size.
     ///
-    /// - Throws: ``CairnStoreError``: `.invalidArgument` for symlinks or special files (before anything is
-    ///   written), `.io` for read or write failures, `.conflict` if a file changes while it is read.
+    /// - Throws: ``CairnStoreError``: `.invalidArgument` for symlinks or special files, or for a
+    ///   tree that holds this store or lies inside it (before anything is written), `.io` for read
+    ///   or write failures, `.conflict` if a file changes while it is read.
     public func stage(
         directory: String,
         planner: ChunkingPlanner? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws -> StagedIngest {
+        try refuseOwnTree(directory)
         let files = try FileTree.scan(directory)
         return try stage(files: files, planner: planner, progress: progress)
     }
@@ -447,5 +449,21 @@ extension TransferProgress {
     /// Progress reported by a layer above the store (a transfer between stores).
     package init(done: Int64, of total: Int64, new: Int64) {
         self.init(doneBytes: done, totalBytes: total, newBytes: new)
+    }
+}
+
+extension Store {
+    /// Refuses a tree that holds the store or lies inside it: a store ingesting its own packs
+    /// while it writes new ones would never see the same tree twice, and would store itself.
+    func refuseOwnTree(_ directory: String) throws {
+        let tree = URL(fileURLWithPath: directory).standardized.resolvingSymlinksInPath().path
+        let store = URL(fileURLWithPath: root).standardized.resolvingSymlinksInPath().path
+        let within = { (inner: String, outer: String) in inner == outer || outer == "/" || inner.hasPrefix(outer + "/") }
+        if within(store, tree) {
+            throw CairnStoreError(.invalidArgument, "\(directory) holds the store \(root) itself; nothing was stored")
+        }
+        if within(tree, store) {
+            throw CairnStoreError(.invalidArgument, "\(directory) is inside the store \(root); nothing was stored")
+        }
     }
 }

@@ -102,4 +102,19 @@ import Testing
         try ExitCodeTests.expectExit(3, ["show", "n"] + remote)
         try ExitCodeTests.expectExit(0, ["push", empty, "--model", "n", "--allow-empty"] + remote)
     }
+
+    /// A store does not ingest itself: a tree that is the store, holds it or lies inside it.
+    @Test func aStoreDoesNotIngestItself() throws {
+        let w = try CrossProcessTests.Workspace()
+        let store = ["--store", w.store, "--user", "alice"]
+        try FixtureModels.writeBase(to: w.dir("base"), shape: .tiny, seed: 1)
+        try ExitCodeTests.expectExit(0, ["init"] + store)
+        try ExitCodeTests.expectExit(0, ["push", w.dir("base").path, "--model", "m"] + store)
+        let before = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted()
+        try ExitCodeTests.expectExit(2, ["push", w.store, "--model", "n"] + store, mentioning: "holds the store")
+        try ExitCodeTests.expectExit(2, ["push", w.root.path, "--model", "n"] + store, mentioning: "holds the store")
+        try ExitCodeTests.expectExit(2, ["push", w.store + "/packs", "--model", "n"] + store, mentioning: "is inside the store")
+        try ExitCodeTests.expectExit(3, ["show", "n"] + store)
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted() == before)
+    }
 }
