@@ -3,6 +3,14 @@ import Synchronization
 
 /// Thin, checked POSIX file operations. Every failure throws ``CairnStoreError`` with `.io` and the path.
 package enum FileIO {
+    /// Bytes free for an unprivileged writer on the file system holding `path`, or nil when it
+    /// cannot be read.
+    static func freeBytes(at path: String) -> Int64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int64(info.f_bavail) * Int64(info.f_frsize)
+    }
+
     static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
         let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
         if fd < 0 { throw CairnStoreError.io("open", path: path, errno: errno) }

@@ -200,8 +200,25 @@ public final class Store: Sendable {
         do {
             return try body()
         } catch let error as LMDBError {
-            throw CairnStoreError(.io, "index: \(error)")
+            throw indexError(error)
         }
+    }
+
+    /// The store error for an LMDB failure: damage is corruption; a write that failed for want of
+    /// space says so and names the file (LMDB reports a short write as EIO, so the free space is
+    /// looked at); anything else is I/O.
+    func indexError(_ error: LMDBError) -> CairnStoreError {
+        let index = root + "/index.mdb"
+        if error.isDamage {
+            return CairnStoreError(.corruption, "the index \(index) is damaged: \(error); nothing was changed")
+        }
+        if error.code == ENOSPC || error.code == EDQUOT || error.code == EIO, let free = FileIO.freeBytes(at: root),
+            error.code != EIO || free < 64 << 20
+        {
+            return CairnStoreError(
+                .io, "the disk is full: cannot write the index \(index) (\(free) bytes free); nothing was changed")
+        }
+        return CairnStoreError(.io, "index: \(error)")
     }
 
     /// The manifest stored under `id`.

@@ -29,6 +29,9 @@ public struct CairnStoreError: CodedError {
     }
 
     static func io(_ operation: String, path: String, errno code: Int32) -> CairnStoreError {
-        CairnStoreError(.io, "\(operation) \(path): \(String(cString: strerror(code)))")
+        if code == ENOSPC || code == EDQUOT {
+            return CairnStoreError(.io, "the disk is full: \(operation) \(path): \(String(cString: strerror(code)))")
+        }
+        return CairnStoreError(.io, "\(operation) \(path): \(String(cString: strerror(code)))")
     }
 }
