@@ -164,6 +164,16 @@ public struct Manifest: Sendable, Equatable {
         for (a, b) in zip(files, files.dropFirst()) where !a.path.utf8.lexicographicallyPrecedes(b.path.utf8) {
             throw bad(a.path == b.path ? "path \(a.path) appears twice" : "paths are not sorted")
         }
+        // The paths form a tree: no file is also a directory of another (`a` and `a/b`), which no
+        // file system could hold and no pull could write.
+        let paths = Set(files.map(\.path))
+        for file in files {
+            var prefix = Substring(file.path)
+            while let slash = prefix.lastIndex(of: "/") {
+                prefix = prefix[..<slash]
+                if paths.contains(String(prefix)) { throw bad("\(prefix) is both a file and the directory of \(file.path)") }
+            }
+        }
         return Manifest(files: files)
     }
 }

@@ -118,6 +118,23 @@ import Testing
                 #expect(Array($0.body.readableBytesView) == a + b)
             }
             #expect(try f.registry.resolve(try Reference(parsing: "m@1")).createdBy == "will")
+            // … nor one whose paths are no tree (a file `w.bin` and a file under a directory `w.bin`):
+            // refused, nothing stored.
+            var nested = file
+            nested.path = "w.bin/inner"
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(
+                    CreateVersionBody(
+                        request: PushRequest(model: "m", actor: "claimed"),
+                        manifest: Manifest(files: [file, nested]), newBytes: 0, storedBytes: 0))
+            ) {
+                #expect($0.status == .badRequest)
+                #expect(String(buffer: $0.body).contains(#"w.bin is both a file and the directory of w.bin\/inner"#))
+            }
+            #expect(try f.registry.listVersions(of: "m").count == 1)
             // … but not one that references a chunk the server lacks.
             let c = FixtureData.bytes(count: 1000, seed: 3)
             let missing = FileEntry(
