@@ -2,7 +2,6 @@ import ArgumentParser
 import CairnFixtures
 import CairnRegistry
 import CairnAPI
-import CairnRemote
 import CairnServer
 import CairnStore
 import Foundation
