@@ -85,16 +85,18 @@ public final class MetadataTransaction {
         try store.lmdb { try txn.count(table.database) }
     }
 
-    /// The manifest stored under `id`, in this transaction's snapshot.
+    /// The manifest stored under `id`, in this transaction's snapshot, checked against its id:
+    /// its stored bytes are hashed before they are decoded, so a damaged index never yields a
+    /// manifest other than the one `id` names (a path changed by one byte, a file's hash or chunk).
     ///
-    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none, `.corruption` if it does
-    ///   not decode, `.io`.
+    /// - Throws: ``CairnStoreError`` with `.notFound` if there is none, `.corruption` naming the id
+    ///   if its bytes do not hash to it or do not decode, `.io`.
     public func manifest(_ id: SHA256Digest) throws -> Manifest {
         try store.lmdb {
             try id.withUnsafeBytes { key in
                 try txn.withValue(store.manifestsDB, key: key) { value in
                     guard let value else { throw CairnStoreError(.notFound, "no manifest \(id.hex)") }
-                    return try Manifest.decode(value)
+                    return try Manifest.decode(value, checkedAgainst: id)
                 }
             }
         }
