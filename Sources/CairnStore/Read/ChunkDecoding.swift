@@ -1,7 +1,7 @@
 import Digest
 
 // Turning stored records back into chunk bytes: a span's records decoded into a read window, one
-// record decoded and verified, a delta rebuilt from its reference; the errors of reads.
+// record decoded and verified, a delta rebuilt from its reference.
 
 extension Store {
     /// Reads `span` with one `pread` and decodes and verifies its records into the window holding
@@ -210,18 +210,6 @@ extension Store {
             verify: verify
         ) { CairnStoreError(.corruption, "chunk \(id.hex) \($0)") }
         return UnsafeRawBufferPointer(target)
-    }
-
-    /// Checks the SHA-256 of a whole file read or restored, `digest`, against its entry's.
-    ///
-    /// - Throws: ``CairnStoreError`` with `.corruption` naming the file and both hashes.
-    static func checkWholeFile(_ file: FileEntry, _ digest: SHA256Digest, context: ReadContext) throws {
-        guard digest != file.sha256 else { return }
-        let prefix = context.isEmpty ? "" : "\(context): "
-        throw CairnStoreError(
-            .corruption,
-            "\(prefix)file \(file.path): its bytes hash to \(digest.hex), the manifest says \(file.sha256.hex)"
-        )
     }
 
     /// An error of a read, naming the file and chunk (and, for `.corruption`, recording the chunk

@@ -8,11 +8,7 @@ extension Store {
     public typealias ReadContext = String
 
     /// Reads `range` of `file` in order and hands the bytes to `sink` in windows of up to 16 MiB,
-    /// with their offset in the file. Every chunk is verified before its bytes reach `sink`; when
-    /// `range` is the whole file, the file is also checked against its entry's SHA-256 before its
-    /// last window reaches `sink` (a file of one window never reaches it unless it matches; the
-    /// earlier windows of a larger one have, and the read then throws). A part of a file cannot be
-    /// checked against the whole file's hash: a smaller range gets the chunks' checks only.
+    /// with their offset in the file. Every chunk is verified before its bytes reach `sink`.
     ///
     /// Per window: the chunks it needs are grouped by pack, sorted by offset and coalesced into
     /// spans of adjacent records; spans are read with `pread` and decoded and verified in parallel,
@@ -24,27 +20,15 @@ extension Store {
     /// ```
     ///
     /// - Throws: ``CairnStoreError``: `.invalidArgument` for a range outside the file,
-    ///   `.corruption` naming the chunk, or the file whose bytes do not hash to its entry's SHA-256;
-    ///   `.notFound` if a chunk is not indexed, `.io`; errors thrown by `sink`.
+    ///   `.corruption` naming the chunk, `.notFound` if a chunk is not indexed, `.io`; errors
+    ///   thrown by `sink`.
     public func read(
         _ file: FileEntry,
         range: Range<Int64>,
         context: ReadContext = "",
         sink: (UnsafeRawBufferPointer, Int64) throws -> Void
     ) throws {
-        guard range == 0..<file.size else {
-            return try read(file, range: range, context: context, alignment: 1, sink: sink)
-        }
-        // The windows come in order, from one thread at a time: hashed as they pass.
-        let hasher = SHA256Hasher()
-        if file.size == 0 { try Self.checkWholeFile(file, hasher.finalize(), context: context) }
-        try read(file, range: range, context: context, alignment: 1) { bytes, offset in
-            hasher.update(bytes)
-            if offset + Int64(bytes.count) == file.size {
-                try Self.checkWholeFile(file, hasher.finalize(), context: context)
-            }
-            try sink(bytes, offset)
-        }
+        try read(file, range: range, context: context, alignment: 1, sink: sink)
     }
 
     /// ``read(_:range:context:sink:)`` with blocks for direct I/O when `alignment` > 1

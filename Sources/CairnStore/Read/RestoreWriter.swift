@@ -1,19 +1,15 @@
-import Digest
 import Dispatch
 import Glibc
 
 // The writing side of a restore: files written under temporary names and renamed into place once
-// every chunk verified and the whole file hashed to the manifest's SHA-256, the last window of
-// each file written on a thread of its own while the next file is read.
+// every chunk verified, the last window of each file written on a thread of its own while the
+// next file is read.
 
 extension Store {
     /// Writes `files` under `directory` (creating it and any subdirectories), byte-exact.
     ///
     /// Each file is written to a temporary name and renamed into place only after every chunk has
-    /// been verified against its SHA-256 and the whole file against the SHA-256 `files` give for it
-    /// (hashed as its bytes go to the disk, not read again): a corrupt chunk, or a file whose chunks
-    /// do not make up the bytes its entry names, fails the restore and leaves no wrong bytes and no
-    /// temporary file. The files put in place before the failure stay.
+    /// been verified against its SHA-256: a corrupt chunk fails the read and leaves no wrong bytes.
     ///
     /// With `fetcher`, the store is a cache: chunks it lacks are fetched through `fetcher` as the
     /// files are written (verified like every chunk) and, with `keepsFetched`, staged into the store
@@ -28,10 +24,9 @@ extension Store {
     /// try store.restore(try store.manifest(id).files, to: "/tmp/model")
     /// ```
     ///
-    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, or the file whose
-    ///   bytes do not hash to its entry's SHA-256 (both hashes named); `.notFound` for a chunk
-    ///   neither stored nor provided by `fetcher`, `.io`, `.invalidArgument` for an unsafe path;
-    ///   errors of `fetcher`.
+    /// - Throws: ``CairnStoreError``: `.corruption` naming the file and chunk, `.notFound` for a
+    ///   chunk neither stored nor provided by `fetcher`, `.io`, `.invalidArgument` for an unsafe
+    ///   path; errors of `fetcher`.
     public func restore(
         _ files: [FileEntry],
         to directory: String,
@@ -84,7 +79,7 @@ extension Store {
         var inFlight = ""
         for (index, file) in files.enumerated() {
             try writer.rethrow()
-            let output = try PartialFile.create(for: file, under: directory, context: context) { temp in
+            let output = try PartialFile.create(for: file, under: directory) { temp in
                 if temp.lowercased() == inFlight { writer.waitForWrites() }
             }
             // Whether the file is still this loop's to finish or clean up (not the writer's).
@@ -137,41 +132,24 @@ extension Store {
 }
 
 /// A file being restored: written under a temporary name beside its target (`.NAME.cairn-partial`)
-/// and renamed into place once complete and hashed to the SHA-256 of its entry. Written with direct
-/// I/O where the file system allows it: the bytes go from the read windows to the disk without
-/// page-cache copies, whose fresh pages are slow to fault in on a VM (a restore of a 338 MB model
-/// took 0.25–0.9 s buffered, depending on the state of memory).
-///
-/// Its whole-file SHA-256 is computed as the bytes are written: writes come in file order, each
-/// starting where the one before ended (a read's sink is called in order from one thread at a
-/// time, and the last window is handed to the writer's thread after the last call returned).
+/// and renamed into place once complete. Written with direct I/O where the file system allows it:
+/// the bytes go from the read windows to the disk without page-cache copies, whose fresh pages are
+/// slow to fault in on a VM (a restore of a 338 MB model took 0.25–0.9 s buffered, depending on the
+/// state of memory).
 final class PartialFile: Sendable {
     let target: String
     let temp: String
+    let size: Int64
     private let fd: Int32
     /// Whether the descriptor writes with direct I/O (whole blocks).
     private let direct: Bool
-    /// The file's entry: its path and the SHA-256 its bytes must hash to.
-    private let entry: FileEntry
-    /// The restore's context for error messages (model and version).
-    private let context: Store.ReadContext
-    /// Hashes the bytes written so far (used by one thread at a time, in file order).
-    private let hasher = SHA256Hasher()
 
-    private init(
-        target: String,
-        temp: String,
-        fd: Int32,
-        direct: Bool,
-        entry: FileEntry,
-        context: Store.ReadContext
-    ) {
+    private init(target: String, temp: String, size: Int64, fd: Int32, direct: Bool) {
         self.target = target
         self.temp = temp
+        self.size = size
         self.fd = fd
         self.direct = direct
-        self.entry = entry
-        self.context = context
     }
 
     /// Creates the temporary file of `file` under `directory` (and its parent directories), sized
@@ -182,7 +160,6 @@ final class PartialFile: Sendable {
     static func create(
         for file: FileEntry,
         under directory: String,
-        context: Store.ReadContext,
         beforeCreating: (String) -> Void
     ) throws -> PartialFile {
         try RelativePath.validate(file.path)
@@ -193,7 +170,7 @@ final class PartialFile: Sendable {
         let temp = "\(parent)/.\(name).cairn-partial"
         beforeCreating(temp)
         let (fd, direct) = try FileIO.createForDirectWrites(temp)
-        let output = PartialFile(target: target, temp: temp, fd: fd, direct: direct, entry: file, context: context)
+        let output = PartialFile(target: target, temp: temp, size: file.size, fd: fd, direct: direct)
         if ftruncate(fd, off_t(file.size)) != 0 {
             let code = errno
             output.discard()
@@ -202,17 +179,12 @@ final class PartialFile: Sendable {
         return output
     }
 
-    /// The file's size in bytes.
-    var size: Int64 { entry.size }
-
     /// The alignment its writes need: a direct I/O block, else 1.
     var blockSize: Int { direct ? FileIO.directBlock : 1 }
 
-    /// Writes `bytes` at `offset`, which is where the previous write ended (the file is hashed
-    /// in order). With direct I/O, the last piece of the file is written in whole blocks (the
-    /// window has room for them) and the file cut back to its size by ``finish()``.
+    /// Writes `bytes` at `offset`. With direct I/O, the last piece of the file is written in whole
+    /// blocks (the window has room for them) and the file cut back to its size by ``finish()``.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-        hasher.update(bytes)
         let block = FileIO.directBlock
         let length = direct ? (bytes.count + block - 1) / block * block : bytes.count
         try FileIO.pwrite(
@@ -224,18 +196,14 @@ final class PartialFile: Sendable {
         )
     }
 
-    /// Closes the file and, if the bytes written hash to the SHA-256 of its entry, renames it into
-    /// place; otherwise, or if that fails, removes it.
+    /// Closes the file and renames it into place (removes it if that fails).
     ///
-    /// - Throws: ``CairnStoreError`` with `.corruption` naming the file and both hashes when its
-    ///   bytes do not hash to its entry's SHA-256; `.io`.
+    /// - Throws: ``CairnStoreError`` with `.io`.
     func finish() throws {
-        let digest = hasher.finalize()
         let cut = !direct || size % Int64(FileIO.directBlock) == 0 || ftruncate(fd, off_t(size)) == 0
         let code = errno
         close(fd)
         do {
-            try Store.checkWholeFile(entry, digest, context: context)
             guard cut else { throw CairnStoreError.io("truncate", path: temp, errno: code) }
             try FileIO.rename(temp, target)
         } catch {
