@@ -91,7 +91,8 @@ let package = Package(
         .testTarget(
             name: "CairnServerTests",
             dependencies: [
-                "CairnServer", "CairnRemote", "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest", "cairn",
+                "CairnServer", "CairnRemote", "CairnAPI", "CairnRegistry", "CairnStore", "CairnFixtures", "Digest",
+                "cairn",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

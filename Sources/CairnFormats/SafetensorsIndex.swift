@@ -26,7 +26,9 @@ public struct SafetensorsIndex: Sendable, Equatable {
     ///
     /// - Throws: ``SafetensorsError`` when the original is not a valid index.
     public static func rewrite(
-        _ bytes: some Collection<UInt8>, weightMap: [String: String], totalSize: Int64
+        _ bytes: some Collection<UInt8>,
+        weightMap: [String: String],
+        totalSize: Int64
     ) throws -> [UInt8] {
         var object = try topLevel(bytes)
         _ = try Self.weightMap(of: object)
@@ -36,7 +38,9 @@ public struct SafetensorsIndex: Sendable, Equatable {
             object["metadata"] = metadata
         }
         var data = try JSONSerialization.data(
-            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            withJSONObject: object,
+            options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        )
         data.append(UInt8(ascii: "\n"))
         return Array(data)
     }

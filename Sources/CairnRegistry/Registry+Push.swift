@@ -138,7 +138,9 @@ extension Registry {
     ) throws -> PushResult {
         guard !manifest.files.isEmpty || request.allowEmpty else {
             throw RegistryError(
-                .invalidArgument, "the pushed tree holds no files, and an empty version was not asked for; nothing was stored")
+                .invalidArgument,
+                "the pushed tree holds no files, and an empty version was not asked for; nothing was stored"
+            )
         }
         let time = try changeTime(in: txn)
         var model: ModelRecord

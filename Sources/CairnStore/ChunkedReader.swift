@@ -74,8 +74,11 @@ final class ChunkedReader {
         }
         let want = Int(min(Int64(batchCapacity), file.size - nextOffset))
         let got = try FileIO.pread(
-            fd, UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]), at: nextOffset,
-            path: file.absolutePath)
+            fd,
+            UnsafeMutableRawBufferPointer(rebasing: batch.input.memory[0..<want]),
+            at: nextOffset,
+            path: file.absolutePath
+        )
         guard got == want else {
             throw CairnStoreError(.conflict, "\(file.relativePath) shrank while it was being read; push again")
         }
@@ -105,7 +108,10 @@ final class ChunkedReader {
                     let index = Int(into / Int64(slice))
                     if index < references.count { reference = references[index] }
                 }
-                let sliceEnd = min(current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice), current.range.upperBound)
+                let sliceEnd = min(
+                    current.range.lowerBound + (into / Int64(slice) + 1) * Int64(slice),
+                    current.range.upperBound
+                )
                 length = Int(sliceEnd - at)
                 guard position + length <= want else { break cutting }
             case .contentDefined:

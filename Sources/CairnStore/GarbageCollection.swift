@@ -98,7 +98,9 @@ extension Store {
                 // sweeping would lose data.
                 for id in live where try !id.withUnsafeBytes({ try txn.contains(manifestsDB, key: $0) }) {
                     throw CairnStoreError(
-                        .corruption, "gc stopped: live manifest \(id.hex) is missing from the index; nothing was removed")
+                        .corruption,
+                        "gc stopped: live manifest \(id.hex) is missing from the index; nothing was removed"
+                    )
                 }
                 if !damaged.isEmpty {
                     throw CairnStoreError(
@@ -111,7 +113,8 @@ extension Store {
 
                 // A live delta chunk keeps its reference chunk alive (references are never deltas).
                 try txn.forEach(chunksDB) { key, value in
-                    if let location = ChunkLocation(value, maxChunk: config.chunker.max), let reference = location.reference,
+                    if let location = ChunkLocation(value, maxChunk: config.chunker.max),
+                        let reference = location.reference,
                         reachable.contains(try Self.indexID(key, of: "chunk"))
                     {
                         reachable.insert(reference)
@@ -167,7 +170,10 @@ extension Store {
         // 3. Delete retired pack files past the grace period, and old unreferenced ones.
         var temporary: (files: Int, bytes: Int64) = (0, 0)
         report.deletedPackFiles = try deleteExpiredPacks(
-            gracePeriod: gracePeriod, now: Date().timeIntervalSince1970, temporary: &temporary)
+            gracePeriod: gracePeriod,
+            now: Date().timeIntervalSince1970,
+            temporary: &temporary
+        )
         report.removedTemporaryFiles = temporary.files
         report.removedTemporaryBytes = temporary.bytes
         report.storedBytesAfter = try statistics().storedBytes
@@ -208,7 +214,9 @@ extension Store {
         try lmdb {
             try environment.read { txn in
                 try txn.forEach(chunksDB) { key, value in
-                    if let location = ChunkLocation(value, maxChunk: config.chunker.max), targets.contains(location.packID) {
+                    if let location = ChunkLocation(value, maxChunk: config.chunker.max),
+                        targets.contains(location.packID)
+                    {
                         moving.append((try Self.indexID(key, of: "chunk"), location))
                     }
                     return true
@@ -273,7 +281,9 @@ extension Store {
     /// Deletes retired packs older than the grace period and unreferenced pack files (and temporary
     /// files) older than it when no push is running. Returns the number of pack files deleted.
     private func deleteExpiredPacks(
-        gracePeriod: Double, now: Double, temporary: inout (files: Int, bytes: Int64)
+        gracePeriod: Double,
+        now: Double,
+        temporary: inout (files: Int, bytes: Int64)
     ) throws -> Int {
         var deleted = 0
         var expired: [UInt64] = []
@@ -353,7 +363,9 @@ extension Store {
     static func indexID(_ key: UnsafeRawBufferPointer, of what: String) throws -> SHA256Digest {
         guard let id = SHA256Digest(indexKey: key) else {
             throw CairnStoreError(
-                .corruption, "gc stopped: the \(what) index has a key of \(key.count) bytes (it is damaged); nothing was removed")
+                .corruption,
+                "gc stopped: the \(what) index has a key of \(key.count) bytes (it is damaged); nothing was removed"
+            )
         }
         return id
     }

@@ -458,7 +458,8 @@ extension Store {
     func refuseOwnTree(_ directory: String) throws {
         let tree = URL(fileURLWithPath: directory).standardized.resolvingSymlinksInPath().path
         let store = URL(fileURLWithPath: root).standardized.resolvingSymlinksInPath().path
-        let within = { (inner: String, outer: String) in inner == outer || outer == "/" || inner.hasPrefix(outer + "/") }
+        let within = { (inner: String, outer: String) in inner == outer || outer == "/" || inner.hasPrefix(outer + "/")
+        }
         if within(store, tree) {
             throw CairnStoreError(.invalidArgument, "\(directory) holds the store \(root) itself; nothing was stored")
         }

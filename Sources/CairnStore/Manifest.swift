@@ -186,7 +186,9 @@ public struct Manifest: Sendable, Equatable {
             var prefix = Substring(file.path)
             while let slash = prefix.lastIndex(of: "/") {
                 prefix = prefix[..<slash]
-                if paths.contains(String(prefix)) { throw bad("\(prefix) is both a file and the directory of \(file.path)") }
+                if paths.contains(String(prefix)) {
+                    throw bad("\(prefix) is both a file and the directory of \(file.path)")
+                }
             }
         }
         return Manifest(files: files)

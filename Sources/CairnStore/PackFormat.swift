@@ -40,7 +40,11 @@ enum PackFormat {
     }
 
     static func writeRecordHeader(
-        to p: UnsafeMutableRawPointer, id: SHA256Digest, codec: Codec, rawLength: Int, storedLength: Int
+        to p: UnsafeMutableRawPointer,
+        id: SHA256Digest,
+        codec: Codec,
+        rawLength: Int,
+        storedLength: Int
     ) {
         p.storeBytes(of: recordMagic.littleEndian, toByteOffset: 0, as: UInt32.self)
         p.storeBytes(of: UInt32(codec.rawValue).littleEndian, toByteOffset: 4, as: UInt32.self)
@@ -65,7 +69,8 @@ enum PackFormat {
             id: SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[16..<48])),
             codecRaw: b[4],
             rawLength: Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
-            storedLength: Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self))))
+            storedLength: Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        )
     }
 
     /// One entry of a pack's table of contents.
@@ -101,7 +106,8 @@ enum PackFormat {
                 offset: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: base + 32, as: UInt64.self)),
                 rawLength: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: base + 40, as: UInt32.self)),
                 storedLength: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: base + 44, as: UInt32.self)),
-                codecRaw: b[base + 48])
+                codecRaw: b[base + 48]
+            )
         }
     }
 
@@ -131,6 +137,7 @@ enum PackFormat {
             tocOffset: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
             count: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
             tocDigest: SHA256Digest(bytes: UnsafeRawBufferPointer(rebasing: b[16..<48])),
-            packID: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 48, as: UInt64.self)))
+            packID: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 48, as: UInt64.self))
+        )
     }
 }

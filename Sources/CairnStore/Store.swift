@@ -120,7 +120,9 @@ public final class Store: Sendable {
             retiredDB = try environment.openDatabase("retired-packs")
         } catch let error as LMDBError where error.isDamage {
             throw CairnStoreError(
-                .corruption, "the index of \(root) (index.mdb) is damaged: \(error); nothing was changed: restore it from a backup")
+                .corruption,
+                "the index of \(root) (index.mdb) is damaged: \(error); nothing was changed: restore it from a backup"
+            )
         } catch let error as LMDBError {
             throw CairnStoreError(.io, "cannot open the index of \(root): \(error)")
         }
@@ -216,7 +218,9 @@ public final class Store: Sendable {
             error.code != EIO || free < 64 << 20
         {
             return CairnStoreError(
-                .io, "the disk is full: cannot write the index \(index) (\(free) bytes free); nothing was changed")
+                .io,
+                "the disk is full: cannot write the index \(index) (\(free) bytes free); nothing was changed"
+            )
         }
         return CairnStoreError(.io, "index: \(error)")
     }

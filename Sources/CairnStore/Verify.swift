@@ -91,7 +91,11 @@ extension Store {
                 try txn.forEach(chunksDB) { key, value in
                     guard let id = SHA256Digest(indexKey: key) else {
                         report.problems.append(
-                            .init(kind: .badIndexEntry, message: "the chunk index has a key of \(key.count) bytes, not a chunk id"))
+                            .init(
+                                kind: .badIndexEntry,
+                                message: "the chunk index has a key of \(key.count) bytes, not a chunk id"
+                            )
+                        )
                         return true
                     }
                     if let location = ChunkLocation(value, maxChunk: config.chunker.max) {
@@ -110,7 +114,11 @@ extension Store {
                 try txn.forEach(manifestsDB) { key, value in
                     guard let id = SHA256Digest(indexKey: key) else {
                         report.problems.append(
-                            .init(kind: .damagedManifest, message: "the manifest index has a key of \(key.count) bytes, not a manifest id"))
+                            .init(
+                                kind: .damagedManifest,
+                                message: "the manifest index has a key of \(key.count) bytes, not a manifest id"
+                            )
+                        )
                         return true
                     }
                     manifests.append((id, Array(value)))

@@ -6,21 +6,29 @@ extension Cairn {
     struct Alias: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Named pointers to versions (champion, challenger, canary): MODEL@ALIAS.",
-            subcommands: [Set.self, Remove.self, List.self])
+            subcommands: [Set.self, Remove.self, List.self]
+        )
 
         struct Set: ParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Point ALIAS at version N, creating it or moving it atomically.")
+                abstract: "Point ALIAS at version N, creating it or moving it atomically."
+            )
 
             @OptionGroup var global: GlobalOptions
             @Argument(help: "The model.") var model: String
-            @Argument(help: "The alias: lower-case letters, digits, '.', '_', '-'; not a number or stage name.") var alias: String
+            @Argument(help: "The alias: lower-case letters, digits, '.', '_', '-'; not a number or stage name.")
+            var alias: String
             @Argument(help: "The version number it points at.") var version: Int
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
             func run() throws {
                 let result = try global.openRegistry().setAlias(
-                    model: model, alias: alias, version: version, actor: global.actor, reason: reason)
+                    model: model,
+                    alias: alias,
+                    version: version,
+                    actor: global.actor,
+                    reason: reason
+                )
                 if global.json { return try Output.json(result) }
                 Output.change(result, unchanged: "\(model)@\(alias) already points at \(model)@\(version)")
             }
@@ -35,7 +43,12 @@ extension Cairn {
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
             func run() throws {
-                let result = try global.openRegistry().removeAlias(model: model, alias: alias, actor: global.actor, reason: reason)
+                let result = try global.openRegistry().removeAlias(
+                    model: model,
+                    alias: alias,
+                    actor: global.actor,
+                    reason: reason
+                )
                 if global.json { return try Output.json(result) }
                 Output.change(result, unchanged: "nothing changed")
             }
@@ -52,20 +65,27 @@ extension Cairn {
                 if global.json { return try Output.json(aliases) }
                 Output.table(
                     ["ALIAS", "VERSION", "UPDATED_BY", "UPDATED_AT"],
-                    aliases.map { [$0.alias, "\($0.version)", $0.updatedBy, $0.updatedAt] })
+                    aliases.map { [$0.alias, "\($0.version)", $0.updatedBy, $0.updatedAt] }
+                )
             }
         }
     }
 
     struct Tag: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set tags on a version (K=V, e.g. dataset=tickets-v7).")
+        static let configuration = CommandConfiguration(
+            abstract: "Set tags on a version (K=V, e.g. dataset=tickets-v7)."
+        )
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Argument(help: ArgumentHelp("Tags to set.", valueName: "K=V")) var tags: [String]
 
         func run() throws {
-            let result = try global.openRegistry().tag(try Reference(parsing: ref), try parsePairs(tags, what: "tag"), actor: global.actor)
+            let result = try global.openRegistry().tag(
+                try Reference(parsing: ref),
+                try parsePairs(tags, what: "tag"),
+                actor: global.actor
+            )
             if global.json { return try Output.json(result) }
             Output.change(result, unchanged: "nothing changed: \(ref) already has these tags")
         }
@@ -87,23 +107,34 @@ extension Cairn {
 
     struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "policy", abstract: "A model's promotion gates: required approvals and metric thresholds.",
-            subcommands: [Set.self, Show.self])
+            commandName: "policy",
+            abstract: "A model's promotion gates: required approvals and metric thresholds.",
+            subcommands: [Set.self, Show.self]
+        )
 
         struct Set: ParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "Replace the model's whole policy (with no options: clear it).",
                 discussion: """
                     --approvals production=2 requires two approvals from users other than the version's creator before a promotion to production. --require 'eval_loss<=1.9' requires the metric when promoting to production; prefix the stage to check it for staging: --require 'staging:eval_loss<=2.5'.
-                    """)
+                    """
+            )
 
             @OptionGroup var global: GlobalOptions
             @Argument(help: "The model.") var model: String
-            @Option(help: ArgumentHelp("Approvals required to enter a stage, staging or production (repeatable).", valueName: "STAGE=N"))
+            @Option(
+                help: ArgumentHelp(
+                    "Approvals required to enter a stage, staging or production (repeatable).",
+                    valueName: "STAGE=N"
+                )
+            )
             var approvals: [String] = []
             @Option(
                 help: ArgumentHelp(
-                    "A metric threshold, METRIC<=V or METRIC>=V (also <, >, =), optionally STAGE:… (repeatable).", valueName: "COND"))
+                    "A metric threshold, METRIC<=V or METRIC>=V (also <, >, =), optionally STAGE:… (repeatable).",
+                    valueName: "COND"
+                )
+            )
             var require: [String] = []
             @Option(help: ArgumentHelp("Why, recorded in the audit log.", valueName: "TEXT")) var reason: String?
 
@@ -113,7 +144,9 @@ extension Cairn {
             func policy() throws -> CairnRegistry.Policy {
                 var policy = CairnRegistry.Policy()
                 for (stage, count) in try parsePairs(approvals, what: "approvals") {
-                    guard let n = Int(count) else { throw BadArgument("--approvals \(stage)=\(count): N must be a whole number") }
+                    guard let n = Int(count) else {
+                        throw BadArgument("--approvals \(stage)=\(count): N must be a whole number")
+                    }
                     policy.approvals[try Choice<Stage>(text: stage).value(for: "--approvals")] = n
                 }
                 policy.requirements = try require.map { try CairnRegistry.Policy.Requirement(parsing: $0) }
@@ -122,7 +155,12 @@ extension Cairn {
 
             func run() throws {
                 let policy = try policy()
-                let result = try global.openRegistry().setPolicy(model: model, policy, actor: global.actor, reason: reason)
+                let result = try global.openRegistry().setPolicy(
+                    model: model,
+                    policy,
+                    actor: global.actor,
+                    reason: reason
+                )
                 if global.json { return try Output.json(result) }
                 Output.change(result, unchanged: "nothing changed: the policy of \(model) is already \(policy)")
             }
@@ -137,11 +175,15 @@ extension Cairn {
             func run() throws {
                 let policy = try global.openRegistry().policy(of: model)
                 if global.json { return try Output.json(PolicyView(model: model, policy: policy)) }
-                if policy.isEmpty { return Output.line("\(model): no policy (promotions need no approvals or metrics)") }
+                if policy.isEmpty {
+                    return Output.line("\(model): no policy (promotions need no approvals or metrics)")
+                }
                 Output.line("\(model):")
                 for stage in [Stage.staging, .production] {
                     if let n = policy.approvals[stage], n > 0 {
-                        Output.line("  \(stage.rawValue): \(n) approval\(n == 1 ? "" : "s") from users other than the version's creator")
+                        Output.line(
+                            "  \(stage.rawValue): \(n) approval\(n == 1 ? "" : "s") from users other than the version's creator"
+                        )
                     }
                 }
                 for r in policy.requirements { Output.line("  \(r.stage.rawValue): requires \(r.condition)") }

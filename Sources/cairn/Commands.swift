@@ -1,6 +1,6 @@
 import ArgumentParser
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnRemote
 import CairnStore
 import Foundation
@@ -10,7 +10,8 @@ extension Cairn {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create an empty store.",
-            discussion: "Chunk sizes are fixed for the store's lifetime: changing them would break dedup.")
+            discussion: "Chunk sizes are fixed for the store's lifetime: changing them would break dedup."
+        )
 
         @OptionGroup var global: GlobalOptions
 
@@ -22,7 +23,8 @@ extension Cairn {
         func run() throws {
             let config = StoreConfig(
                 chunker: ChunkerParameters(min: minChunk, avg: avgChunk, max: maxChunk),
-                compressionLevel: compressionLevel)
+                compressionLevel: compressionLevel
+            )
             let store = try Store.create(at: global.storePath, config: config)
             if global.json {
                 try Output.json(InitOutput(store: store.root, config: store.config))
@@ -42,17 +44,21 @@ extension Cairn {
             abstract: "Store a model directory (or one file) as the model's next version.",
             discussion: """
                 Every regular file under PATH is stored by its relative path; symlinks and special files are refused and nothing is stored. Only chunks the store does not have are written. Every push creates a new version, even when the content equals an earlier one (it then adds 0 bytes).
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Directory (or file) to push.") var path: String
         @Option(help: "Model name: [a-z0-9][a-z0-9._-]*, optionally org/name.") var model: String
         @Option(help: "A note on this version.") var message = ""
-        @Option(help: ArgumentHelp("A metric, K=V with a number V (repeatable).", valueName: "K=V")) var metric: [String] = []
+        @Option(help: ArgumentHelp("A metric, K=V with a number V (repeatable).", valueName: "K=V")) var metric:
+            [String] = []
         @Option(help: ArgumentHelp("A parameter, K=V (repeatable).", valueName: "K=V")) var param: [String] = []
         @Option(help: ArgumentHelp("A tag, K=V (repeatable).", valueName: "K=V")) var tag: [String] = []
-        @Option(help: ArgumentHelp("A version this one derives from (repeatable).", valueName: "REF")) var parent: [String] = []
-        @Option(help: ArgumentHelp("A dataset id used for training (repeatable).", valueName: "ID")) var dataset: [String] = []
+        @Option(help: ArgumentHelp("A version this one derives from (repeatable).", valueName: "REF")) var parent:
+            [String] = []
+        @Option(help: ArgumentHelp("A dataset id used for training (repeatable).", valueName: "ID")) var dataset:
+            [String] = []
         @Option(help: ArgumentHelp("The run that produced it.", valueName: "URI")) var source: String?
         @Option(help: "Initial stage: experimental (default) or staging.") var stage: Choice<Stage>?
         @Flag(help: "Store a version even when PATH holds no files (refused otherwise).") var allowEmpty = false
@@ -97,7 +103,8 @@ extension Cairn {
                 Output.line(
                     "pushed \(result.model)@\(result.version): \(result.files) files, \(Output.bytes(result.logicalBytes)), "
                         + "\(Output.bytes(result.newBytes)) new (\(Output.bytes(result.storedBytes)) stored), manifest \(result.manifest.prefix(12))"
-                        + (report.transferredBytes.map { ", \(Output.bytes($0)) sent" } ?? ""))
+                        + (report.transferredBytes.map { ", \(Output.bytes($0)) sent" } ?? "")
+                )
             }
         }
     }
@@ -109,20 +116,28 @@ extension Cairn {
                 Every chunk is verified against its SHA-256; a damaged chunk fails the pull and no wrong bytes are written. --out must be new or empty (or give --force to write into it; files of the version replace files of the same name there), and outside the store. Each file is written under a temporary name and renamed into place once whole: a pull that fails keeps the files it finished, removes the one it was writing and writes none after it.
 
                 With --tensor, each safetensors file (of those --include/--exclude select) that has tensors matching a pattern is written under its own name holding only those tensors, with their original bytes and a new header that keeps __metadata__; a shard index (model.safetensors.index.json) is rewritten to list only them. Other files are written only when an --include pattern names them. Only the chunks the chosen tensors overlap are read, so one tensor of a large checkpoint costs about its own size. A safetensors file that is malformed is an error naming it (exclude it with --exclude).
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Option(help: "Directory to write into: new or empty (created if needed).") var out: String
         @Flag(help: "Write into --out even when it is not empty.") var force = false
-        @Option(help: ArgumentHelp("Only files matching this glob (*, **, ?; repeatable; without '/', matches file names at any depth).", valueName: "GLOB"))
+        @Option(
+            help: ArgumentHelp(
+                "Only files matching this glob (*, **, ?; repeatable; without '/', matches file names at any depth).",
+                valueName: "GLOB"
+            )
+        )
         var include: [String] = []
         @Option(help: ArgumentHelp("Skip files matching this glob (repeatable).", valueName: "GLOB"))
         var exclude: [String] = []
         @Option(
             help: ArgumentHelp(
                 "Only tensors whose name matches this glob, e.g. 'model.layers.0.*' (repeatable). Writes each safetensors file that has a match with just those tensors.",
-                valueName: "PATTERN"))
+                valueName: "PATTERN"
+            )
+        )
         var tensor: [String] = []
 
         /// Refuses an --out that is a file, that is a directory with something in it (without
@@ -151,28 +166,52 @@ extension Cairn {
             let progress = ProgressLine("pull", quiet: global.json)
             if !tensor.isEmpty {
                 let result = try contentReader(registry).pullTensors(
-                    version, matching: tensor, to: out, selection: selection, progress: progress.update(done:total:))
+                    version,
+                    matching: tensor,
+                    to: out,
+                    selection: selection,
+                    progress: progress.update(done:total:)
+                )
                 progress.finish()
                 let bytes = result.files.reduce(Int64(0)) { $0 + $1.size }
                 if global.json {
                     return try Output.json(
                         PullOutput(
-                            model: version.model, version: version.version, out: out, files: result.files.count, bytes: bytes,
-                            tensors: result.tensors, tensorBytes: result.tensorBytes, written: result.files))
+                            model: version.model,
+                            version: version.version,
+                            out: out,
+                            files: result.files.count,
+                            bytes: bytes,
+                            tensors: result.tensors,
+                            tensorBytes: result.tensorBytes,
+                            written: result.files
+                        )
+                    )
                 }
                 let shards = result.files.filter { $0.tensors > 0 }.count
                 Output.line(
                     "pulled \(result.tensors) tensor\(result.tensors == 1 ? "" : "s") (\(Output.bytes(result.tensorBytes))) of \(version.reference) to \(out): "
                         + "\(shards) safetensors file\(shards == 1 ? "" : "s")"
-                        + (result.files.count > shards ? " and \(result.files.count - shards) other\(result.files.count - shards == 1 ? "" : "s")" : "")
-                        + ", \(Output.bytes(bytes))")
+                        + (result.files.count > shards
+                            ? " and \(result.files.count - shards) other\(result.files.count - shards == 1 ? "" : "s")"
+                            : "")
+                        + ", \(Output.bytes(bytes))"
+                )
                 return
             }
             let files = try registry.pull(version, to: out, selection: selection, progress: progress.update)
             progress.finish()
             let bytes = files.reduce(Int64(0)) { $0 + $1.size }
             if global.json {
-                try Output.json(PullOutput(model: version.model, version: version.version, out: out, files: files.count, bytes: bytes))
+                try Output.json(
+                    PullOutput(
+                        model: version.model,
+                        version: version.version,
+                        out: out,
+                        files: files.count,
+                        bytes: bytes
+                    )
+                )
             } else {
                 Output.line("pulled \(version.reference) to \(out): \(files.count) files, \(Output.bytes(bytes))")
             }
@@ -198,12 +237,18 @@ extension Cairn {
 
     struct Cat: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write one file of a version (or a byte range of it) to stdout.")
+            abstract: "Write one file of a version (or a byte range of it) to stdout."
+        )
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A reference: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var ref: String
         @Argument(help: "Path of the file inside the version.") var file: String
-        @Option(help: ArgumentHelp("Bytes START-END, inclusive, as in HTTP Range (END may be omitted).", valueName: "START-END"))
+        @Option(
+            help: ArgumentHelp(
+                "Bytes START-END, inclusive, as in HTTP Range (END may be omitted).",
+                valueName: "START-END"
+            )
+        )
         var range: String?
 
         func run() throws {
@@ -237,7 +282,9 @@ extension Cairn {
     }
 
     struct Stats: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show what the store holds and what dedup and compression saved.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show what the store holds and what dedup and compression saved."
+        )
 
         @OptionGroup var global: GlobalOptions
 
@@ -250,7 +297,9 @@ extension Cairn {
             Output.line("compressed   \(Output.bytes(s.compressedBytes))")
             Output.line("stored       \(Output.bytes(s.storedBytes))  (\(s.packs) packs)")
             if s.storedBytes > 0 {
-                Output.line(String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes)))
+                Output.line(
+                    String(format: "ratio        %.2fx logical/stored", Double(s.logicalBytes) / Double(s.storedBytes))
+                )
             }
             if let codecs = s.codecs, !codecs.isEmpty {
                 Output.line("")
@@ -261,7 +310,8 @@ extension Cairn {
                             $0.codec, "\($0.chunks)", Output.bytes($0.rawBytes), Output.bytes($0.storedBytes),
                             String(format: "%.1f%%", 100 * (1 - Double($0.storedBytes) / Double(max($0.rawBytes, 1)))),
                         ]
-                    })
+                    }
+                )
             }
         }
     }
@@ -271,7 +321,8 @@ extension Cairn {
             abstract: "Check the store's integrity.",
             discussion: """
                 Checks that every pack the index references is intact, every index entry matches its pack and every manifest's chunks are indexed. --deep also reads and re-hashes every chunk. Exits 4 when a problem is found, naming the chunk and the versions and files that use it.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Read, decompress and re-hash every chunk.") var deep = false
@@ -282,12 +333,17 @@ extension Cairn {
                 try Output.json(report)
             } else {
                 for p in report.problems { Output.line("problem: \(p.message)") }
-                for a in report.affected { Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))") }
+                for a in report.affected {
+                    Output.line("  used by \(a.model)@\(a.version) file \(a.path) (chunk \(a.chunk.prefix(12)))")
+                }
                 var summary = "checked \(report.packs) packs, \(report.chunks) chunks, \(report.manifests) manifests"
                 if deep { summary += ", re-hashed \(Output.bytes(report.verifiedBytes))" }
-                if report.unreferencedPacks > 0 { summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)" }
+                if report.unreferencedPacks > 0 {
+                    summary += "; \(report.unreferencedPacks) unreferenced packs (gc removes them)"
+                }
                 if let files = report.leftoverTemporaryFiles, files > 0 {
-                    summary += "; \(files) leftover temporary file\(files == 1 ? "" : "s") of killed pushes, "
+                    summary +=
+                        "; \(files) leftover temporary file\(files == 1 ? "" : "s") of killed pushes, "
                         + "\(Output.bytes(report.leftoverTemporaryBytes ?? 0)) (gc removes them after its grace period)"
                 }
                 Output.line(summary)

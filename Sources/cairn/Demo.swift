@@ -10,7 +10,8 @@ extension Cairn {
             abstract: "Generate a small model and variants, push them, and show what each one cost.",
             discussion: """
                 Creates the store if it does not exist, generates a LLaMA-shaped bf16 model (two safetensors shards, config, tokenizer) with a fine-tune of two layers, a LoRA adapter and a re-sharded copy, pushes each one and prints the bytes each added. Then pulls one back and checks every file's SHA-256. Safe to run again: the same content adds nothing.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Option(help: "Seed of the generated model.") var seed: UInt64 = 1
@@ -33,7 +34,13 @@ extension Cairn {
             let lora = work.appendingPathComponent("lora")
             let resharded = work.appendingPathComponent("resharded")
             try FixtureModels.writeBase(to: base, shape: shape, seed: seed)
-            try FixtureModels.writeVariant(to: finetune, shape: shape, seed: seed, changedLayers: [shape.layers - 2, shape.layers - 1], variantSeed: 7)
+            try FixtureModels.writeVariant(
+                to: finetune,
+                shape: shape,
+                seed: seed,
+                changedLayers: [shape.layers - 2, shape.layers - 1],
+                variantSeed: 7
+            )
             try FixtureModels.writeLoRA(to: lora, shape: shape, seed: seed, variantSeed: 11)
             try FixtureModels.writeResharded(to: resharded, shape: shape, seed: seed)
 
@@ -48,7 +55,12 @@ extension Cairn {
                 return result
             }
             let v1 = try push(base, model: "demo-llama", what: "base model")
-            _ = try push(finetune, model: "demo-llama", what: "fine-tune of the last 2 layers", parent: "demo-llama@\(v1.version)")
+            _ = try push(
+                finetune,
+                model: "demo-llama",
+                what: "fine-tune of the last 2 layers",
+                parent: "demo-llama@\(v1.version)"
+            )
             _ = try push(lora, model: "demo-llama-lora", what: "LoRA adapter", parent: "demo-llama@\(v1.version)")
             _ = try push(resharded, model: "demo-llama", what: "same weights, re-sharded")
             _ = try push(base, model: "demo-llama", what: "base model again")
@@ -73,16 +85,24 @@ extension Cairn {
                     [
                         s.what, "\(s.result.model)@\(s.result.version)", Output.bytes(s.result.logicalBytes),
                         Output.bytes(s.result.newBytes), Output.bytes(s.result.storedBytes),
-                        String(format: "%.1f%%", 100 * Double(s.result.storedBytes) / Double(max(s.result.logicalBytes, 1))),
+                        String(
+                            format: "%.1f%%",
+                            100 * Double(s.result.storedBytes) / Double(max(s.result.logicalBytes, 1))
+                        ),
                         String(format: "%.2fs", s.seconds),
                     ]
-                })
+                }
+            )
             Output.line("")
-            Output.line("pull of demo-llama@\(v1.version): \(files.count) files, " + (allMatch ? "byte-identical to the original" : "MISMATCH"))
+            Output.line(
+                "pull of demo-llama@\(v1.version): \(files.count) files, "
+                    + (allMatch ? "byte-identical to the original" : "MISMATCH")
+            )
             Output.line(
                 "store \(path): \(Output.bytes(stats.logicalBytes)) logical in \(stats.versions) versions, "
                     + "\(Output.bytes(stats.storedBytes)) on disk"
-                    + String(format: " (%.2fx)", Double(stats.logicalBytes) / Double(max(stats.storedBytes, 1))))
+                    + String(format: " (%.2fx)", Double(stats.logicalBytes) / Double(max(stats.storedBytes, 1)))
+            )
             Output.line("next: cairn ls demo-llama · cairn show demo-llama · cairn verify --deep")
             if !allMatch { throw ExitCode(4) }
         }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnRemote
 import Foundation
 
@@ -10,7 +10,8 @@ extension Cairn {
             abstract: "Show what changed between two versions: metadata, files, tensors and shared storage.",
             discussion: """
                 Metadata: every metric with its delta, params and tags that differ, stage, and lineage (parents, datasets, source). Files: added, removed, changed (by SHA-256) and unchanged. Tensors of safetensors files, matched by name (and across shards of the same directory): added, removed and changed by bytes, with dtype and shape changes called out; tensors are compared by the chunk ids that cover them, reading their bytes only when the two versions cut them differently. Storage: the bytes of distinct chunks both versions share, and those only one of them has. A malformed safetensors file in either version is an error naming it.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The version to compare from: MODEL, MODEL@N, MODEL@STAGE or MODEL@ALIAS.") var from: String
@@ -32,10 +33,20 @@ extension Cairn {
             Output.table(
                 ["", x, y],
                 [
-                    ["stage", d.from.stage.rawValue, d.to.stage.rawValue + (d.metadata.stage.changed ? "  (changed)" : "")],
-                    ["created", "\(d.from.createdAt) by \(d.from.createdBy)", "\(d.to.createdAt) by \(d.to.createdBy)"],
-                    ["size", "\(Output.bytes(d.from.logicalBytes)) in \(d.from.fileCount) files", "\(Output.bytes(d.to.logicalBytes)) in \(d.to.fileCount) files"],
-                ] + (d.from.message.isEmpty && d.to.message.isEmpty ? [] : [["message", d.from.message, d.to.message]]))
+                    [
+                        "stage", d.from.stage.rawValue,
+                        d.to.stage.rawValue + (d.metadata.stage.changed ? "  (changed)" : ""),
+                    ],
+                    [
+                        "created", "\(d.from.createdAt) by \(d.from.createdBy)",
+                        "\(d.to.createdAt) by \(d.to.createdBy)",
+                    ],
+                    [
+                        "size", "\(Output.bytes(d.from.logicalBytes)) in \(d.from.fileCount) files",
+                        "\(Output.bytes(d.to.logicalBytes)) in \(d.to.fileCount) files",
+                    ],
+                ] + (d.from.message.isEmpty && d.to.message.isEmpty ? [] : [["message", d.from.message, d.to.message]])
+            )
 
             let m = d.metadata
             if !m.metrics.isEmpty {
@@ -44,8 +55,12 @@ extension Cairn {
                 Output.table(
                     ["  NAME", x, y, "DELTA"],
                     m.metrics.map { c in
-                        ["  " + c.name, c.from.map(number) ?? "-", c.to.map(number) ?? "-", c.delta.map { String(format: "%+.6g", $0) } ?? "-"]
-                    })
+                        [
+                            "  " + c.name, c.from.map(number) ?? "-", c.to.map(number) ?? "-",
+                            c.delta.map { String(format: "%+.6g", $0) } ?? "-",
+                        ]
+                    }
+                )
             }
             for (title, changes) in [("params", m.params), ("tags", m.tags)] where !changes.isEmpty {
                 Output.line("")
@@ -65,7 +80,8 @@ extension Cairn {
             let f = d.files
             Output.line("")
             Output.line(
-                "files: \(f.added.count) added, \(f.removed.count) removed, \(f.changed.count) changed, \(f.unchanged.count) unchanged")
+                "files: \(f.added.count) added, \(f.removed.count) removed, \(f.changed.count) changed, \(f.unchanged.count) unchanged"
+            )
             for a in f.added { Output.line("  + \(a.path)  \(Output.bytes(a.size))") }
             for r in f.removed { Output.line("  - \(r.path)  \(Output.bytes(r.size))") }
             for c in f.changed {
@@ -76,7 +92,8 @@ extension Cairn {
             let total = t.added.count + t.removed.count + t.changed.count + t.moved.count + t.unchanged
             if total > 0 {
                 Output.line("")
-                var line = "tensors: \(t.changed.count) changed, \(t.added.count) added, \(t.removed.count) removed, \(t.unchanged) unchanged"
+                var line =
+                    "tensors: \(t.changed.count) changed, \(t.added.count) added, \(t.removed.count) removed, \(t.unchanged) unchanged"
                 if !t.moved.isEmpty { line += ", \(t.moved.count) moved to another file" }
                 line += " (compared \(t.comparedByChunks) by chunk ids, \(t.comparedByHash) by reading)"
                 Output.line(line)
@@ -84,8 +101,14 @@ extension Cairn {
                     var text = "  ~ \(c.name)  \(c.toDtype) \(Output.shape(c.toShape))"
                     var notes: [String] = []
                     if c.dtypeChanged { notes.append("dtype \(c.fromDtype) → \(c.toDtype)") }
-                    if c.shapeChanged { notes.append("shape \(Output.shape(c.fromShape)) → \(Output.shape(c.toShape))") }
-                    if c.fromFile != c.toFile { notes.append("moved \(c.fromFile) → \(c.toFile)") } else { notes.append(c.toFile) }
+                    if c.shapeChanged {
+                        notes.append("shape \(Output.shape(c.fromShape)) → \(Output.shape(c.toShape))")
+                    }
+                    if c.fromFile != c.toFile {
+                        notes.append("moved \(c.fromFile) → \(c.toFile)")
+                    } else {
+                        notes.append(c.toFile)
+                    }
                     text += "  (" + notes.joined(separator: "; ") + ")"
                     Output.line(text)
                 }
@@ -96,7 +119,8 @@ extension Cairn {
             let s = d.storage
             Output.line("")
             Output.line(
-                "storage: \(Output.bytes(s.sharedBytes)) shared, \(Output.bytes(s.uniqueFromBytes)) only in \(x), \(Output.bytes(s.uniqueToBytes)) only in \(y)")
+                "storage: \(Output.bytes(s.sharedBytes)) shared, \(Output.bytes(s.uniqueFromBytes)) only in \(x), \(Output.bytes(s.uniqueToBytes)) only in \(y)"
+            )
         }
 
         static func number(_ v: Double) -> String {

@@ -1,24 +1,40 @@
 import ArgumentParser
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnRemote
 import CairnStore
 import Foundation
 
 /// Options every command takes: where the store is, JSON output, the acting user.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Store directory (default: $CAIRN_STORE, else $XDG_DATA_HOME/cairn/store, else ~/.local/share/cairn/store).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Store directory (default: $CAIRN_STORE, else $XDG_DATA_HOME/cairn/store, else ~/.local/share/cairn/store).",
+            valueName: "path"
+        )
+    )
     var store: String?
 
     @Flag(name: .long, help: "Print machine-readable JSON (snake_case, stable field names).")
     var json = false
 
-    @Option(name: .long, help: ArgumentHelp("Acting user recorded with changes (default: $CAIRN_USER, else the OS user).", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Acting user recorded with changes (default: $CAIRN_USER, else the OS user).",
+            valueName: "name"
+        )
+    )
     var user: String?
 
     @Option(
         name: .long,
-        help: ArgumentHelp("A cairn server to use instead of a local store (default: $CAIRN_REMOTE), e.g. http://host:8080.", valueName: "url"))
+        help: ArgumentHelp(
+            "A cairn server to use instead of a local store (default: $CAIRN_REMOTE), e.g. http://host:8080.",
+            valueName: "url"
+        )
+    )
     var remote: String?
 
     @Option(name: .long, help: ArgumentHelp("Bearer token for --remote (default: $CAIRN_TOKEN).", valueName: "token"))
@@ -28,7 +44,9 @@ struct GlobalOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Local chunk cache for pulls from --remote (default: $XDG_CACHE_HOME/cairn/remote/HOST_PORT, else ~/.cache/cairn/remote/HOST_PORT); on the pulled files' file system it keeps them as hard links, not a copy.",
-            valueName: "dir"))
+            valueName: "dir"
+        )
+    )
     var cache: String?
 
     /// The server in effect: --remote, else $CAIRN_REMOTE (unless --store is given).

@@ -33,7 +33,8 @@ enum Output {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                out += scalar.value < 0x100
+                out +=
+                    scalar.value < 0x100
                     ? "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
                     : "\\u{" + String(scalar.value, radix: 16) + "}"
             }

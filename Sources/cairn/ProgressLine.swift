@@ -28,7 +28,8 @@ final class ProgressLine {
         lastDraw = now
         let elapsed = max(now.timeIntervalSince(start), 0.001)
         let rate = Double(p.doneBytes) / elapsed
-        var text = "\(label) \(Output.bytes(p.doneBytes)) / \(Output.bytes(p.totalBytes))  \(Output.bytes(Int64(rate)))/s"
+        var text =
+            "\(label) \(Output.bytes(p.doneBytes)) / \(Output.bytes(p.totalBytes))  \(Output.bytes(Int64(rate)))/s"
         if label == "push", p.doneBytes > 0 {
             text += String(format: "  dedup %.0f%%", 100 * (1 - Double(p.newBytes) / Double(p.doneBytes)))
         }

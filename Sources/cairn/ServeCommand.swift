@@ -1,7 +1,7 @@
 import ArgumentParser
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnServer
 import CairnStore
 import Foundation

@@ -1,6 +1,6 @@
 import ArgumentParser
-import CairnRegistry
 import CairnAPI
+import CairnRegistry
 import CairnRemote
 import Foundation
 
@@ -18,7 +18,9 @@ extension Cairn {
         struct Create: ParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "Create a token for --user NAME with --role and print it (once).",
-                discussion: "Here --user names the user the token identifies (the actor of its changes on the server); the creation itself is recorded as $CAIRN_USER, else the OS user.")
+                discussion:
+                    "Here --user names the user the token identifies (the actor of its changes on the server); the creation itself is recorded as $CAIRN_USER, else the OS user."
+            )
 
             @OptionGroup var global: GlobalOptions
             @Option(help: "reader, writer, approver or admin.") var role: Choice<Role>
@@ -32,12 +34,22 @@ extension Cairn {
 
             func run() throws {
                 let env = ProcessInfo.processInfo.environment
-                let creator = env["CAIRN_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? env["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? NSUserName()
-                let created = try global.openRegistry().createToken(user: global.user ?? "", role: try role.value(for: "--role"), actor: creator)
+                let creator =
+                    env["CAIRN_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? env["USER"].flatMap { $0.isEmpty ? nil : $0 }
+                    ?? NSUserName()
+                let created = try global.openRegistry().createToken(
+                    user: global.user ?? "",
+                    role: try role.value(for: "--role"),
+                    actor: creator
+                )
                 if global.json { return try Output.json(created) }
                 Output.line(created.token)
                 FileHandle.standardError.write(
-                    Data("token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n".utf8))
+                    Data(
+                        "token \(created.record.id) for \(created.record.user) (\(created.record.role.rawValue)); it is not shown again\n"
+                            .utf8
+                    )
+                )
             }
         }
 

@@ -27,9 +27,13 @@ extension Output {
             entries.map { e in
                 var reason = e.reason ?? ""
                 if !e.evidence.isEmpty {
-                    reason += (reason.isEmpty ? "" : " ") + "[" + e.evidence.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + "]"
+                    reason +=
+                        (reason.isEmpty ? "" : " ") + "["
+                        + e.evidence.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+                        + "]"
                 }
                 return ["\(e.sequence)", e.time, e.actor, e.action.rawValue, e.target, e.change, reason]
-            })
+            }
+        )
     }
 }

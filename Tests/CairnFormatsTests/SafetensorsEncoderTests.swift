@@ -28,14 +28,19 @@ import Testing
         }
         #expect(Int64(file.count) == header.dataStart + at)
         // The header bytes alone give the same layout.
-        let (prefix, layout) = try SafetensorsEncoder.header(for: tensors.map(\.entry), metadata: ["format": "pt", "note": "a\"b"])
+        let (prefix, layout) = try SafetensorsEncoder.header(
+            for: tensors.map(\.entry),
+            metadata: ["format": "pt", "note": "a\"b"]
+        )
         #expect(Array(file.prefix(prefix.count)) == prefix)
         #expect(layout == header)
     }
 
     @Test func headerMatchesTheReferenceLayout() throws {
         let (bytes, _) = try SafetensorsEncoder.header(
-            for: [.init(name: "a", dtype: .bf16, shape: [2])], metadata: nil)
+            for: [.init(name: "a", dtype: .bf16, shape: [2])],
+            metadata: nil
+        )
         let json = String(decoding: bytes[8...], as: UTF8.self)
         #expect(json.hasPrefix(#"{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#))
         #expect(json.count % 8 == 0 && json.trimmingCharacters(in: .whitespaces).count < json.count)
@@ -47,13 +52,21 @@ import Testing
                 (.init(name: "a", dtype: .u8, shape: [3]), [1, 2, 3]),
                 (.init(name: "b", dtype: .u16, shape: [2]), [4, 5, 6, 7]),
                 (.init(name: "c", dtype: .u8, shape: [1]), [8]),
-            ], metadata: [:])
+            ],
+            metadata: [:]
+        )
         let n = try SafetensorsHeader.headerLength(original.prefix(8), fileSize: Int64(original.count))
         let header = try SafetensorsHeader.parse(headerBytes: original[8..<8 + n], fileSize: Int64(original.count))
         let keep = header.tensors.filter { $0.name != "b" }
         let subset = try SafetensorsEncoder.file(
-            keep.map { (SafetensorsEncoder.Entry($0), Array(original[Int($0.fileRange.lowerBound)..<Int($0.fileRange.upperBound)])) },
-            metadata: header.metadata)
+            keep.map {
+                (
+                    SafetensorsEncoder.Entry($0),
+                    Array(original[Int($0.fileRange.lowerBound)..<Int($0.fileRange.upperBound)])
+                )
+            },
+            metadata: header.metadata
+        )
         let m = try SafetensorsHeader.headerLength(subset.prefix(8), fileSize: Int64(subset.count))
         let parsed = try SafetensorsHeader.parse(headerBytes: subset[8..<8 + m], fileSize: Int64(subset.count))
         #expect(parsed.metadata == [:])
@@ -63,7 +76,10 @@ import Testing
 
     @Test func refusesInvalidEntries() {
         #expect(throws: SafetensorsError.self) {
-            try SafetensorsEncoder.header(for: [.init(name: "x", dtype: .u8, shape: [1]), .init(name: "x", dtype: .u8, shape: [1])], metadata: nil)
+            try SafetensorsEncoder.header(
+                for: [.init(name: "x", dtype: .u8, shape: [1]), .init(name: "x", dtype: .u8, shape: [1])],
+                metadata: nil
+            )
         }
         #expect(throws: SafetensorsError.self) {
             try SafetensorsEncoder.header(for: [.init(name: "__metadata__", dtype: .u8, shape: [1])], metadata: nil)
@@ -80,7 +96,9 @@ import Testing
 @Suite struct SafetensorsIndexTests {
     @Test func rewriteKeepsMetadataAndUpdatesTotalSize() throws {
         let original = Array(
-            #"{"metadata":{"total_size":100,"format":"pt"},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"},"extra":[1]}"#.utf8)
+            #"{"metadata":{"total_size":100,"format":"pt"},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"},"extra":[1]}"#
+                .utf8
+        )
         #expect(try SafetensorsIndex.parse(original).weightMap == ["a": "s1.safetensors", "b": "s2.safetensors"])
         let rewritten = try SafetensorsIndex.rewrite(original, weightMap: ["b": "s2.safetensors"], totalSize: 8)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(rewritten)) as? [String: Any])
@@ -95,6 +113,9 @@ import Testing
         #expect(throws: SafetensorsError.self) { try SafetensorsIndex.parse(Array("{".utf8)) }
         #expect(throws: SafetensorsError.self) { try SafetensorsIndex.parse(Array(#"{"metadata":{}}"#.utf8)) }
         #expect(throws: SafetensorsError.self) { try SafetensorsIndex.parse(Array(#"{"weight_map":{"a":1}}"#.utf8)) }
-        #expect(SafetensorsIndex.isIndex("sub/model.safetensors.index.json") && !SafetensorsIndex.isIndex("model.safetensors"))
+        #expect(
+            SafetensorsIndex.isIndex("sub/model.safetensors.index.json")
+                && !SafetensorsIndex.isIndex("model.safetensors")
+        )
     }
 }

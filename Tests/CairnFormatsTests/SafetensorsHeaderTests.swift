@@ -32,7 +32,8 @@ func problem(_ file: [UInt8]) -> String? {
     @Test func validFileMapsTensorsToByteRanges() throws {
         let file = safetensors(
             #"{"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#,
-            dataCount: 12)
+            dataCount: 12
+        )
         let header = try parse(file)
         #expect(header.metadata == ["format": "pt"])
         #expect(header.tensors.map(\.name) == ["a", "b"])
@@ -46,7 +47,8 @@ func problem(_ file: [UInt8]) -> String? {
     @Test func scalarsAndEmptyTensorsAreValid() throws {
         let file = safetensors(
             #"{"s":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"e":{"dtype":"F16","shape":[0,3],"data_offsets":[8,8]}}"#,
-            dataCount: 8)
+            dataCount: 8
+        )
         #expect(try parse(file).tensors.count == 2)
     }
 
@@ -80,7 +82,8 @@ func problem(_ file: [UInt8]) -> String? {
     @Test func overlappingTensors() {
         let file = safetensors(
             #"{"a":{"dtype":"U8","shape":[6],"data_offsets":[0,6]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#,
-            dataCount: 8)
+            dataCount: 8
+        )
         #expect(problem(file)?.contains("overlap") == true)
     }
 
@@ -95,7 +98,9 @@ func problem(_ file: [UInt8]) -> String? {
         let boolean = safetensors(#"{"a":{"dtype":"U8","shape":[true],"data_offsets":[0,1]}}"#, dataCount: 8)
         #expect(problem(boolean)?.contains("non-negative integers") == true)
         let overflow = safetensors(
-            #"{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, dataCount: 8)
+            #"{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
+            dataCount: 8
+        )
         #expect(problem(overflow) != nil)
     }
 }
@@ -104,7 +109,8 @@ func problem(_ file: [UInt8]) -> String? {
     @Test func overlapAcrossAnEmptyTensorIsFound() {
         let file = safetensors(
             #"{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}}"#,
-            dataCount: 8)
+            dataCount: 8
+        )
         #expect(problem(file)?.contains("overlap") == true)
     }
 }

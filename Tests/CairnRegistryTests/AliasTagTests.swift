@@ -16,9 +16,17 @@ import Testing
         #expect(try f.version("m@challenger").version == 2)
         #expect(try f.registry.info(try f.ref("m@1")).aliases == ["champion"])
         // Move: the alias names exactly one version of its model at any time.
-        let moved = try f.registry.setAlias(model: "m", alias: "champion", version: 2, actor: "bob", reason: "won the A/B test")
+        let moved = try f.registry.setAlias(
+            model: "m",
+            alias: "champion",
+            version: 2,
+            actor: "bob",
+            reason: "won the A/B test"
+        )
         #expect(moved.audit.count == 1)
-        #expect(moved.audit[0].before == "m@1" && moved.audit[0].after == "m@2" && moved.audit[0].target == "m@champion")
+        #expect(
+            moved.audit[0].before == "m@1" && moved.audit[0].after == "m@2" && moved.audit[0].target == "m@champion"
+        )
         #expect(try f.version("m@champion").version == 2)
         #expect(try f.registry.info(try f.ref("m@1")).aliases == [])
         #expect(try f.registry.info(try f.ref("m@2")).aliases == ["challenger", "champion"])

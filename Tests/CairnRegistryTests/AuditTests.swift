@@ -13,7 +13,8 @@ import Testing
         try f.policy("m", approvals: [.production: 1])  // policy
         try f.registry.promote(try f.ref("m@1"), to: .staging, actor: "alice", reason: "ready for eval")  // promote
         try f.registry.approve(try f.ref("m@1"), for: .production, actor: "bob", reason: "evals fine")  // approve
-        try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice", evidence: ["eval": "run-7"])  // promote
+        // promote
+        try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice", evidence: ["eval": "run-7"])
         try f.registry.approve(try f.ref("m@2"), for: .production, actor: "bob")  // approve
         try f.registry.promote(try f.ref("m@2"), to: .production, actor: "alice")  // promote + archive
         try f.registry.rollback(model: "m", actor: "oncall", reason: "latency")  // rollback ×2
@@ -36,12 +37,16 @@ import Testing
             log.map(\.action) == [
                 .push, .push, .policy, .promote, .approve, .promote, .approve, .promote, .archive, .rollback, .rollback,
                 .alias, .tag, .untag, .push, .archive, .push, .delete, .tokenCreate, .tokenRevoke,
-            ])
+            ]
+        )
         #expect(log.map(\.sequence) == Array(1...UInt64(log.count)))
         #expect(Set(AuditAction.allCases).isSubset(of: Set(log.map(\.action))))
         #expect(zip(log, log.dropFirst()).allSatisfy { $0.time <= $1.time }, "times never go backwards")
         let push = log[0]
-        #expect(push.actor == "alice" && push.target == "m@1" && push.version == 1 && push.before == nil && push.after == "experimental")
+        #expect(
+            push.actor == "alice" && push.target == "m@1" && push.version == 1 && push.before == nil
+                && push.after == "experimental"
+        )
         #expect(push.details["manifest"] == (try f.version("m@1").manifest))
         #expect(push.details["message"] == "first")
         #expect(push.prevSHA256 == String(repeating: "0", count: 64))
@@ -121,14 +126,18 @@ import Testing
     @Test func aRemovedEntryIsDetected() throws {
         let f = try everyKindOfChange()
         let table = try f.store.table("audit")
-        _ = try f.store.writeMetadata { txn in try txn.delete(table, withUnsafeBytes(of: UInt64(7).bigEndian) { Array($0) }) }
+        _ = try f.store.writeMetadata { txn in
+            try txn.delete(table, withUnsafeBytes(of: UInt64(7).bigEndian) { Array($0) })
+        }
         let result = try f.registry.verifyAudit()
         #expect(result.firstBroken == 7)
         #expect(result.problem == "entry 7 is missing (the next entry is 8)")
 
         let g = try everyKindOfChange()
         let last = try g.store.table("audit")
-        _ = try g.store.writeMetadata { txn in try txn.delete(last, withUnsafeBytes(of: UInt64(18).bigEndian) { Array($0) }) }
+        _ = try g.store.writeMetadata { txn in
+            try txn.delete(last, withUnsafeBytes(of: UInt64(18).bigEndian) { Array($0) })
+        }
         #expect(try g.registry.verifyAudit().firstBroken == 18)
 
         // `history` reads through the per-model index; a hole in it is reported too.
@@ -148,7 +157,8 @@ import Testing
         try tamper(f, 5) { $0["actor"] = "mallory" }
         let table = try f.store.table("audit")
         let newHash = try f.store.readMetadata { txn in
-            SHA256Digest.hash(try #require(try txn.get(table, withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) }))).hex
+            SHA256Digest.hash(try #require(try txn.get(table, withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) })))
+                .hex
         }
         try tamper(f, 6) { $0["prev_sha256"] = newHash }
         let result = try f.registry.verifyAudit()
@@ -161,7 +171,11 @@ import Testing
         let history = try f.registry.history(of: "m")
         #expect(history.allSatisfy { $0.model == "m" })
         #expect(
-            history.map(\.action) == [.push, .push, .promote, .promote, .promote, .archive, .rollback, .rollback, .alias, .push, .archive, .push, .delete])
+            history.map(\.action) == [
+                .push, .push, .promote, .promote, .promote, .archive, .rollback, .rollback, .alias, .push, .archive,
+                .push, .delete,
+            ]
+        )
         #expect(history.map(\.change).prefix(3) == ["→ experimental", "→ staging", "experimental → staging"])
         #expect(try f.registry.auditLog(model: "other").map(\.action) == [.push])
         #expect(throws: RegistryError.self) { try f.registry.history(of: "ghost") }
@@ -203,26 +217,45 @@ import Testing
         #expect(try production(at: "2026-03-04T12:00:00.000Z") == 1)
         #expect(throws: RegistryError.self) { try production(at: "2026-03-01") }
         #expect(throws: RegistryError.self) { try production(at: "2026-03-06") }
-        let tuesday = try f.registry.resolve(try f.ref("m@champion"), at: try RegistryTime.parse("2026-03-03", dateOnly: .endOfDay))
+        let tuesday = try f.registry.resolve(
+            try f.ref("m@champion"),
+            at: try RegistryTime.parse("2026-03-03", dateOnly: .endOfDay)
+        )
         #expect(tuesday.version.version == 2 && tuesday.stage == .production && tuesday.aliases == ["champion"])
-        let past = try f.registry.resolve(try f.ref("m@2"), at: try RegistryTime.parse("2026-03-02T11:00:00+01:00", dateOnly: .endOfDay))
+        let past = try f.registry.resolve(
+            try f.ref("m@2"),
+            at: try RegistryTime.parse("2026-03-02T11:00:00+01:00", dateOnly: .endOfDay)
+        )
         #expect(past.stage == .staging)
         #expect(throws: RegistryError.self) {
-            try f.registry.resolve(try f.ref("m@2"), at: try RegistryTime.parse("2026-03-02T08:00:00Z", dateOnly: .endOfDay))
+            try f.registry.resolve(
+                try f.ref("m@2"),
+                at: try RegistryTime.parse("2026-03-02T08:00:00Z", dateOnly: .endOfDay)
+            )
         }
     }
 
     @Test func timesParse() throws {
         let iso = ISO8601DateFormatter()
-        #expect(try RegistryTime.parse("2026-03-03T12:00:00Z", dateOnly: .endOfDay) == iso.date(from: "2026-03-03T12:00:00Z"))
-        #expect(try RegistryTime.parse("2026-03-03T12:00:00", dateOnly: .endOfDay) == iso.date(from: "2026-03-03T12:00:00Z"))
-        #expect(try RegistryTime.parse("2026-03-03T14:00:00+02:00", dateOnly: .endOfDay) == iso.date(from: "2026-03-03T12:00:00Z"))
+        #expect(
+            try RegistryTime.parse("2026-03-03T12:00:00Z", dateOnly: .endOfDay)
+                == iso.date(from: "2026-03-03T12:00:00Z")
+        )
+        #expect(
+            try RegistryTime.parse("2026-03-03T12:00:00", dateOnly: .endOfDay) == iso.date(from: "2026-03-03T12:00:00Z")
+        )
+        #expect(
+            try RegistryTime.parse("2026-03-03T14:00:00+02:00", dateOnly: .endOfDay)
+                == iso.date(from: "2026-03-03T12:00:00Z")
+        )
         #expect(
             try RegistryTime.parse("2026-03-03T12:00:00.250Z", dateOnly: .endOfDay).timeIntervalSince1970
-                == iso.date(from: "2026-03-03T12:00:00Z")!.timeIntervalSince1970 + 0.25)
+                == iso.date(from: "2026-03-03T12:00:00Z")!.timeIntervalSince1970 + 0.25
+        )
         #expect(try RegistryTime.parse("2026-03-03", dateOnly: .startOfDay) == iso.date(from: "2026-03-03T00:00:00Z"))
         #expect(
-            RegistryTime.format(try RegistryTime.parse("2026-03-03", dateOnly: .endOfDay)) == "2026-03-03T23:59:59.999Z")
+            RegistryTime.format(try RegistryTime.parse("2026-03-03", dateOnly: .endOfDay)) == "2026-03-03T23:59:59.999Z"
+        )
         for bad in ["yesterday", "2026-13-01", "2026-02-30", "2026-03-03T25:00:00Z", ""] {
             #expect(throws: RegistryError.self, "\(bad)") { try RegistryTime.parse(bad, dateOnly: .endOfDay) }
         }

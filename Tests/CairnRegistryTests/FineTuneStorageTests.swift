@@ -1,11 +1,12 @@
 import CairnFixtures
 import CairnRegistry
 import Digest
-@testable import CairnStore
 import Foundation
 import Glibc
 import Synchronization
 import Testing
+
+@testable import CairnStore
 
 /// Byte planes and deltas against the parent: lossless for every dtype, chains stay one deep,
 /// parents can be collected, corruption of a reference is found in every version that needs it.
@@ -51,11 +52,21 @@ import Testing
         ]
         let tensors = specs.enumerated().map { i, spec in
             SafetensorsTensor(
-                name: spec.0, dtype: spec.1, shape: spec.2,
-                data: weights(spec.2.reduce(1, *), dtype: spec.1, seed: UInt64(i + 1), perturb: spec.1.hasPrefix("F") || spec.1 == "BF16" ? perturb : nil))
+                name: spec.0,
+                dtype: spec.1,
+                shape: spec.2,
+                data: weights(
+                    spec.2.reduce(1, *),
+                    dtype: spec.1,
+                    seed: UInt64(i + 1),
+                    perturb: spec.1.hasPrefix("F") || spec.1 == "BF16" ? perturb : nil
+                )
+            )
         }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try Data(SafetensorsWriter.encode(tensors: tensors, metadata: ["format": "pt"])).write(to: dir.appendingPathComponent("model.safetensors"))
+        try Data(SafetensorsWriter.encode(tensors: tensors, metadata: ["format": "pt"])).write(
+            to: dir.appendingPathComponent("model.safetensors")
+        )
     }
 
     func pullMatches(_ f: RegistryFixture, _ ref: String, _ original: URL) throws -> Bool {
@@ -115,7 +126,9 @@ import Testing
                 assembled += pieces.bytes[range]
             case .pack(let file, let offset, let length):
                 var bytes = [UInt8](repeating: 0, count: length)
-                let got = bytes.withUnsafeMutableBytes { pread(pieces.descriptors[file], $0.baseAddress!, length, off_t(offset)) }
+                let got = bytes.withUnsafeMutableBytes {
+                    pread(pieces.descriptors[file], $0.baseAddress!, length, off_t(offset))
+                }
                 #expect(got == length)
                 assembled += bytes
                 fromPacks += length
@@ -136,7 +149,7 @@ import Testing
         let plan = try store.planExport(ids, maxBytes: 256 << 20)
         let expected = try store.exportChunks(ids, maxBytes: 256 << 20)
         let pieces = try store.exportPieces(plan)
-        defer { pieces.descriptors.forEach { close($0) } }
+        defer { for descriptor in pieces.descriptors { close(descriptor) } }
         let (assembled, fromPacks) = Self.assemble(pieces)
         #expect(pieces.size == expected.count)
         #expect(assembled == expected)
@@ -159,18 +172,24 @@ import Testing
             let n = try out.withUnsafeMutableBytes { try store.export(plan, into: $0) }
             // The pieces a server sends from files are the same bundle, byte for byte.
             let pieces = try store.exportPieces(plan)
-            defer { pieces.descriptors.forEach { close($0) } }
+            defer { for descriptor in pieces.descriptors { close(descriptor) } }
             #expect(Self.assemble(pieces).bytes == Array(out[0..<n]))
             return Array(out[0..<n])
         }
         let asStored = try bundle(true)
         let decoded = try bundle(false)
-        let storedEntries = try asStored.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24, allowingDeltas: true) }
+        let storedEntries = try asStored.withUnsafeBytes {
+            try ChunkBundle.parse($0, maxChunk: 1 << 24, allowingDeltas: true)
+        }
         #expect(storedEntries.filter { $0.codecRaw == Codec.delta.rawValue }.count == deltas.chunks)
-        #expect(try decoded.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) }.count == storedEntries.count)
+        #expect(
+            try decoded.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) }.count == storedEntries.count
+        )
         #expect(asStored.count < decoded.count)
         // Not allowed for, a bundle with deltas is malformed: an upload of it stores nothing.
-        #expect(throws: CairnStoreError.self) { _ = try asStored.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) } }
+        #expect(throws: CairnStoreError.self) {
+            _ = try asStored.withUnsafeBytes { try ChunkBundle.parse($0, maxChunk: 1 << 24) }
+        }
         let other = try Store.create(at: f.dir("other").path)
         #expect(throws: CairnStoreError.self) { _ = try asStored.withUnsafeBytes { try other.storeChunks(bundle: $0) } }
         #expect(try other.statistics().chunkCount == 0)
@@ -187,7 +206,9 @@ import Testing
         let plan = try store.planExport(ids, maxBytes: 256 << 20, sendingDeltas: true)
         var bundle = [UInt8](repeating: 0, count: plan.bound)
         let n = try bundle.withUnsafeMutableBytes { try store.export(plan, into: $0) }
-        let entries = try bundle.withUnsafeBytes { try ChunkBundle.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), maxChunk: 1 << 24, allowingDeltas: true) }
+        let entries = try bundle.withUnsafeBytes {
+            try ChunkBundle.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), maxChunk: 1 << 24, allowingDeltas: true)
+        }
         let deltaIDs = Set(entries.filter { $0.codecRaw == Codec.delta.rawValue }.map(\.id))
         #expect(!deltaIDs.isEmpty)
 
@@ -197,14 +218,21 @@ import Testing
         let verifiedIDs = Mutex(Set<SHA256Digest>())
         let verified = try bundle.withUnsafeBytes { raw in
             try receiver.verifyBundle(
-                UnsafeRawBufferPointer(rebasing: raw[0..<n]), compressRaw: false, references: { _, _, _ in nil }, unbuilt: unbuilt
+                UnsafeRawBufferPointer(rebasing: raw[0..<n]),
+                compressRaw: false,
+                references: { _, _, _ in nil },
+                unbuilt: unbuilt
             ) { id, _ in verifiedIDs.withLock { _ = $0.insert(id) } }
         }
         #expect(Set(unbuilt.all.map(\.chunk.id)) == deltaIDs)
         #expect(unbuilt.all.allSatisfy { !$0.referenceDiffers })
         #expect(verifiedIDs.withLock { $0 } == Set(entries.map(\.id)).subtracting(deltaIDs))
         let upload = try ChunkUpload(store: receiver)
-        #expect(throws: CairnStoreError.self) { _ = try bundle.withUnsafeBytes { try upload.stage(verified, bundle: UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        #expect(throws: CairnStoreError.self) {
+            _ = try bundle.withUnsafeBytes {
+                try upload.stage(verified, bundle: UnsafeRawBufferPointer(rebasing: $0[0..<n]))
+            }
+        }
         upload.abandon()
 
         // Holding the references (the sender's own store): every delta rebuilt and verified.
@@ -212,8 +240,10 @@ import Testing
         let none = Store.UnbuiltDeltas()
         _ = try bundle.withUnsafeBytes { raw in
             try store.verifyBundle(
-                UnsafeRawBufferPointer(rebasing: raw[0..<n]), compressRaw: false,
-                references: { id, length, ctx in try? store.loadReference(id, length: length, context: ctx) }, unbuilt: none
+                UnsafeRawBufferPointer(rebasing: raw[0..<n]),
+                compressRaw: false,
+                references: { id, length, ctx in try? store.loadReference(id, length: length, context: ctx) },
+                unbuilt: none
             ) { id, _ in all.withLock { _ = $0.insert(id) } }
         }
         #expect(none.all.isEmpty)
@@ -251,8 +281,12 @@ import Testing
         // big tensor's records of the first pack written.
         let packs = try FileManager.default.subpathsOfDirectory(atPath: f.registry.store.root + "/packs")
             .filter { $0.hasSuffix(".pack") }.map { f.registry.store.root + "/packs/" + $0 }
-        let base = try #require(packs.min { (try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date ?? .distantPast)!
-            < (try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date ?? .distantPast)! })
+        let base = try #require(
+            packs.min {
+                (try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date ?? .distantPast)!
+                    < (try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date ?? .distantPast)!
+            }
+        )
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: base))
         try handle.seek(toOffset: 60_000)
         let byte = try handle.read(upToCount: 1)!

@@ -15,8 +15,13 @@ import Testing
         do {
             let registry = try Registry(store: try Store.create(at: root))
             for seed: UInt64 in [1, 2] {
-                try FileManager.default.createDirectory(atPath: dir.sub("tree\(seed)"), withIntermediateDirectories: true)
-                try Data(FixtureData.bytes(count: 200_000, seed: seed)).write(to: URL(fileURLWithPath: dir.sub("tree\(seed)/w.bin")))
+                try FileManager.default.createDirectory(
+                    atPath: dir.sub("tree\(seed)"),
+                    withIntermediateDirectories: true
+                )
+                try Data(FixtureData.bytes(count: 200_000, seed: seed)).write(
+                    to: URL(fileURLWithPath: dir.sub("tree\(seed)/w.bin"))
+                )
                 try registry.push(directory: dir.sub("tree\(seed)"), request: PushRequest(model: "m", actor: "alice"))
             }
             chunksBefore = try registry.statistics().chunks

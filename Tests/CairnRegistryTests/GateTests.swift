@@ -8,7 +8,10 @@ import Testing
         let f = try Fixture()
         try f.push("m", by: "alice", stage: .staging)
         try f.policy("m", approvals: [.production: 1])
-        try f.expectRefusal(.refused, "cannot promote m@1 to production: needs 1 more approval for production from someone other than alice") {
+        try f.expectRefusal(
+            .refused,
+            "cannot promote m@1 to production: needs 1 more approval for production from someone other than alice"
+        ) {
             try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice")
         }
         try f.expectRefusal(.refused, "alice created m@1: approvals by a version's creator do not count") {
@@ -29,7 +32,10 @@ import Testing
         try f.expectRefusal(.refused, "bob has already approved m@1 for production") {
             try f.registry.approve(try f.ref("m@1"), for: .production, actor: "bob")
         }
-        try f.expectRefusal(.refused, "needs 1 more approval for production from someone other than alice (approved by bob)") {
+        try f.expectRefusal(
+            .refused,
+            "needs 1 more approval for production from someone other than alice (approved by bob)"
+        ) {
             try f.registry.promote(try f.ref("m@1"), to: .production, actor: "bob")
         }
         // An approval for another stage does not count for production.
@@ -66,7 +72,12 @@ import Testing
         )
         try f.push("m", by: "alice", metrics: ["eval_loss": 1.83, "accuracy": 0.93, "latency_ms": 40], stage: .staging)
         try f.registry.approve(try f.ref("m@2"), for: .production, actor: "bob")
-        try f.registry.promote(try f.ref("m@2"), to: .production, actor: "alice", evidence: ["eval_run": "s3://runs/42"])
+        try f.registry.promote(
+            try f.ref("m@2"),
+            to: .production,
+            actor: "alice",
+            evidence: ["eval_run": "s3://runs/42"]
+        )
         #expect(try f.stage("m@2") == .production)
         #expect(try f.registry.auditLog().last?.evidence == ["eval_run": "s3://runs/42"])
     }
@@ -79,10 +90,14 @@ import Testing
         request.stage = .staging
         request.metrics = ["eval_loss": 2]
         let tree = try f.tree("s", seed: 77)
-        try f.expectRefusal(.refused, "cannot push a new version of m into staging: needs 1 more approval for staging from someone other than alice") {
+        try f.expectRefusal(
+            .refused,
+            "cannot push a new version of m into staging: needs 1 more approval for staging from someone other than alice"
+        ) {
             _ = try f.registry.push(directory: tree, request: request)
         }
-        try f.expectRefusal(.refused, "metric eval_loss is not recorded (the policy requires eval_loss<=3 for staging)") {
+        try f.expectRefusal(.refused, "metric eval_loss is not recorded (the policy requires eval_loss<=3 for staging)")
+        {
             try f.registry.promote(try f.ref("m@1"), to: .staging, actor: "alice")
         }
         // Production thresholds are not checked for staging.
@@ -103,8 +118,12 @@ import Testing
         try f.policy("m")
         #expect(try f.registry.policy(of: "m").isEmpty)
         let entries = try f.registry.auditLog().filter { $0.action == .policy }
-        #expect(entries.map(\.before) == [nil, "approvals production=2, require eval_loss<=1.9", "require accuracy>=0.5"])
-        #expect(entries.map(\.after) == ["approvals production=2, require eval_loss<=1.9", "require accuracy>=0.5", nil])
+        #expect(
+            entries.map(\.before) == [nil, "approvals production=2, require eval_loss<=1.9", "require accuracy>=0.5"]
+        )
+        #expect(
+            entries.map(\.after) == ["approvals production=2, require eval_loss<=1.9", "require accuracy>=0.5", nil]
+        )
         // Setting the same policy again changes nothing and logs nothing.
         let unchanged = try f.registry.setPolicy(model: "m", Policy(), actor: "lead")
         #expect(!unchanged.changed && unchanged.audit.isEmpty)
@@ -127,6 +146,9 @@ import Testing
         #expect(throws: RegistryError.self) { try Policy.Requirement(parsing: "eval_loss<=abc") }
         #expect(throws: RegistryError.self) { try Policy.Requirement(parsing: "archived:eval_loss<=2") }
         let r = try Policy.Requirement(parsing: "staging:eval_loss <= 2.5")
-        #expect(r.stage == .staging && r.condition == MetricCondition(metric: "eval_loss", comparison: .lessOrEqual, value: 2.5))
+        #expect(
+            r.stage == .staging
+                && r.condition == MetricCondition(metric: "eval_loss", comparison: .lessOrEqual, value: 2.5)
+        )
     }
 }

@@ -37,7 +37,8 @@ import Testing
     @Test func refusedMovesChangeNothing() throws {
         let f = try Fixture()
         try f.push("m")
-        try f.expectRefusal(.refused, "cannot promote m@1 from experimental to production: promote it to staging first") {
+        try f.expectRefusal(.refused, "cannot promote m@1 from experimental to production: promote it to staging first")
+        {
             try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice")
         }
         try f.expectRefusal(.invalidArgument, "cannot promote to experimental") {
@@ -52,7 +53,10 @@ import Testing
             try f.registry.promote(try f.ref("m@1"), to: .staging, actor: "alice")
         }
         try f.registry.archive(try f.ref("m@1"), actor: "alice")
-        try f.expectRefusal(.refused, "cannot promote m@1 from archived to production: promote it to staging first, or return it to production with a rollback of m to version 1") {
+        try f.expectRefusal(
+            .refused,
+            "cannot promote m@1 from archived to production: promote it to staging first, or return it to production with a rollback of m to version 1"
+        ) {
             try f.registry.promote(try f.ref("m@1"), to: .production, actor: "alice")
         }
         try f.expectRefusal(.refused, "m@1 is already archived") {
@@ -98,7 +102,10 @@ import Testing
         #expect(throws: RegistryError.self) { try f.version("m@production") }
         #expect(try f.registry.listModels().first?.production == nil)
         let entry = try #require(try f.registry.auditLog().last)
-        #expect(entry.action == .archive && entry.before == "production" && entry.after == "archived" && entry.reason == "retired")
+        #expect(
+            entry.action == .archive && entry.before == "production" && entry.after == "archived"
+                && entry.reason == "retired"
+        )
     }
 
     @Test func productionIsAPointerNotAScan() throws {

@@ -12,7 +12,9 @@ final class RegistryFixture {
     init() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-reg-\(UUID().uuidString)").path
         let store = try Store.create(
-            at: root + "/store", config: StoreConfig(chunker: ChunkerParameters(min: 2 << 10, avg: 8 << 10, max: 32 << 10)))
+            at: root + "/store",
+            config: StoreConfig(chunker: ChunkerParameters(min: 2 << 10, avg: 8 << 10, max: 32 << 10))
+        )
         registry = try Registry(store: store)
     }
 
@@ -25,9 +27,18 @@ final class RegistryFixture {
     @Test func versionsAreNumberedPerModelAndSameContentSharesTheManifest() throws {
         let f = try RegistryFixture()
         try FixtureModels.writeBase(to: f.dir("base"), shape: .tiny, seed: 1)
-        let first = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "llama", actor: "alice"))
-        let second = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "llama", actor: "bob"))
-        let other = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "org/other", actor: "bob"))
+        let first = try f.registry.push(
+            directory: f.dir("base").path,
+            request: PushRequest(model: "llama", actor: "alice")
+        )
+        let second = try f.registry.push(
+            directory: f.dir("base").path,
+            request: PushRequest(model: "llama", actor: "bob")
+        )
+        let other = try f.registry.push(
+            directory: f.dir("base").path,
+            request: PushRequest(model: "org/other", actor: "bob")
+        )
         #expect(first.version == 1 && second.version == 2 && other.version == 1)
         #expect(first.newBytes == first.logicalBytes && first.newBytes > 0)
         #expect(second.newBytes == 0 && second.storedBytes == 0)
@@ -57,11 +68,15 @@ final class RegistryFixture {
         #expect { try f.registry.resolve(try Reference(parsing: "nope")) } throws: {
             ($0 as? RegistryError)?.code == .notFound && "\($0)" == "no model named nope"
         }
-        #expect { try f.registry.resolve(try Reference(parsing: "m@7")) } throws: { ($0 as? RegistryError)?.code == .notFound }
+        #expect { try f.registry.resolve(try Reference(parsing: "m@7")) } throws: {
+            ($0 as? RegistryError)?.code == .notFound
+        }
         for bad in ["Upper", "-x", "a/b/c", "", "sp ace", "a@", "m@0", "m@99999999999"] {
             #expect(throws: RegistryError.self, "\(bad)") { try Reference(parsing: bad) }
         }
-        #expect { try f.registry.push(directory: f.dir("lora").path, request: PushRequest(model: "Bad", actor: "a")) } throws: {
+        #expect {
+            try f.registry.push(directory: f.dir("lora").path, request: PushRequest(model: "Bad", actor: "a"))
+        } throws: {
             ($0 as? RegistryError)?.code == .invalidArgument
         }
     }
@@ -70,7 +85,9 @@ final class RegistryFixture {
         let f = try RegistryFixture()
         try FixtureModels.writeBase(to: f.dir("base"), shape: .tiny, seed: 1)
         try FileManager.default.createSymbolicLink(atPath: f.dir("base").path + "/evil", withDestinationPath: "/etc")
-        #expect { try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a")) } throws: {
+        #expect {
+            try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
+        } throws: {
             ($0 as? RegistryError)?.code == .invalidArgument && "\($0)".contains("evil")
         }
         let stats = try f.registry.statistics()
@@ -82,7 +99,10 @@ final class RegistryFixture {
         try FixtureModels.writeBase(to: f.dir("base"), shape: .small, seed: 1)
         try FixtureModels.writeResharded(to: f.dir("resharded"), shape: .small, seed: 1)
         let base = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
-        let resharded = try f.registry.push(directory: f.dir("resharded").path, request: PushRequest(model: "m", actor: "a"))
+        let resharded = try f.registry.push(
+            directory: f.dir("resharded").path,
+            request: PushRequest(model: "m", actor: "a")
+        )
         // Only the new headers and index JSON are new: every tensor slice is already stored.
         #expect(resharded.newBytes < 20_000, "re-sharded copy added \(resharded.newBytes) bytes")
         #expect(base.newBytes == base.logicalBytes)
@@ -95,7 +115,9 @@ final class RegistryFixture {
         try FixtureModels.writeVariant(to: f.dir("ft"), shape: shape, seed: 1, changedLayers: [5, 6], variantSeed: 3)
         _ = try f.registry.push(directory: f.dir("base").path, request: PushRequest(model: "m", actor: "a"))
         let ft = try f.registry.push(directory: f.dir("ft").path, request: PushRequest(model: "m", actor: "a"))
-        let changed = Int64(FixtureModels.tensorBytes(of: 5, shape: shape) + FixtureModels.tensorBytes(of: 6, shape: shape))
+        let changed = Int64(
+            FixtureModels.tensorBytes(of: 5, shape: shape) + FixtureModels.tensorBytes(of: 6, shape: shape)
+        )
         #expect(ft.newBytes >= changed && ft.newBytes < changed + 20_000, "variant added \(ft.newBytes) for \(changed)")
     }
 }

@@ -32,12 +32,20 @@ import Testing
         func refs(_ q: VersionQuery) throws -> [String] { try f.registry.findVersions(q).map(\.record.reference) }
         #expect(try refs(VersionQuery(model: "m", tags: ["dataset": "tickets-v7"])) == ["m@2", "m@3", "m@4"])
         #expect(try refs(VersionQuery(model: "m", tags: ["dataset": "tickets-v7", "lr": "high"])) == ["m@3"])
-        #expect(try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss<2")])) == ["m@2", "m@3", "n@1"])
-        #expect(try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss<=1.9")])) == ["m@2", "m@3", "n@1"])
+        #expect(
+            try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss<2")])) == ["m@2", "m@3", "n@1"]
+        )
+        #expect(
+            try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss<=1.9")])) == ["m@2", "m@3", "n@1"]
+        )
         #expect(try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss>1.9")])) == ["m@1"])
         #expect(try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss>=1.9")])) == ["m@1", "m@2"])
         #expect(try refs(VersionQuery(metrics: [try MetricCondition(parsing: "eval_loss=1")])) == ["n@1"])
-        #expect(try refs(VersionQuery(model: "m", stage: .experimental, metrics: [try MetricCondition(parsing: "eval_loss < 2")])) == ["m@2", "m@3"])
+        #expect(
+            try refs(
+                VersionQuery(model: "m", stage: .experimental, metrics: [try MetricCondition(parsing: "eval_loss < 2")])
+            ) == ["m@2", "m@3"]
+        )
         #expect(throws: RegistryError.self) { try MetricCondition(parsing: "eval_loss") }
         #expect(throws: RegistryError.self) { try MetricCondition(parsing: "<2") }
         #expect(throws: RegistryError.self) { try f.registry.findVersions(VersionQuery(model: "ghost")) }

@@ -41,7 +41,10 @@ import Testing
         #expect(try f.version("m@production").version == 1)
         #expect(try f.stage("m@3") == .archived)
         #expect(try f.stage("m@2") == .archived)
-        try f.expectRefusal(.refused, "m@4 has never been in production; rollback returns to a former production version") {
+        try f.expectRefusal(
+            .refused,
+            "m@4 has never been in production; rollback returns to a former production version"
+        ) {
             try f.registry.rollback(model: "m", to: 4, actor: "oncall", reason: "x")
         }
         try f.expectRefusal(.refused, "m@1 is already in production") {

@@ -11,11 +11,19 @@ import Testing
         let r = f.registry
 
         // The release manager sets the gate.
-        try f.push("llama-support", by: "alice", metrics: ["eval_loss": 1.83], tags: ["dataset": "tickets-v7"], datasets: ["tickets-v7"])
+        try f.push(
+            "llama-support",
+            by: "alice",
+            metrics: ["eval_loss": 1.83],
+            tags: ["dataset": "tickets-v7"],
+            datasets: ["tickets-v7"]
+        )
         try r.setPolicy(
             model: "llama-support",
             Policy(approvals: [.production: 1], requirements: [try Policy.Requirement(parsing: "eval_loss<=1.9")]),
-            actor: "lead", reason: "release process v2")
+            actor: "lead",
+            reason: "release process v2"
+        )
 
         // v1: staging, approved by a reviewer, released.
         try r.promote(try f.ref("llama-support@1"), to: .staging, actor: "alice", reason: "candidate")
@@ -24,7 +32,13 @@ import Testing
         }
         try r.approve(try f.ref("llama-support@1"), for: .production, actor: "bob", reason: "offline evals ok")
         f.clock.advance(hours: 1)
-        try r.promote(try f.ref("llama-support@1"), to: .production, actor: "alice", reason: "weekly release", evidence: ["eval": "run-41"])
+        try r.promote(
+            try f.ref("llama-support@1"),
+            to: .production,
+            actor: "alice",
+            reason: "weekly release",
+            evidence: ["eval": "run-41"]
+        )
         try r.setAlias(model: "llama-support", alias: "champion", version: 1, actor: "alice")
         let v1Released = f.clock.now
 
@@ -62,10 +76,15 @@ import Testing
         #expect(production.aliases == ["champion"])
         #expect(production.record.approvers(for: .production) == ["bob"], "who approved it")
         #expect(production.record.datasets == ["tickets-v7"], "trained on what data")
-        let releaseEntry = try #require(try r.auditLog(model: "llama-support").first { $0.action == .promote && $0.after == "production" })
+        let releaseEntry = try #require(
+            try r.auditLog(model: "llama-support").first { $0.action == .promote && $0.after == "production" }
+        )
         #expect(releaseEntry.evidence == ["eval": "run-41"], "on what evidence")
         #expect(releaseEntry.reason == "weekly release")
-        #expect(try r.resolve(try f.ref("llama-support@production"), at: badReleaseLive).version.version == 3, "what was in production then")
+        #expect(
+            try r.resolve(try f.ref("llama-support@production"), at: badReleaseLive).version.version == 3,
+            "what was in production then"
+        )
         #expect(try r.resolve(try f.ref("llama-support@production"), at: v1Released).version.version == 1)
         let history = try r.history(of: "llama-support").map { "\($0.action.rawValue) \($0.target) \($0.change)" }
         #expect(
@@ -83,7 +102,8 @@ import Testing
                 "rollback llama-support@3 production → archived",
                 "rollback llama-support@1 archived → production",
                 "delete llama-support@2 staging →",
-            ])
+            ]
+        )
         let verification = try r.verifyAudit()
         #expect(verification.ok)
         #expect(verification.entries == (try r.auditLog().count))

@@ -19,7 +19,11 @@ func tensorBytes(_ t: SafetensorsHeader.Tensor, in file: [UInt8]) -> [UInt8] {
 
 extension RegistryFixture {
     @discardableResult
-    func push(_ directory: URL, model: String = "m", configure: (inout PushRequest) -> Void = { _ in }) throws -> VersionRecord {
+    func push(
+        _ directory: URL,
+        model: String = "m",
+        configure: (inout PushRequest) -> Void = { _ in }
+    ) throws -> VersionRecord {
         var request = PushRequest(model: model, actor: "alice")
         configure(&request)
         let result = try registry.push(directory: directory.path, request: request)
@@ -33,7 +37,11 @@ extension RegistryFixture {
         try FixtureModels.writeBase(to: f.dir("base"), shape: .tiny, seed: 4)
         let version = try f.push(f.dir("base"))
         let out = f.dir("out")
-        let result = try f.registry.pullTensors(version, matching: ["model.layers.0.*", "lm_head.weight"], to: out.path)
+        let result = try f.registry.pullTensors(
+            version,
+            matching: ["model.layers.0.*", "lm_head.weight"],
+            to: out.path
+        )
         #expect(result.tensors == 10)
 
         var written: [String: String] = [:]  // tensor → shard
@@ -42,9 +50,14 @@ extension RegistryFixture {
             let (original, originalBytes) = try readHeader(f.dir("base").appendingPathComponent(shard))
             let (pulled, pulledBytes) = try readHeader(out.appendingPathComponent(shard))
             #expect(pulled.metadata == original.metadata && pulled.metadata == ["format": "pt"])
-            let expected = original.tensors.filter { $0.name.hasPrefix("model.layers.0.") || $0.name == "lm_head.weight" }
+            let expected = original.tensors.filter {
+                $0.name.hasPrefix("model.layers.0.") || $0.name == "lm_head.weight"
+            }
             #expect(pulled.tensors.map(\.name) == expected.map(\.name), "\(shard): same tensors, same order")
-            #expect(Int64(pulledBytes.count) == pulled.dataStart + expected.reduce(0) { $0 + $1.byteCount }, "no gaps, nothing extra")
+            #expect(
+                Int64(pulledBytes.count) == pulled.dataStart + expected.reduce(0) { $0 + $1.byteCount },
+                "no gaps, nothing extra"
+            )
             for t in expected {
                 let p = try #require(pulled.tensor(named: t.name))
                 #expect(p.dtype == t.dtype && p.shape == t.shape)
@@ -55,7 +68,10 @@ extension RegistryFixture {
         }
         #expect(written.count == 10 && result.tensorBytes == total)
         // The index lists exactly the written tensors; other files are not written.
-        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(FixtureModels.indexFile))) as! [String: Any]
+        let index =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: out.appendingPathComponent(FixtureModels.indexFile))
+            ) as! [String: Any]
         #expect(index["weight_map"] as? [String: String] == written)
         #expect(((index["metadata"] as? [String: Any])?["total_size"] as? NSNumber)?.int64Value == total)
         let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
@@ -66,7 +82,9 @@ extension RegistryFixture {
         let f = try RegistryFixture()
         try FixtureModels.writeResharded(to: f.dir("resharded"), shape: .tiny, seed: 2)
         let version = try f.push(f.dir("resharded"))
-        let originalIndex = try SafetensorsIndex.parse([UInt8](Data(contentsOf: f.dir("resharded").appendingPathComponent(FixtureModels.indexFile))))
+        let originalIndex = try SafetensorsIndex.parse(
+            [UInt8](Data(contentsOf: f.dir("resharded").appendingPathComponent(FixtureModels.indexFile)))
+        )
         let wanted = FixtureModels.tensorNames(ofLayer: 2)
         let shardsWithLayer2 = Set(wanted.map { originalIndex.weightMap[$0]! })
         #expect(shardsWithLayer2.count > 1, "the shuffle spreads a layer over shards")
@@ -82,11 +100,16 @@ extension RegistryFixture {
             let (pulled, pulledBytes) = try readHeader(out.appendingPathComponent(shard))
             for t in pulled.tensors {
                 found[t.name] = shard
-                #expect(tensorBytes(t, in: pulledBytes) == tensorBytes(try #require(original.tensor(named: t.name)), in: originalBytes))
+                #expect(
+                    tensorBytes(t, in: pulledBytes)
+                        == tensorBytes(try #require(original.tensor(named: t.name)), in: originalBytes)
+                )
             }
         }
         #expect(found == originalIndex.weightMap.filter { wanted.contains($0.key) })
-        let index = try SafetensorsIndex.parse([UInt8](Data(contentsOf: out.appendingPathComponent(FixtureModels.indexFile))))
+        let index = try SafetensorsIndex.parse(
+            [UInt8](Data(contentsOf: out.appendingPathComponent(FixtureModels.indexFile)))
+        )
         #expect(index.weightMap == found)
     }
 
@@ -100,16 +123,23 @@ extension RegistryFixture {
             try f.registry.pullTensors(version, matching: ["model.layers.0.*"], to: f.dir("a").path, selection: second)
         } throws: {
             let e = $0 as? RegistryError
-            return e?.code == .notFound && e!.message.contains("matches model.layers.0.*") && e!.message.contains("selected files")
+            return e?.code == .notFound && e!.message.contains("matches model.layers.0.*")
+                && e!.message.contains("selected files")
         }
         #expect(!FileManager.default.fileExists(atPath: f.dir("a").path + "/" + FixtureModels.baseShardFiles[1]))
         // An include of config.json brings it along; the index is not selected so it is not written.
         let selection = try FileSelection(include: ["*.safetensors", "config.json"])
-        let result = try f.registry.pullTensors(version, matching: ["model.norm.weight", "model.layers.5.*"], to: f.dir("b").path, selection: selection)
+        let result = try f.registry.pullTensors(
+            version,
+            matching: ["model.norm.weight", "model.layers.5.*"],
+            to: f.dir("b").path,
+            selection: selection
+        )
         #expect(result.files.map(\.path) == [FixtureModels.baseShardFiles[1], FixtureModels.configFile])
         #expect(
             try Data(contentsOf: f.dir("b").appendingPathComponent(FixtureModels.configFile))
-                == Data(contentsOf: f.dir("base").appendingPathComponent(FixtureModels.configFile)))
+                == Data(contentsOf: f.dir("base").appendingPathComponent(FixtureModels.configFile))
+        )
         // No match at all names the patterns.
         #expect {
             try f.registry.pullTensors(version, matching: ["nope.*", "also.nope"], to: f.dir("c").path)
@@ -120,7 +150,10 @@ extension RegistryFixture {
         try FixtureModels.writeLoRA(to: f.dir("lora"), shape: .tiny, seed: 1, variantSeed: 2)
         let lora = try f.push(f.dir("lora"), model: "lora")
         let adapter = try f.registry.pullTensors(lora, matching: ["*.lora_A.weight"], to: f.dir("d").path)
-        #expect(adapter.tensors == 2 * FixtureModels.Shape.tiny.layers && adapter.files.map(\.path) == [FixtureModels.adapterFile])
+        #expect(
+            adapter.tensors == 2 * FixtureModels.Shape.tiny.layers
+                && adapter.files.map(\.path) == [FixtureModels.adapterFile]
+        )
     }
 
     @Test func oneTensorReadsOnlyItsOwnChunks() throws {
@@ -144,7 +177,10 @@ extension RegistryFixture {
         let read = store.bytesReadFromPacks - before
         let headerChunk = Int64(shard.chunks[0].length)
         let slack: Int64 = 4096
-        #expect(read <= tensor.byteCount + headerChunk + slack, "read \(read) bytes for a tensor of \(tensor.byteCount)")
+        #expect(
+            read <= tensor.byteCount + headerChunk + slack,
+            "read \(read) bytes for a tensor of \(tensor.byteCount)"
+        )
         #expect(read * 15 < shard.size, "read \(read) of a \(shard.size)-byte file")
 
         let fullBefore = store.bytesReadFromPacks
@@ -168,13 +204,18 @@ extension RegistryFixture {
         #expect(tensors.filter { $0.file != FixtureModels.adapterFile }.map(\.name).sorted() == expectedNames)
         #expect(tensors.filter { $0.file == FixtureModels.adapterFile }.count == 4 * shape.layers)
         let down = try #require(tensors.first { $0.name == "model.layers.2.mlp.down_proj.weight" })
-        #expect(down.file == FixtureModels.baseShardFiles[0] && down.dtype == "BF16" && down.shape == [192, 512] && down.bytes == 196_608)
+        #expect(
+            down.file == FixtureModels.baseShardFiles[0] && down.dtype == "BF16" && down.shape == [192, 512]
+                && down.bytes == 196_608
+        )
         // Offsets are real: the bytes at `offset` are the tensor's.
         let (header, _) = try readHeader(f.dir("base").appendingPathComponent(down.file))
         #expect(header.tensor(named: down.name)?.fileRange.lowerBound == down.offset)
         // Only the header chunks were read (three files, a few KB each), not the 8 MB of tensors.
         let manifest = try f.registry.manifest(of: version)
-        let headerChunks = manifest.files.filter { $0.path.hasSuffix(".safetensors") }.reduce(Int64(0)) { $0 + Int64($1.chunks[0].length) }
+        let headerChunks = manifest.files.filter { $0.path.hasSuffix(".safetensors") }.reduce(Int64(0)) {
+            $0 + Int64($1.chunks[0].length)
+        }
         #expect(read <= headerChunks + 3 * 4096, "read \(read) bytes for headers of \(headerChunks)")
     }
 }
@@ -211,15 +252,24 @@ extension RegistryFixture {
         let m = d.metadata
         #expect(m.metrics.map(\.name) == ["accuracy", "bleu", "eval_loss", "old_metric"])
         #expect(m.metrics[2].from == 2.0 && m.metrics[2].to == 1.75 && m.metrics[2].delta == -0.25)
-        #expect(m.metrics[0].delta == 0 && m.metrics[1].from == nil && m.metrics[1].delta == nil && m.metrics[3].to == nil)
+        #expect(
+            m.metrics[0].delta == 0 && m.metrics[1].from == nil && m.metrics[1].delta == nil && m.metrics[3].to == nil
+        )
         #expect(m.params == [.init(name: "lr", from: "1e-4", to: "2e-4"), .init(name: "warmup", from: nil, to: "100")])
-        #expect(m.tags == [.init(name: "dataset", from: "tickets-v6", to: "tickets-v7"), .init(name: "owner", from: "ml", to: nil)])
+        #expect(
+            m.tags == [
+                .init(name: "dataset", from: "tickets-v6", to: "tickets-v7"), .init(name: "owner", from: "ml", to: nil),
+            ]
+        )
         #expect(m.stage == .init(from: .staging, to: .experimental, changed: true))
         #expect(m.lineage.parentsAdded == ["m@1"] && m.lineage.parentsRemoved.isEmpty)
         #expect(m.lineage.datasetsAdded == ["tickets-v7"] && m.lineage.datasetsRemoved == ["tickets-v6"])
         #expect(m.lineage.source == .init(name: "source", from: nil, to: "runs/42"))
 
-        #expect(d.files.changed.map(\.path) == FixtureModels.baseShardFiles, "layer 1 is in shard 1, layer 5 in shard 2")
+        #expect(
+            d.files.changed.map(\.path) == FixtureModels.baseShardFiles,
+            "layer 1 is in shard 1, layer 5 in shard 2"
+        )
         #expect(d.files.unchanged == [FixtureModels.configFile, FixtureModels.indexFile, FixtureModels.tokenizerFile])
         #expect(d.files.added.isEmpty && d.files.removed.isEmpty)
 
@@ -231,13 +281,18 @@ extension RegistryFixture {
         #expect(d.tensors.comparedByHash == 0, "slice-aligned tensors are compared by chunk ids")
 
         // Storage: the changed layers are the only bytes not shared (the headers are identical).
-        let changedBytes = Int64(FixtureModels.tensorBytes(of: 1, shape: shape) + FixtureModels.tensorBytes(of: 5, shape: shape))
+        let changedBytes = Int64(
+            FixtureModels.tensorBytes(of: 1, shape: shape) + FixtureModels.tensorBytes(of: 5, shape: shape)
+        )
         #expect(d.storage.uniqueFromBytes == changedBytes && d.storage.uniqueToBytes == changedBytes)
         #expect(d.storage.sharedBytes == base.logicalBytes - changedBytes)
 
         // JSON keys are snake_case.
         let json = String(decoding: try JSONEncoder().encode(d), as: UTF8.self)
-        for key in ["\"unique_from_bytes\"", "\"shared_bytes\"", "\"parents_added\"", "\"shape_changed\"", "\"from_sha256\"", "\"compared_by_chunks\""] {
+        for key in [
+            "\"unique_from_bytes\"", "\"shared_bytes\"", "\"parents_added\"", "\"shape_changed\"", "\"from_sha256\"",
+            "\"compared_by_chunks\"",
+        ] {
             #expect(json.contains(key), "\(key)")
         }
     }
@@ -252,7 +307,10 @@ extension RegistryFixture {
         #expect(d.tensors.changed.isEmpty && d.tensors.added.isEmpty && d.tensors.removed.isEmpty)
         #expect(d.tensors.moved.count == FixtureModels.tensorNames(shape: .tiny).count && d.tensors.unchanged == 0)
         #expect(d.tensors.comparedByHash == 0)
-        #expect(d.files.added.map(\.path) == FixtureModels.reshardedShardFiles && d.files.removed.map(\.path) == FixtureModels.baseShardFiles)
+        #expect(
+            d.files.added.map(\.path) == FixtureModels.reshardedShardFiles
+                && d.files.removed.map(\.path) == FixtureModels.baseShardFiles
+        )
         #expect(d.storage.uniqueToBytes < 20_000)
     }
 
@@ -261,7 +319,9 @@ extension RegistryFixture {
         func write(_ dir: String, _ tensors: [(SafetensorsEncoder.Entry, [UInt8])]) throws -> URL {
             let url = f.dir(dir)
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-            try Data(try SafetensorsEncoder.file(tensors, metadata: ["format": "pt"])).write(to: url.appendingPathComponent("model.safetensors"))
+            try Data(try SafetensorsEncoder.file(tensors, metadata: ["format": "pt"])).write(
+                to: url.appendingPathComponent("model.safetensors")
+            )
             return url
         }
         let data = (0..<48).map { UInt8($0) }
@@ -269,21 +329,37 @@ extension RegistryFixture {
             try write(
                 "a",
                 [
-                    (.init(name: "w", dtype: .f32, shape: [3, 4]), data), (.init(name: "same", dtype: .u8, shape: [4]), [1, 2, 3, 4]),
-                    (.init(name: "gone", dtype: .u8, shape: [1]), [9]), (.init(name: "cast", dtype: .f32, shape: [2]), Array(data[0..<8])),
-                ]))
+                    (.init(name: "w", dtype: .f32, shape: [3, 4]), data),
+                    (.init(name: "same", dtype: .u8, shape: [4]), [1, 2, 3, 4]),
+                    (.init(name: "gone", dtype: .u8, shape: [1]), [9]),
+                    (.init(name: "cast", dtype: .f32, shape: [2]), Array(data[0..<8])),
+                ]
+            )
+        )
         let b = try f.push(
             try write(
                 "b",
                 [
-                    (.init(name: "w", dtype: .f32, shape: [4, 3]), data), (.init(name: "same", dtype: .u8, shape: [4]), [1, 2, 3, 4]),
-                    (.init(name: "new", dtype: .u8, shape: [1]), [9]), (.init(name: "cast", dtype: .bf16, shape: [4]), Array(data[0..<8])),
-                ]))
+                    (.init(name: "w", dtype: .f32, shape: [4, 3]), data),
+                    (.init(name: "same", dtype: .u8, shape: [4]), [1, 2, 3, 4]),
+                    (.init(name: "new", dtype: .u8, shape: [1]), [9]),
+                    (.init(name: "cast", dtype: .bf16, shape: [4]), Array(data[0..<8])),
+                ]
+            )
+        )
         let d = try f.registry.diff(a, b)
         let byName = Dictionary(uniqueKeysWithValues: d.tensors.changed.map { ($0.name, $0) })
-        #expect(byName["w"]?.shapeChanged == true && byName["w"]?.dtypeChanged == false && byName["w"]?.fromShape == [3, 4])
-        #expect(byName["cast"]?.dtypeChanged == true && byName["cast"]?.shapeChanged == true && byName["cast"]?.toDtype == "BF16")
-        #expect(d.tensors.added.map(\.name) == ["new"] && d.tensors.removed.map(\.name) == ["gone"] && d.tensors.unchanged == 1)
+        #expect(
+            byName["w"]?.shapeChanged == true && byName["w"]?.dtypeChanged == false && byName["w"]?.fromShape == [3, 4]
+        )
+        #expect(
+            byName["cast"]?.dtypeChanged == true && byName["cast"]?.shapeChanged == true
+                && byName["cast"]?.toDtype == "BF16"
+        )
+        #expect(
+            d.tensors.added.map(\.name) == ["new"] && d.tensors.removed.map(\.name) == ["gone"]
+                && d.tensors.unchanged == 1
+        )
     }
 
     @Test func tensorsCutDifferentlyAreComparedByHashing() throws {
@@ -323,20 +399,33 @@ extension RegistryFixture {
 
     static let cases: [(String, [UInt8], String)] = [
         ("shorter than the length field", [1, 2, 3, 4, 5], "truncated: shorter than the 8-byte header length"),
-        ("truncated header", Array(valid.prefix(30)), "header length \(valid.count - 16) is larger than the file (30 bytes)"),
+        (
+            "truncated header", Array(valid.prefix(30)),
+            "header length \(valid.count - 16) is larger than the file (30 bytes)"
+        ),
         (
             "header length larger than the file",
-            [0x3F, 0x42, 0x0F, 0, 0, 0, 0, 0] + Array(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#.utf8) + [UInt8](repeating: 0x20, count: 112 - 53),
+            [0x3F, 0x42, 0x0F, 0, 0, 0, 0, 0] + Array(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#.utf8)
+                + [UInt8](repeating: 0x20, count: 112 - 53),
             "header length 999999 is larger than the file (120 bytes)"
         ),
         ("bad JSON", file(#"{"a":{"dtype":"U8","#, dataCount: 8), "header is not valid JSON"),
-        ("out-of-range offsets", file(#"{"a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}}"#, dataCount: 8), "reach past the end of the data (8 bytes)"),
+        (
+            "out-of-range offsets", file(#"{"a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}}"#, dataCount: 8),
+            "reach past the end of the data (8 bytes)"
+        ),
         (
             "overlapping offsets",
-            file(#"{"a":{"dtype":"U8","shape":[6],"data_offsets":[0,6]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#, dataCount: 8),
+            file(
+                #"{"a":{"dtype":"U8","shape":[6],"data_offsets":[0,6]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#,
+                dataCount: 8
+            ),
             #"tensors "a" and "b" overlap"#
         ),
-        ("unknown dtype", file(#"{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#, dataCount: 16), #"tensor "a": unknown dtype "F128""#),
+        (
+            "unknown dtype", file(#"{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#, dataCount: 16),
+            #"tensor "a": unknown dtype "F128""#
+        ),
         (
             "shape/offset mismatch", file(#"{"a":{"dtype":"BF16","shape":[3],"data_offsets":[0,8]}}"#, dataCount: 8),
             "needs 6 bytes, data_offsets span 8"
@@ -357,7 +446,10 @@ extension RegistryFixture {
         // Pushed as a plain file; a plain pull gives it back.
         let v2 = try f.push(bad)
         try f.registry.pull(v2, to: f.dir("plain").path)
-        #expect(try Data(contentsOf: f.dir("plain").appendingPathComponent("model.safetensors")) == Data(bytes), "\(what)")
+        #expect(
+            try Data(contentsOf: f.dir("plain").appendingPathComponent("model.safetensors")) == Data(bytes),
+            "\(what)"
+        )
 
         func expectProblem(_ label: String, prefix: String = "", _ body: () throws -> Void) {
             #expect(throws: RegistryError.self, "\(what): \(label)") { try body() }
@@ -377,7 +469,12 @@ extension RegistryFixture {
         expectProblem("diff", prefix: "m@2: ") { _ = try f.registry.diff(v1, v2) }
         // Excluding the file leaves nothing to match, which is a plain not-found.
         #expect {
-            try f.registry.pullTensors(v2, matching: ["*"], to: f.dir("x").path, selection: try FileSelection(exclude: ["model.safetensors"]))
+            try f.registry.pullTensors(
+                v2,
+                matching: ["*"],
+                to: f.dir("x").path,
+                selection: try FileSelection(exclude: ["model.safetensors"])
+            )
         } throws: { ($0 as? RegistryError)?.code == .notFound }
     }
 

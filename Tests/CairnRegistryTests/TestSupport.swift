@@ -42,7 +42,10 @@ struct Fixture {
     var store: Store { registry.store }
 
     init() throws {
-        let config = StoreConfig(chunker: ChunkerParameters(min: 2 << 10, avg: 8 << 10, max: 32 << 10), packSize: 1 << 20)
+        let config = StoreConfig(
+            chunker: ChunkerParameters(min: 2 << 10, avg: 8 << 10, max: 32 << 10),
+            packSize: 1 << 20
+        )
         let store = try Store.create(at: dir.sub("store"), config: config)
         let clock = self.clock
         registry = try Registry(store: store, clock: { clock.now })
@@ -60,9 +63,16 @@ struct Fixture {
     /// Pushes a fresh small tree as the next version of `model`; advances the clock a minute first.
     @discardableResult
     func push(
-        _ model: String, by actor: String = "alice", seed: UInt64? = nil, size: Int = 64 << 10,
-        metrics: [String: Double] = [:], tags: [String: String] = [:], parents: [String] = [], datasets: [String] = [],
-        stage: Stage? = nil, message: String = ""
+        _ model: String,
+        by actor: String = "alice",
+        seed: UInt64? = nil,
+        size: Int = 64 << 10,
+        metrics: [String: Double] = [:],
+        tags: [String: String] = [:],
+        parents: [String] = [],
+        datasets: [String] = [],
+        stage: Stage? = nil,
+        message: String = ""
     ) throws -> PushResult {
         clock.advance(60)
         var request = PushRequest(model: model, actor: actor)
@@ -73,7 +83,10 @@ struct Fixture {
         request.stage = stage
         request.message = message
         let seed = seed ?? UInt64.random(in: 1...UInt64.max)
-        return try registry.push(directory: try tree("\(model.replacingOccurrences(of: "/", with: "_"))-\(seed)", size: size, seed: seed), request: request)
+        return try registry.push(
+            directory: try tree("\(model.replacingOccurrences(of: "/", with: "_"))-\(seed)", size: size, seed: seed),
+            request: request
+        )
     }
 
     func ref(_ text: String) throws -> Reference { try Reference(parsing: text) }
@@ -98,16 +111,26 @@ struct Fixture {
     /// checks that no registry record (versions, models, aliases, policies, audit log) changed.
     @discardableResult
     func expectRefusal(
-        _ code: ErrorCode = .refused, _ message: String? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+        _ code: ErrorCode = .refused,
+        _ message: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation,
         _ body: () throws -> Void
     ) throws -> RegistryError? {
         let before = try snapshot()
         let auditBefore = try auditCount()
         clock.advance(1)
         let error = #expect(throws: RegistryError.self, sourceLocation: sourceLocation) { try body() }
-        #expect(error?.code == code, "code: \(String(describing: error?.code)) – \(error?.message ?? "")", sourceLocation: sourceLocation)
+        #expect(
+            error?.code == code,
+            "code: \(String(describing: error?.code)) – \(error?.message ?? "")",
+            sourceLocation: sourceLocation
+        )
         if let message {
-            #expect(error?.message.contains(message) == true, "message: \(error?.message ?? "none")", sourceLocation: sourceLocation)
+            #expect(
+                error?.message.contains(message) == true,
+                "message: \(error?.message ?? "none")",
+                sourceLocation: sourceLocation
+            )
         }
         #expect(try auditCount() == auditBefore, "the audit log grew", sourceLocation: sourceLocation)
         #expect(try snapshot() == before, "records changed", sourceLocation: sourceLocation)
@@ -115,9 +138,16 @@ struct Fixture {
     }
 
     /// Sets a policy.
-    func policy(_ model: String, approvals: [Stage: Int] = [:], require: [String] = [], by actor: String = "lead") throws {
+    func policy(
+        _ model: String,
+        approvals: [Stage: Int] = [:],
+        require: [String] = [],
+        by actor: String = "lead"
+    ) throws {
         try registry.setPolicy(
-            model: model, Policy(approvals: approvals, requirements: try require.map { try Policy.Requirement(parsing: $0) }),
-            actor: actor)
+            model: model,
+            Policy(approvals: approvals, requirements: try require.map { try Policy.Requirement(parsing: $0) }),
+            actor: actor
+        )
     }
 }

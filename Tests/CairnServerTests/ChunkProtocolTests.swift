@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore
@@ -129,7 +129,11 @@ import Testing
                 body: try json(
                     CreateVersionBody(
                         request: PushRequest(model: "m", actor: "claimed"),
-                        manifest: Manifest(files: [file, nested]), newBytes: 0, storedBytes: 0))
+                        manifest: Manifest(files: [file, nested]),
+                        newBytes: 0,
+                        storedBytes: 0
+                    )
+                )
             ) {
                 #expect($0.status == .badRequest)
                 #expect(String(buffer: $0.body).contains(#"w.bin is both a file and the directory of w.bin\/inner"#))
@@ -187,38 +191,80 @@ import Testing
                 #expect($0.status == .created)
                 id = try decode(UploadCreated.self, $0).upload
             }
-            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(ida, a)])) {
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(ida, a)])
+            ) {
                 #expect(decoded(ChunkStoreResult.self, $0)?.newChunks == 1)
             }
             // Another user cannot use it.
-            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.approver), body: Self.bundle([(idb, b)])) {
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)",
+                method: .post,
+                headers: bearer(f.approver),
+                body: Self.bundle([(idb, b)])
+            ) {
                 #expect($0.status == .forbidden)
             }
             // Staged chunks are invisible until the version commits them.
             #expect(try f.registry.store.missingChunks([ida]) == [ida])
             let file = FileEntry(
-                path: "w.bin", size: 100_000, sha256: SHA256Digest.hash(a + b),
-                chunks: [ChunkRef(id: ida, length: 70_000), ChunkRef(id: idb, length: 30_000)])
-            var body = CreateVersionBody(request: PushRequest(model: "m", actor: "x"), manifest: Manifest(files: [file]), newBytes: 0, storedBytes: 0)
+                path: "w.bin",
+                size: 100_000,
+                sha256: SHA256Digest.hash(a + b),
+                chunks: [ChunkRef(id: ida, length: 70_000), ChunkRef(id: idb, length: 30_000)]
+            )
+            var body = CreateVersionBody(
+                request: PushRequest(model: "m", actor: "x"),
+                manifest: Manifest(files: [file]),
+                newBytes: 0,
+                storedBytes: 0
+            )
             body.upload = id
             // b is missing: 409 listing it, and the upload stays open.
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) { response in
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(body)
+            ) { response in
                 #expect(response.status == .conflict)
                 #expect(decoded(ErrorBody.self, response)?.error.missing == [idb.hex])
             }
-            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(idb, b)])) {
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(idb, b)])
+            ) {
                 #expect($0.status == .ok)
             }
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) { response in
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(body)
+            ) { response in
                 #expect(response.status == .created)
                 #expect(decoded(PushResult.self, response)?.newBytes == 100_000)
             }
             #expect(try f.registry.store.missingChunks([ida, idb]).isEmpty)
             // Committed: the upload is closed.
-            try await client.execute(uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(idb, b)])) {
+            try await client.execute(
+                uri: "/v1/chunks?upload=\(id)",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(idb, b)])
+            ) {
                 #expect($0.status == .notFound)
             }
-            try await client.execute(uri: "/v1/models/m/versions/1/files/w.bin", method: .get, headers: bearer(f.reader)) {
+            try await client.execute(
+                uri: "/v1/models/m/versions/1/files/w.bin",
+                method: .get,
+                headers: bearer(f.reader)
+            ) {
                 #expect(Array($0.body.readableBytesView) == a + b)
             }
         }
@@ -239,36 +285,64 @@ import Testing
             }
             // An all-zero id is a mismatch unless the server is asked to assign ids …
             try await client.execute(
-                uri: "/v1/chunks?upload=\(id)", method: .post, headers: bearer(f.writer), body: Self.bundle([(.zero, a)])
+                uri: "/v1/chunks?upload=\(id)",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(.zero, a)])
             ) {
                 #expect($0.status == .unprocessableContent)
                 #expect(errorCode($0) == "chunk_mismatch")
             }
             // … which it does only into an upload …
             try await client.execute(
-                uri: "/v1/chunks?assign_ids=1", method: .post, headers: bearer(f.writer), body: Self.bundle([(.zero, a)])
+                uri: "/v1/chunks?assign_ids=1",
+                method: .post,
+                headers: bearer(f.writer),
+                body: Self.bundle([(.zero, a)])
             ) {
                 #expect($0.status == .badRequest)
             }
             // … answering every chunk's id in bundle order; a given id is still checked.
             try await client.execute(
-                uri: "/v1/chunks?upload=\(id)&assign_ids=1", method: .post, headers: bearer(f.writer),
+                uri: "/v1/chunks?upload=\(id)&assign_ids=1",
+                method: .post,
+                headers: bearer(f.writer),
                 body: Self.bundle([(.zero, a), (SHA256Digest.hash(b), b)])
             ) {
-                #expect(decoded(ChunkStoreResult.self, $0)?.ids == [SHA256Digest.hash(a).hex, SHA256Digest.hash(b).hex])
+                #expect(
+                    decoded(ChunkStoreResult.self, $0)?.ids == [SHA256Digest.hash(a).hex, SHA256Digest.hash(b).hex]
+                )
             }
             try await client.execute(
-                uri: "/v1/chunks?upload=\(id)&assign_ids=1", method: .post, headers: bearer(f.writer),
+                uri: "/v1/chunks?upload=\(id)&assign_ids=1",
+                method: .post,
+                headers: bearer(f.writer),
                 body: Self.bundle([(SHA256Digest.hash(a), b)])
             ) {
                 #expect($0.status == .unprocessableContent)
             }
             let file = FileEntry(
-                path: "w.bin", size: 70_000, sha256: SHA256Digest.hash(a + b),
-                chunks: [ChunkRef(id: SHA256Digest.hash(a), length: 50_000), ChunkRef(id: SHA256Digest.hash(b), length: 20_000)])
-            var body = CreateVersionBody(request: PushRequest(model: "m", actor: "x"), manifest: Manifest(files: [file]), newBytes: 0, storedBytes: 0)
+                path: "w.bin",
+                size: 70_000,
+                sha256: SHA256Digest.hash(a + b),
+                chunks: [
+                    ChunkRef(id: SHA256Digest.hash(a), length: 50_000),
+                    ChunkRef(id: SHA256Digest.hash(b), length: 20_000),
+                ]
+            )
+            var body = CreateVersionBody(
+                request: PushRequest(model: "m", actor: "x"),
+                manifest: Manifest(files: [file]),
+                newBytes: 0,
+                storedBytes: 0
+            )
             body.upload = id
-            try await client.execute(uri: "/v1/models/m/versions", method: .post, headers: bearer(f.writer), body: try json(body)) {
+            try await client.execute(
+                uri: "/v1/models/m/versions",
+                method: .post,
+                headers: bearer(f.writer),
+                body: try json(body)
+            ) {
                 #expect($0.status == .created)
             }
         }

@@ -1,6 +1,6 @@
+import CairnAPI
 import CairnFixtures
 import CairnRegistry
-import CairnAPI
 import CairnRemote
 import CairnServer
 import CairnStore
@@ -37,7 +37,9 @@ import Testing
     static func openPackDescriptors(_ f: ServerFixture) -> Int {
         let root = f.registry.store.root + "/packs/"
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return fds.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) ?? "").hasPrefix(root) }.count
+        return fds.filter {
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) ?? "").hasPrefix(root)
+        }.count
     }
 
     @Test func pullsAreByteExactAndLeaveNoDescriptorsOpen() async throws {
@@ -49,7 +51,13 @@ import Testing
                 let cache = f.dir.sub("cache-\(round)")
                 try await onThread {
                     let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: cache)
-                    _ = try remote.pull(try remote.resolve(try Reference(parsing: "m")), to: out, paths: nil, selection: nil, progress: nil)
+                    _ = try remote.pull(
+                        try remote.resolve(try Reference(parsing: "m")),
+                        to: out,
+                        paths: nil,
+                        selection: nil,
+                        progress: nil
+                    )
                 }
                 #expect(try readTree(out) == readTree(base))
             }
@@ -74,7 +82,9 @@ import Testing
     /// fills the socket's buffers meanwhile), then reads to the end of the stream; the reply's
     /// Content-Length and the bytes of body that arrived.
     static func readAfterPause(port: Int, request: [UInt8], pause: UInt32) -> (length: Int, got: Int) {
-        guard let connection = RawConnection(port: port, receiveWindow: 32 << 10), connection.send(request) else { return (-1, 0) }
+        guard let connection = RawConnection(port: port, receiveWindow: 32 << 10), connection.send(request) else {
+            return (-1, 0)
+        }
         usleep(pause)
         connection.receive()
         guard let reply = connection.reply else { return (-1, 0) }
@@ -92,9 +102,18 @@ import Testing
             let port = client.port!
             let (fetch, file) = try await onThread {
                 let fetch = RawConnection.request(
-                    "POST", "/v1/chunks/fetch", token: f.reader, body: Self.idList(ids), headers: ["Connection: close"])
+                    "POST",
+                    "/v1/chunks/fetch",
+                    token: f.reader,
+                    body: Self.idList(ids),
+                    headers: ["Connection: close"]
+                )
                 let file = RawConnection.request(
-                    "GET", "/v1/models/m/versions/1/files/\(shard)", token: f.reader, headers: ["Connection: close"])
+                    "GET",
+                    "/v1/models/m/versions/1/files/\(shard)",
+                    token: f.reader,
+                    headers: ["Connection: close"]
+                )
                 return (
                     Self.readAfterPause(port: port, request: fetch, pause: 300_000),
                     Self.readAfterPause(port: port, request: file, pause: 300_000)
@@ -112,7 +131,8 @@ import Testing
             let port = client.port!
             let request = RawConnection.request("POST", "/v1/chunks/fetch", token: f.reader, body: Self.idList(ids))
             try await onThread {
-                for read in [100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0] {  // mid-body, before the reply
+                // Mid-body, before the reply.
+                for read in [100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0, 100_000, 0] {
                     let connection = try #require(RawConnection(port: port))
                     #expect(connection.send(request))
                     if read > 0 { connection.receive(upTo: read) }
@@ -141,7 +161,13 @@ import Testing
             await #expect {
                 try await onThread {
                     let remote = try RemoteRegistry(url: url, token: f.reader, cacheDirectory: f.dir.sub("cache"))
-                    _ = try remote.pull(try remote.resolve(try Reference(parsing: "m")), to: out, paths: nil, selection: nil, progress: nil)
+                    _ = try remote.pull(
+                        try remote.resolve(try Reference(parsing: "m")),
+                        to: out,
+                        paths: nil,
+                        selection: nil,
+                        progress: nil
+                    )
                 }
             } throws: { error in
                 "\(error)".contains("is truncated: its records end at")

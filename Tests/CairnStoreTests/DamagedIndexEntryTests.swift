@@ -9,7 +9,8 @@ import Testing
 @Suite struct DamagedIndexEntryTests {
     /// A store holding one directory, closed, with `edit` applied to its chunk index directly.
     static func damagedStore(
-        _ dir: TemporaryDirectory, _ edit: (Transaction, Database, _ someKey: [UInt8], _ someValue: [UInt8]) throws -> Void
+        _ dir: TemporaryDirectory,
+        _ edit: (Transaction, Database, _ someKey: [UInt8], _ someValue: [UInt8]) throws -> Void
     ) throws -> String {
         let root: String
         do {

@@ -12,7 +12,9 @@ import Testing
         try writeFile(dir.sub("tree/weights.bin"), FixtureData.bytes(count: 300_000, seed: 7))
         try push(store, dir.sub("tree"))
         let root = store.root
-        let packs = try FileManager.default.subpathsOfDirectory(atPath: root + "/packs").filter { $0.hasSuffix(".pack") }
+        let packs = try FileManager.default.subpathsOfDirectory(atPath: root + "/packs").filter {
+            $0.hasSuffix(".pack")
+        }
         #expect(!packs.isEmpty)
         return (root, packs.sorted())
     }

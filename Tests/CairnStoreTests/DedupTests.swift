@@ -30,13 +30,23 @@ import Testing
         let shape = FixtureModels.Shape.small
         try FixtureModels.writeBase(to: dir.url.appendingPathComponent("base"), shape: shape, seed: 1)
         try FixtureModels.writeVariant(
-            to: dir.url.appendingPathComponent("ft"), shape: shape, seed: 1, changedLayers: [1, 2], variantSeed: 5)
+            to: dir.url.appendingPathComponent("ft"),
+            shape: shape,
+            seed: 1,
+            changedLayers: [1, 2],
+            variantSeed: 5
+        )
         let base = try push(store, dir.sub("base"))
         let variant = try push(store, dir.sub("ft"))
-        let changed = Int64(FixtureModels.tensorBytes(of: 1, shape: shape) + FixtureModels.tensorBytes(of: 2, shape: shape))
+        let changed = Int64(
+            FixtureModels.tensorBytes(of: 1, shape: shape) + FixtureModels.tensorBytes(of: 2, shape: shape)
+        )
         #expect(variant.info.newBytes >= changed, "the changed layers must be stored")
         // Plus at most a few chunks at the edges of the changed region and the header chunk.
-        #expect(variant.info.newBytes <= changed + 8 * Int64(testChunker.max), "variant added \(variant.info.newBytes) for \(changed) changed")
+        #expect(
+            variant.info.newBytes <= changed + 8 * Int64(testChunker.max),
+            "variant added \(variant.info.newBytes) for \(changed) changed"
+        )
         #expect(variant.info.newBytes < base.info.newBytes / 2)
     }
 
@@ -52,7 +62,10 @@ import Testing
         let share = Double(resharded.info.newBytes) / Double(resharded.manifest.logicalBytes)
         // Content-defined chunks realign after each tensor boundary; only chunks spanning a boundary
         // (and the headers) are new.
-        #expect(share < 0.08, "re-sharded copy added \(resharded.info.newBytes) of \(resharded.manifest.logicalBytes) bytes")
+        #expect(
+            share < 0.08,
+            "re-sharded copy added \(resharded.info.newBytes) of \(resharded.manifest.logicalBytes) bytes"
+        )
         #expect(base.info.newBytes > 0)
     }
 

@@ -37,7 +37,11 @@ import Testing
         let packBytes = try readFile(pack)
         let offsets = try #require(manifest.file("f5.bin")).chunkOffsets()
         let needle = Array(originals["f5.bin"]![Int(offsets[1])..<Int(offsets[1]) + 64])
-        let at = try #require((0..<(packBytes.count - 64)).first { packBytes[$0] == needle[0] && Array(packBytes[$0..<$0 + 64]) == needle })
+        let at = try #require(
+            (0..<(packBytes.count - 64)).first {
+                packBytes[$0] == needle[0] && Array(packBytes[$0..<$0 + 64]) == needle
+            }
+        )
         try flipByte(pack, at: at + 10)
 
         #expect(throws: CairnStoreError.self) { try store.restore(manifest.files, to: dir.sub("out")) }
@@ -45,7 +49,9 @@ import Testing
             #expect(try readFile(dir.sub("out/f\(i).bin")) == originals["f\(i).bin"]!, "f\(i).bin")
         }
         for i in 5..<8 { #expect(!FileManager.default.fileExists(atPath: dir.sub("out/f\(i).bin"))) }
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter { $0.contains("cairn-partial") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter {
+            $0.contains("cairn-partial")
+        }
         #expect(leftovers.isEmpty)
     }
 
@@ -74,7 +80,9 @@ import Testing
         for name in ["f3.bin", "f4.bin", "f5.bin", "g-empty.bin"] {
             #expect(!FileManager.default.fileExists(atPath: dir.sub("out/" + name)), "\(name)")
         }
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter { $0.contains("cairn-partial") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).filter {
+            $0.contains("cairn-partial")
+        }
         #expect(leftovers.isEmpty)
     }
 
@@ -272,7 +280,9 @@ import Testing
     }
 
     @Test func openingAMissingStoreFails() {
-        #expect { try Store.open(at: "/nonexistent/cairn-store") } throws: { ($0 as? CairnStoreError)?.code == .notFound }
+        #expect { try Store.open(at: "/nonexistent/cairn-store") } throws: {
+            ($0 as? CairnStoreError)?.code == .notFound
+        }
     }
 
     @Test func initTwiceFails() throws {
@@ -282,7 +292,8 @@ import Testing
     }
 
     @Test func manifestDecodingRejectsDamage() throws {
-        let m = Manifest(files: [FileEntry(path: "a", size: 3, sha256: .zero, chunks: [ChunkRef(id: .zero, length: 3)])])
+        let m = Manifest(files: [FileEntry(path: "a", size: 3, sha256: .zero, chunks: [ChunkRef(id: .zero, length: 3)])]
+        )
         var bytes = m.encoded()
         #expect(try bytes.withUnsafeBytes { try Manifest.decode($0) } == m)
         bytes.removeLast()
@@ -297,7 +308,9 @@ import Testing
         // A maximum chunk larger than one ingest batch of the default size must not stall the pipeline.
         let dir = TemporaryDirectory()
         let store = try Store.create(
-            at: dir.sub("store"), config: StoreConfig(chunker: ChunkerParameters(min: 1 << 20, avg: 4 << 20, max: 16 << 20)))
+            at: dir.sub("store"),
+            config: StoreConfig(chunker: ChunkerParameters(min: 1 << 20, avg: 4 << 20, max: 16 << 20))
+        )
         let zeros = [UInt8](repeating: 0, count: 9 << 20)
         try writeFile(dir.sub("in/zeros.bin"), zeros)
         let (manifest, _) = try push(store, dir.sub("in"))
@@ -305,7 +318,8 @@ import Testing
     }
 
     @Test func configWithoutSliceSizeDecodes() throws {
-        let json = #"{"format":"cairn-store","version":1,"chunker":{"algorithm":"fastcdc-gear64-nc2","min":16384,"avg":65536,"max":262144},"compression":{"codec":"zstd","level":3},"pack_size":67108864}"#
+        let json =
+            #"{"format":"cairn-store","version":1,"chunker":{"algorithm":"fastcdc-gear64-nc2","min":16384,"avg":65536,"max":262144},"compression":{"codec":"zstd","level":3},"pack_size":67108864}"#
         let config = try JSONDecoder().decode(StoreConfig.self, from: Data(json.utf8))
         #expect(config.chunker.slice == 131_072)
         try config.validate()

@@ -7,7 +7,8 @@ import Testing
 @Suite struct RoundTripTests {
     /// Pushes a tree, pulls it to a new directory and compares every file's SHA-256 and bytes.
     func roundTrip(
-        _ files: [String: [UInt8]], packSize: Int = 1 << 20
+        _ files: [String: [UInt8]],
+        packSize: Int = 1 << 20
     ) throws -> (store: Store, manifest: Manifest, dir: TemporaryDirectory) {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir, packSize: packSize)
@@ -33,7 +34,9 @@ import Testing
     @Test func emptyAndOneByteFiles() throws {
         let (_, manifest, _) = try roundTrip(["empty.bin": [], "one.bin": [0x5A]])
         #expect(manifest.file("empty.bin")!.chunks.isEmpty)
-        #expect(manifest.file("empty.bin")!.sha256.hex == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(
+            manifest.file("empty.bin")!.sha256.hex == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
         #expect(manifest.file("one.bin")!.chunks.count == 1)
     }
 
@@ -80,7 +83,9 @@ import Testing
                 "e.bin": FixtureData.bytes(count: (33 << 20) + 1234, seed: 15),
                 "f-empty.bin": [],
                 "g.bin": FixtureData.bytes(count: 100, seed: 16),
-            ], packSize: 8 << 20)
+            ],
+            packSize: 8 << 20
+        )
     }
 
     @Test func manySmallFilesInNestedDirectories() throws {

@@ -21,7 +21,11 @@ final class TemporaryDirectory {
 /// Small chunks so that megabyte-sized test inputs have many chunks and several packs.
 let testChunker = ChunkerParameters(min: 2 << 10, avg: 8 << 10, max: 32 << 10)
 
-func makeStore(_ dir: TemporaryDirectory, chunker: ChunkerParameters = testChunker, packSize: Int = 1 << 20) throws -> Store {
+func makeStore(
+    _ dir: TemporaryDirectory,
+    chunker: ChunkerParameters = testChunker,
+    packSize: Int = 1 << 20
+) throws -> Store {
     try Store.create(at: dir.sub("store"), config: StoreConfig(chunker: chunker, packSize: packSize))
 }
 

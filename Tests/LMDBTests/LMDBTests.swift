@@ -51,13 +51,28 @@ import Testing
                 for k in [5, 1, 9, 3, 7] as [UInt8] { try txn.put(db, key: [k], value: [k * 2]) }
             }
             var keys: [UInt8] = []
-            try env.read { txn in try txn.forEach(db, from: [4]) { k, _ in keys.append(k[0]); return true } }
+            try env.read { txn in
+                try txn.forEach(db, from: [4]) { k, _ in
+                    keys.append(k[0])
+                    return true
+                }
+            }
             #expect(keys == [5, 7, 9])
             keys = []
-            try env.read { txn in try txn.forEach(db, from: [6], reverse: true) { k, _ in keys.append(k[0]); return true } }
+            try env.read { txn in
+                try txn.forEach(db, from: [6], reverse: true) { k, _ in
+                    keys.append(k[0])
+                    return true
+                }
+            }
             #expect(keys == [5, 3, 1])
             keys = []
-            try env.read { txn in try txn.forEach(db) { k, _ in keys.append(k[0]); return keys.count < 2 } }
+            try env.read { txn in
+                try txn.forEach(db) { k, _ in
+                    keys.append(k[0])
+                    return keys.count < 2
+                }
+            }
             #expect(keys == [1, 3])
         }
     }

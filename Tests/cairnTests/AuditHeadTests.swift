@@ -10,7 +10,9 @@ import Testing
 @Suite(.serialized) struct AuditHeadTests {
     static func head(_ run: CrossProcessTests.Run) throws -> String {
         let text = String(decoding: run.stdout, as: UTF8.self)
-        let head = try #require(text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+        let head = try #require(
+            text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        )
         try #require(head.count == 64, "audit verify printed: \(text)")
         return head
     }
@@ -35,7 +37,10 @@ import Testing
                 last = sequenceNow
                 sequenceNow += 1
             }
-            let record = try JSONSerialization.data(withJSONObject: ["seq": last, "sha256": previousHash!], options: [.sortedKeys])
+            let record = try JSONSerialization.data(
+                withJSONObject: ["seq": last, "sha256": previousHash!],
+                options: [.sortedKeys]
+            )
             try txn.put(head, Array("head".utf8), Array(record))
         }
     }
@@ -61,8 +66,20 @@ import Testing
         // to the head recorded before.
         try Self.forge(store: w.store, sequence: 2) { $0["actor"] = "mallory" }
         try ExitCodeTests.expectExit(0, ["audit", "verify"] + store)
-        try ExitCodeTests.expectExit(4, ["audit", "verify", "--expect-head", recorded] + store, mentioning: "does not lead to")
-        try ExitCodeTests.expectExit(4, ["audit", "verify", "--expect-head", grown, "--json"] + store, mentioning: "does not lead to")
-        try ExitCodeTests.expectExit(2, ["audit", "verify", "--expect-head", "abc"] + store, mentioning: "64 hex digits")
+        try ExitCodeTests.expectExit(
+            4,
+            ["audit", "verify", "--expect-head", recorded] + store,
+            mentioning: "does not lead to"
+        )
+        try ExitCodeTests.expectExit(
+            4,
+            ["audit", "verify", "--expect-head", grown, "--json"] + store,
+            mentioning: "does not lead to"
+        )
+        try ExitCodeTests.expectExit(
+            2,
+            ["audit", "verify", "--expect-head", "abc"] + store,
+            mentioning: "64 hex digits"
+        )
     }
 }

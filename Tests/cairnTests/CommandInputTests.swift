@@ -14,7 +14,9 @@ import Testing
         for (text, value) in [("1.5", 1.5), ("-2", -2.0), (".5", 0.5), ("3e-4", 3e-4), ("+7", 7.0), ("10.", 10.0)] {
             #expect(DecimalNumber.parse(text) == value, "\(text)")
         }
-        for text in ["0x10", "inf", "nan", "infinity", "", "-", ".", "1e", "1e+", "1.2.3", " 1", "1 ", "1_000", "0x1p3"] {
+        for text in [
+            "0x10", "inf", "nan", "infinity", "", "-", ".", "1e", "1e+", "1.2.3", " 1", "1 ", "1_000", "0x1p3",
+        ] {
             #expect(DecimalNumber.parse(text) == nil, "\(text)")
         }
         #expect(throws: RegistryError.self) { try CairnRegistry.Policy.Requirement(parsing: "loss<=0x10") }
@@ -26,12 +28,20 @@ import Testing
         try FixtureModels.writeBase(to: w.dir("base"), shape: .tiny, seed: 1)
         try ExitCodeTests.expectExit(0, ["init"] + store)
         let base = w.dir("base").path
-        try ExitCodeTests.expectExit(2, ["push", base, "--model", "m", "--metric", "x=0x10"] + store, mentioning: "decimal")
+        try ExitCodeTests.expectExit(
+            2,
+            ["push", base, "--model", "m", "--metric", "x=0x10"] + store,
+            mentioning: "decimal"
+        )
         try ExitCodeTests.expectExit(2, ["push", base, "--model", "m", "--metric", "x=1", "--metric", "x=2"] + store)
         try ExitCodeTests.expectExit(2, ["push", base, "--model", "m", "--tag", "a=1", "--tag", "a=1"] + store)
         #expect(try Registry(store: try Store.open(at: w.store)).listModels().isEmpty)
         try ExitCodeTests.expectExit(0, ["push", base, "--model", "m", "--metric", "x=1e-3"] + store)
-        #expect(try Registry(store: try Store.open(at: w.store)).resolve(try Reference(parsing: "m")).metrics == ["x": 0.001])
+        #expect(
+            try Registry(store: try Store.open(at: w.store)).resolve(try Reference(parsing: "m")).metrics == [
+                "x": 0.001
+            ]
+        )
     }
 
     @Test func pullOutIsNewOrEmptyAndOutsideTheStore() throws {
@@ -55,10 +65,22 @@ import Testing
         try ExitCodeTests.expectExit(0, ["pull", "m", "--out", empty] + store)
 
         let packsBefore = try FileManager.default.subpathsOfDirectory(atPath: w.store)
-        try ExitCodeTests.expectExit(2, ["pull", "m", "--out", w.store + "/packs"] + store, mentioning: "inside the store")
-        try ExitCodeTests.expectExit(2, ["pull", "m", "--out", w.store + "/new/dir", "--force"] + store, mentioning: "inside the store")
+        try ExitCodeTests.expectExit(
+            2,
+            ["pull", "m", "--out", w.store + "/packs"] + store,
+            mentioning: "inside the store"
+        )
+        try ExitCodeTests.expectExit(
+            2,
+            ["pull", "m", "--out", w.store + "/new/dir", "--force"] + store,
+            mentioning: "inside the store"
+        )
         #expect(try FileManager.default.subpathsOfDirectory(atPath: w.store) == packsBefore)
-        try ExitCodeTests.expectExit(2, ["pull", "m", "--out", busy + "/notes.txt", "--force"] + store, mentioning: "not a directory")
+        try ExitCodeTests.expectExit(
+            2,
+            ["pull", "m", "--out", busy + "/notes.txt", "--force"] + store,
+            mentioning: "not a directory"
+        )
     }
 
     @Test func controlCharactersAreEscapedOnOutput() throws {
@@ -113,7 +135,11 @@ import Testing
         let before = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted()
         try ExitCodeTests.expectExit(2, ["push", w.store, "--model", "n"] + store, mentioning: "holds the store")
         try ExitCodeTests.expectExit(2, ["push", w.root.path, "--model", "n"] + store, mentioning: "holds the store")
-        try ExitCodeTests.expectExit(2, ["push", w.store + "/packs", "--model", "n"] + store, mentioning: "is inside the store")
+        try ExitCodeTests.expectExit(
+            2,
+            ["push", w.store + "/packs", "--model", "n"] + store,
+            mentioning: "is inside the store"
+        )
         try ExitCodeTests.expectExit(3, ["show", "n"] + store)
         #expect(try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted() == before)
     }

@@ -45,8 +45,11 @@ import Testing
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Run(
-            status: process.terminationStatus, reason: process.terminationReason, stdout: stdout,
-            stderr: String(decoding: stderr, as: UTF8.self))
+            status: process.terminationStatus,
+            reason: process.terminationReason,
+            stdout: stdout,
+            stderr: String(decoding: stderr, as: UTF8.self)
+        )
     }
 
     final class Workspace {
@@ -99,7 +102,9 @@ import Testing
         try FixtureModels.writeBase(to: w.dir("base"), shape: .small, seed: 3)
         try Self.cairn(["init", "--store", w.store])
         let killed = try Self.cairn(
-            ["push", w.dir("base").path, "--model", "m", "--store", w.store], environment: ["CAIRN_FAULT": "kill-before-commit"])
+            ["push", w.dir("base").path, "--model", "m", "--store", w.store],
+            environment: ["CAIRN_FAULT": "kill-before-commit"]
+        )
         #expect(killed.reason == .uncaughtSignal && killed.status == SIGKILL)
 
         let store = try Store.open(at: w.store)
@@ -171,8 +176,11 @@ import Testing
         let server = try ServerProcess(store: w.store, log: w.dir("serve.log"))
         let (port, token) = (server.port, server.token)
 
-        let connection = try #require(RawConnection(port: port, receiveWindow: 32 << 10))  // the reply cannot sit in the kernel's buffers
-        #expect(connection.send(RawConnection.request("POST", "/v1/chunks/fetch", token: token, body: ids.flatMap(\.bytes))))
+        // A small receive window: the reply cannot sit in the kernel's buffers.
+        let connection = try #require(RawConnection(port: port, receiveWindow: 32 << 10))
+        #expect(
+            connection.send(RawConnection.request("POST", "/v1/chunks/fetch", token: token, body: ids.flatMap(\.bytes)))
+        )
         connection.receive(upTo: 64 << 10)
         server.process.terminate()  // SIGTERM, the reply under way
         usleep(300_000)

@@ -83,7 +83,11 @@ import Testing
         try Data(bytes).write(to: index)
         let packs = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted()
         try ExitCodeTests.expectExit(4, ["verify", "--store", w.store], mentioning: "is damaged (LMDB:")
-        try ExitCodeTests.expectExit(4, ["gc", "--grace-period", "0", "--store", w.store], mentioning: "is damaged (LMDB:")
+        try ExitCodeTests.expectExit(
+            4,
+            ["gc", "--grace-period", "0", "--store", w.store],
+            mentioning: "is damaged (LMDB:"
+        )
         #expect(try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").sorted() == packs)
     }
 }

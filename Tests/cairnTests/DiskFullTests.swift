@@ -34,13 +34,18 @@ import Testing
         for (i, size) in [5_000_000, 3_140_000, 3_110_000, 3_100_000, 3_090_000, 3_080_000].enumerated() {
             let store = mount + "/store\(i)"
             try ExitCodeTests.expectExit(0, ["init", "--store", store])
-            try Data(FixtureData.bytes(count: size, seed: UInt64(i + 1))).write(to: URL(fileURLWithPath: tree + "/w.bin"))
+            try Data(FixtureData.bytes(count: size, seed: UInt64(i + 1))).write(
+                to: URL(fileURLWithPath: tree + "/w.bin")
+            )
             let run = try CrossProcessTests.cairn(["push", tree, "--model", "m", "--store", store])
             if run.status != 0 {
                 failures += 1
                 #expect(run.status == 1, "\(run.stderr)")
                 let lines = run.stderr.split(separator: "\n")
-                #expect(lines.count == 1 && lines[0].hasPrefix("error: the disk is full: ") && lines[0].contains(store), "\(run.stderr)")
+                #expect(
+                    lines.count == 1 && lines[0].hasPrefix("error: the disk is full: ") && lines[0].contains(store),
+                    "\(run.stderr)"
+                )
                 try ExitCodeTests.expectExit(0, ["verify", "--store", store])
                 let listed = try ExitCodeTests.expectExit(0, ["ls", "--json", "--store", store]).stdout
                 #expect((try JSONSerialization.jsonObject(with: listed) as? [Any])?.isEmpty == true)

@@ -8,14 +8,25 @@ import Testing
     /// Runs `cairn ARGS` and checks its exit code and, for a failure, its single `error:` line.
     @discardableResult
     static func expectExit(
-        _ expected: Int32, _ arguments: [String], environment: [String: String] = [:], mentioning: String? = nil,
+        _ expected: Int32,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        mentioning: String? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> CrossProcessTests.Run {
         let run = try CrossProcessTests.cairn(arguments, environment: environment)
-        #expect(run.status == expected, "cairn \(arguments.joined(separator: " ")): \(run.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            run.status == expected,
+            "cairn \(arguments.joined(separator: " ")): \(run.stderr)",
+            sourceLocation: sourceLocation
+        )
         if expected != 0 {
             let lines = run.stderr.split(separator: "\n", omittingEmptySubsequences: true)
-            #expect(lines.count == 1 && lines[0].hasPrefix("error: "), "stderr: \(run.stderr)", sourceLocation: sourceLocation)
+            #expect(
+                lines.count == 1 && lines[0].hasPrefix("error: "),
+                "stderr: \(run.stderr)",
+                sourceLocation: sourceLocation
+            )
             if let mentioning {
                 #expect(run.stderr.contains(mentioning), "stderr: \(run.stderr)", sourceLocation: sourceLocation)
             }
@@ -39,7 +50,11 @@ import Testing
         try Self.expectExit(2, ["promote", "m@1", "--to", "nowhere"] + store, mentioning: "unknown stage \"nowhere\"")
         try Self.expectExit(2, ["delete", "m"] + store, mentioning: "explicit version")
         try Self.expectExit(2, ["push", w.dir("base").path, "--model", "m", "--metric", "loss=high"] + store)
-        try Self.expectExit(2, ["token", "create", "--user", "bob", "--role", "king"] + store, mentioning: "unknown role")
+        try Self.expectExit(
+            2,
+            ["token", "create", "--user", "bob", "--role", "king"] + store,
+            mentioning: "unknown role"
+        )
         try Self.expectExit(2, ["show", "Not A Name"] + store)
 
         // 3: not found.
@@ -61,10 +76,16 @@ import Testing
         try Self.expectExit(6, ["promote", "m@1", "--to", "staging", "--remote", server.url, "--token", readerToken])
         try Self.expectExit(6, ["ls", "--remote", server.url, "--token", "not-a-token"])
         try Self.expectExit(0, ["ls", "--remote", server.url, "--token", server.token])
-        try Self.expectExit(1, ["ls", "--remote", "http://127.0.0.1:1", "--token", server.token], mentioning: "cannot reach")
+        try Self.expectExit(
+            1,
+            ["ls", "--remote", "http://127.0.0.1:1", "--token", server.token],
+            mentioning: "cannot reach"
+        )
 
         // 4: corruption found: one byte of a pack flipped.
-        let packs = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").filter { $0.hasSuffix(".pack") }
+        let packs = try FileManager.default.subpathsOfDirectory(atPath: w.store + "/packs").filter {
+            $0.hasSuffix(".pack")
+        }
         let pack = try #require(packs.first.map { w.store + "/packs/" + $0 })
         var bytes = try Data(contentsOf: URL(fileURLWithPath: pack))
         bytes[bytes.count / 2] ^= 0xFF

@@ -19,12 +19,16 @@ import Testing
         #expect(text.contains("2 leftover temporary files of killed pushes, 100.0 KB"), "\(text)")
         let json = try ExitCodeTests.expectExit(0, ["verify", "--json"] + store).stdout
         let verified = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
-        #expect(verified["leftover_temporary_files"] as? Int == 2 && verified["leftover_temporary_bytes"] as? Int == 100_000)
+        #expect(
+            verified["leftover_temporary_files"] as? Int == 2 && verified["leftover_temporary_bytes"] as? Int == 100_000
+        )
         #expect(verified["ok"] as? Bool == true, "leftovers are not damage")
 
         // Within the grace period they stay; past it (here: none) gc removes them and counts them.
         let kept = try ExitCodeTests.expectExit(0, ["gc", "--json"] + store).stdout
-        #expect((try JSONSerialization.jsonObject(with: kept) as? [String: Any])?["removed_temporary_files"] as? Int == 0)
+        #expect(
+            (try JSONSerialization.jsonObject(with: kept) as? [String: Any])?["removed_temporary_files"] as? Int == 0
+        )
         let removed = try ExitCodeTests.expectExit(0, ["gc", "--grace-period", "0", "--json"] + store).stdout
         let report = try #require(try JSONSerialization.jsonObject(with: removed) as? [String: Any])
         #expect(report["removed_temporary_files"] as? Int == 2 && report["removed_temporary_bytes"] as? Int == 100_000)

@@ -11,17 +11,25 @@ import Testing
     @Test func lifecycleCommandsParse() throws {
         let promote = try #require(
             try Cairn.parseAsRoot([
-                "promote", "m@3", "--to", "production", "--reason", "weekly", "--evidence", "eval=run-7", "--evidence", "dash=x",
+                "promote", "m@3", "--to", "production", "--reason", "weekly", "--evidence", "eval=run-7", "--evidence",
+                "dash=x",
                 "--store", "/s", "--user", "alice", "--json",
-            ]) as? Cairn.Promote)
-        #expect(promote.ref == "m@3" && (try? promote.to.value(for: "--to")) == .production && promote.reason == "weekly")
+            ]) as? Cairn.Promote
+        )
+        #expect(
+            promote.ref == "m@3" && (try? promote.to.value(for: "--to")) == .production && promote.reason == "weekly"
+        )
         #expect(promote.evidence == ["eval=run-7", "dash=x"])
         #expect(promote.global.store == "/s" && promote.global.user == "alice" && promote.global.json)
 
-        let approve = try #require(try Cairn.parseAsRoot(["approve", "m@3", "--to", "production", "--reason", "ok"]) as? Cairn.Approve)
+        let approve = try #require(
+            try Cairn.parseAsRoot(["approve", "m@3", "--to", "production", "--reason", "ok"]) as? Cairn.Approve
+        )
         #expect((try? approve.to.value(for: "--to")) == .production && approve.reason == "ok")
 
-        let rollback = try #require(try Cairn.parseAsRoot(["rollback", "m", "--to", "2", "--reason", "incident"]) as? Cairn.Rollback)
+        let rollback = try #require(
+            try Cairn.parseAsRoot(["rollback", "m", "--to", "2", "--reason", "incident"]) as? Cairn.Rollback
+        )
         #expect(rollback.model == "m" && rollback.to == 2 && rollback.reason == "incident")
         #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["rollback", "m"]) }
 
@@ -43,8 +51,10 @@ import Testing
         #expect(untag.keys == ["dataset", "owner"])
         let policy = try #require(
             try Cairn.parseAsRoot([
-                "policy", "set", "m", "--approvals", "production=2", "--approvals", "staging=1", "--require", "eval_loss<=1.9",
-            ]) as? Cairn.PolicyCommand.Set)
+                "policy", "set", "m", "--approvals", "production=2", "--approvals", "staging=1", "--require",
+                "eval_loss<=1.9",
+            ]) as? Cairn.PolicyCommand.Set
+        )
         #expect(policy.approvals == ["production=2", "staging=1"] && policy.require == ["eval_loss<=1.9"])
         let clear = try #require(try Cairn.parseAsRoot(["policy", "set", "m"]) as? Cairn.PolicyCommand.Set)
         #expect(clear.approvals.isEmpty && clear.require.isEmpty)
@@ -52,13 +62,21 @@ import Testing
     }
 
     @Test func queryAndAuditCommandsParse() throws {
-        let ls = try #require(try Cairn.parseAsRoot(["ls", "m", "--tag", "dataset=x", "--metric", "eval_loss<2", "--stage", "staging"]) as? Cairn.List)
-        #expect(ls.model == "m" && ls.tag == ["dataset=x"] && ls.metric == ["eval_loss<2"] && (try? ls.stage?.value(for: "--stage")) == .staging)
+        let ls = try #require(
+            try Cairn.parseAsRoot(["ls", "m", "--tag", "dataset=x", "--metric", "eval_loss<2", "--stage", "staging"])
+                as? Cairn.List
+        )
+        #expect(
+            ls.model == "m" && ls.tag == ["dataset=x"] && ls.metric == ["eval_loss<2"]
+                && (try? ls.stage?.value(for: "--stage")) == .staging
+        )
         let show = try #require(try Cairn.parseAsRoot(["show", "m@production", "--at", "2026-03-03"]) as? Cairn.Show)
         #expect(show.at == "2026-03-03")
         #expect(try Cairn.parseAsRoot(["lineage", "m@1"]) is Cairn.LineageCommand)
         #expect(try Cairn.parseAsRoot(["history", "m"]) is Cairn.History)
-        let audit = try #require(try Cairn.parseAsRoot(["audit", "--model", "m", "--since", "2026-03-01"]) as? Cairn.Audit.List)
+        let audit = try #require(
+            try Cairn.parseAsRoot(["audit", "--model", "m", "--since", "2026-03-01"]) as? Cairn.Audit.List
+        )
         #expect(audit.model == "m" && audit.since == "2026-03-01")
         #expect(try Cairn.parseAsRoot(["audit"]) is Cairn.Audit.List)
         #expect(try Cairn.parseAsRoot(["audit", "verify", "--json"]) is Cairn.Audit.Verify)
@@ -73,7 +91,9 @@ import Testing
 
         init() throws {
             try FileManager.default.createDirectory(atPath: root + "/tree", withIntermediateDirectories: true)
-            try Data(FixtureData.bytes(count: 40_000, seed: 3)).write(to: URL(fileURLWithPath: root + "/tree/weights.bin"))
+            try Data(FixtureData.bytes(count: 40_000, seed: 3)).write(
+                to: URL(fileURLWithPath: root + "/tree/weights.bin")
+            )
         }
 
         deinit { try? FileManager.default.removeItem(atPath: root) }
@@ -88,7 +108,10 @@ import Testing
         let w = try Workspace()
         #expect(w.run(["init"]) == 0)
         #expect(w.run(["push", w.root + "/tree", "--model", "m", "--metric", "eval_loss=2.1"]) == 0)
-        #expect(w.run(["policy", "set", "m", "--approvals", "production=1", "--require", "eval_loss<=1.9"], user: "lead") == 0)
+        #expect(
+            w.run(["policy", "set", "m", "--approvals", "production=1", "--require", "eval_loss<=1.9"], user: "lead")
+                == 0
+        )
         #expect(w.run(["promote", "m@1", "--to", "staging"]) == 0)
         let registry = try Registry(store: try Store.open(at: w.store))
         let before = try registry.auditLog().count

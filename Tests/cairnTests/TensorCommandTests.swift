@@ -8,8 +8,12 @@ import Testing
 @Suite struct TensorCommandTests {
     @Test func tensorOptionsAndDiffParse() throws {
         let pull = try #require(
-            try Cairn.parseAsRoot(["pull", "m@2", "--out", "o", "--tensor", "model.layers.0.*", "--tensor", "lm_head.weight", "--include", "*.safetensors"])
-                as? Cairn.Pull)
+            try Cairn.parseAsRoot([
+                "pull", "m@2", "--out", "o", "--tensor", "model.layers.0.*", "--tensor", "lm_head.weight", "--include",
+                "*.safetensors",
+            ])
+                as? Cairn.Pull
+        )
         #expect(pull.tensor == ["model.layers.0.*", "lm_head.weight"] && pull.include == ["*.safetensors"])
         let show = try #require(try Cairn.parseAsRoot(["show", "m", "--tensors", "--json"]) as? Cairn.Show)
         #expect(show.tensors && show.global.json)
@@ -19,14 +23,22 @@ import Testing
     }
 
     @Test func tensorCommandsRunAndMalformedFilesExitTwo() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-cli-tensors-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cairn-cli-tensors-\(UUID().uuidString)"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = root + "/store"
         func run(_ args: [String]) -> Int32 {
             Cairn.executeBlocking(args + ["--store", store, "--user", "alice"])
         }
         try FixtureModels.writeBase(to: URL(fileURLWithPath: root + "/base"), shape: .tiny, seed: 1)
-        try FixtureModels.writeVariant(to: URL(fileURLWithPath: root + "/ft"), shape: .tiny, seed: 1, changedLayers: [4], variantSeed: 2)
+        try FixtureModels.writeVariant(
+            to: URL(fileURLWithPath: root + "/ft"),
+            shape: .tiny,
+            seed: 1,
+            changedLayers: [4],
+            variantSeed: 2
+        )
         try FileManager.default.createDirectory(atPath: root + "/bad", withIntermediateDirectories: true)
         try Data([200, 0, 0, 0, 0, 0, 0, 0, 0x7B]).write(to: URL(fileURLWithPath: root + "/bad/model.safetensors"))
 

@@ -23,7 +23,10 @@ let benchmarks: @Sendable () -> Void = {
         return Array(out.prefix(size))
     }()
     let config: Benchmark.Configuration = .init(
-        metrics: [.wallClock, .cpuTotal, .mallocCountTotal], maxDuration: .seconds(2), maxIterations: 50)
+        metrics: [.wallClock, .cpuTotal, .mallocCountTotal],
+        maxDuration: .seconds(2),
+        maxIterations: 50
+    )
 
     Benchmark("FastCDC boundaries, 16 MiB", configuration: config) { benchmark in
         let chunker = Chunker(.default)
@@ -56,7 +59,11 @@ let benchmarks: @Sendable () -> Void = {
                     output.withUnsafeMutableBytes { out in
                         var at = 0
                         while at < raw.count {
-                            total += (try? compressor.compress(UnsafeRawBufferPointer(rebasing: raw[at..<at + (128 << 10)]), into: out)) ?? 0
+                            total +=
+                                (try? compressor.compress(
+                                    UnsafeRawBufferPointer(rebasing: raw[at..<at + (128 << 10)]),
+                                    into: out
+                                )) ?? 0
                             at += 128 << 10
                         }
                     }
@@ -74,7 +81,10 @@ let benchmarks: @Sendable () -> Void = {
             var at = 0
             while at < raw.count {
                 var out = [UInt8](repeating: 0, count: zstdCompressBound(128 << 10))
-                let n = out.withUnsafeMutableBytes { (try? compressor.compress(UnsafeRawBufferPointer(rebasing: raw[at..<at + (128 << 10)]), into: $0)) ?? 0 }
+                let n = out.withUnsafeMutableBytes {
+                    (try? compressor.compress(UnsafeRawBufferPointer(rebasing: raw[at..<at + (128 << 10)]), into: $0))
+                        ?? 0
+                }
                 frames.append(Array(out.prefix(n)))
                 at += 128 << 10
             }
@@ -83,7 +93,9 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             for frame in frames {
-                frame.withUnsafeBytes { src in target.withUnsafeMutableBytes { blackHole((try? decompressor.decompress(src, into: $0)) ?? 0) } }
+                frame.withUnsafeBytes { src in
+                    target.withUnsafeMutableBytes { blackHole((try? decompressor.decompress(src, into: $0)) ?? 0) }
+                }
             }
         }
     }
@@ -93,10 +105,15 @@ let benchmarks: @Sendable () -> Void = {
     let keys: [[UInt8]] = (0..<10_000).map { SHA256Digest.hash(withUnsafeBytes(of: $0) { Array($0) }).bytes }
     let value = [UInt8](repeating: 7, count: 25)
     for sorted in [true, false] {
-        Benchmark("Index insert 10k keys in one transaction, \(sorted ? "sorted" : "random order")", configuration: config) { benchmark in
+        Benchmark(
+            "Index insert 10k keys in one transaction, \(sorted ? "sorted" : "random order")",
+            configuration: config
+        ) { benchmark in
             let order = sorted ? keys.sorted { $0.lexicographicallyPrecedes($1) } : keys
             for _ in benchmark.scaledIterations {
-                let path = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).mdb").path
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "bench-\(UUID().uuidString).mdb"
+                ).path
                 let env = try Environment(path: path, maxDatabases: 2, mapSize: 1 << 30)
                 let db = try env.openDatabase("chunks")
                 try env.write { txn in for k in order { try txn.put(db, key: k, value: value) } }
@@ -116,7 +133,9 @@ let benchmarks: @Sendable () -> Void = {
             unlink(path + "-lock")
         }
         let db = try env.openDatabase("chunks")
-        try env.write { txn in for k in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try txn.put(db, key: k, value: value) } }
+        try env.write { txn in
+            for k in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try txn.put(db, key: k, value: value) }
+        }
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             try env.read { txn in
@@ -129,9 +148,15 @@ let benchmarks: @Sendable () -> Void = {
     let manifest = Manifest(
         files: (0..<10).map { f in
             FileEntry(
-                path: "model-\(f).safetensors", size: 8000 * 131_072, sha256: SHA256Digest.hash([UInt8(f)]),
-                chunks: (0..<8000).map { ChunkRef(id: SHA256Digest.hash(withUnsafeBytes(of: f * 8000 + $0) { Array($0) }), length: 131_072) })
-        })
+                path: "model-\(f).safetensors",
+                size: 8000 * 131_072,
+                sha256: SHA256Digest.hash([UInt8(f)]),
+                chunks: (0..<8000).map {
+                    ChunkRef(id: SHA256Digest.hash(withUnsafeBytes(of: f * 8000 + $0) { Array($0) }), length: 131_072)
+                }
+            )
+        }
+    )
     let encoded = manifest.encoded()
     Benchmark("Manifest encode, 80k chunks", configuration: config) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(manifest.encoded().count) }

@@ -40,7 +40,9 @@ func writeModel(to directory: String) throws {
     for layer in 0..<layers {
         entries.append(.init(name: "model.layers.\(layer).input_layernorm.weight", dtype: .bf16, shape: [width]))
         for p in ["k_proj", "o_proj", "q_proj", "v_proj"] {
-            entries.append(.init(name: "model.layers.\(layer).self_attn.\(p).weight", dtype: .bf16, shape: [width, width]))
+            entries.append(
+                .init(name: "model.layers.\(layer).self_attn.\(p).weight", dtype: .bf16, shape: [width, width])
+            )
         }
     }
     let (prefix, layout) = try SafetensorsEncoder.header(for: entries, metadata: ["format": "pt"])
@@ -91,8 +93,11 @@ final class Fixture: @unchecked Sendable {
 let benchmarks: @Sendable () -> Void = {
     Benchmark.teardown = { Fixture.shared.remove() }
     let config: Benchmark.Configuration = .init(
-        metrics: [.wallClock, .cpuTotal, .peakMemoryResident, packBytesRead], warmupIterations: 1,
-        maxDuration: .seconds(30), maxIterations: 10)
+        metrics: [.wallClock, .cpuTotal, .peakMemoryResident, packBytesRead],
+        warmupIterations: 1,
+        maxDuration: .seconds(30),
+        maxIterations: 10
+    )
 
     Benchmark("Pull one 32 MiB tensor of a 1.07 GB model", configuration: config) { benchmark in
         let (registry, version, root) = try Fixture.shared.get()

@@ -52,7 +52,11 @@ let fixtures = Mutex<[String: RollbackFixture]>([:])
 
 let benchmarks: @Sendable () -> Void = {
     let config: Benchmark.Configuration = .init(
-        metrics: [.wallClock, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 50)
+        metrics: [.wallClock, .mallocCountTotal],
+        scalingFactor: .kilo,
+        maxDuration: .seconds(3),
+        maxIterations: 50
+    )
     for (name, bytes) in [("1 KB", 1_000), ("1 GB", 1_000_000_000)] {
         let model = "m\(bytes)"
         let setup: Benchmark.BenchmarkSetupHook = {
@@ -63,20 +67,37 @@ let benchmarks: @Sendable () -> Void = {
             fixtures.withLock { $0.removeValue(forKey: model) }?.remove()
         }
         Benchmark(
-            "Rollback (per 1000), \(name) model", configuration: config,
+            "Rollback (per 1000), \(name) model",
+            configuration: config,
             closure: { benchmark in
                 guard let f = fixtures.withLock({ $0[model] }) else { return }
                 for i in benchmark.scaledIterations {
-                    blackHole(try? f.registry.rollback(model: model, to: i % 2 == 0 ? 1 : 2, actor: "bench", reason: "benchmark"))
+                    blackHole(
+                        try? f.registry.rollback(
+                            model: model,
+                            to: i % 2 == 0 ? 1 : 2,
+                            actor: "bench",
+                            reason: "benchmark"
+                        )
+                    )
                 }
-            }, setup: setup, teardown: teardown)
+            },
+            setup: setup,
+            teardown: teardown
+        )
         Benchmark(
-            "Resolve MODEL@production (per 1000), \(name) model", configuration: config,
+            "Resolve MODEL@production (per 1000), \(name) model",
+            configuration: config,
             closure: { benchmark in
-                guard let f = fixtures.withLock({ $0[model] }), let reference = try? Reference(parsing: "\(model)@production") else { return }
+                guard let f = fixtures.withLock({ $0[model] }),
+                    let reference = try? Reference(parsing: "\(model)@production")
+                else { return }
                 for _ in benchmark.scaledIterations {
                     blackHole(try? f.registry.resolve(reference).version)
                 }
-            }, setup: setup, teardown: teardown)
+            },
+            setup: setup,
+            teardown: teardown
+        )
     }
 }

@@ -53,7 +53,7 @@ final class FileBodies: Sendable {
             return token
         }
         guard let token else {
-            pieces.descriptors.forEach { close($0) }
+            for descriptor in pieces.descriptors { close(descriptor) }
             return nil
         }
         var marker = ByteBuffer(bytes: Self.magic)
@@ -84,7 +84,7 @@ final class FileBodies: Sendable {
             let tokens = state.channels.removeValue(forKey: ObjectIdentifier(channel)) ?? []
             return tokens.compactMap { state.pending.removeValue(forKey: $0) }
         }
-        for body in abandoned { body.pieces.descriptors.forEach { close($0) } }
+        for body in abandoned { for descriptor in body.pieces.descriptors { close(descriptor) } }
     }
 }
 
@@ -107,7 +107,8 @@ final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { bodies.removed(context.channel) }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .body(let buffer) = unwrapOutboundIn(data), let body = bodies.take(buffer, on: context.channel) else {
+        guard case .body(let buffer) = unwrapOutboundIn(data), let body = bodies.take(buffer, on: context.channel)
+        else {
             context.write(data, promise: promise)
             return
         }
@@ -117,7 +118,7 @@ final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
             encoder = try context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
         } catch {
             // The head (with its Content-Length) has gone out: the connection cannot be used further.
-            handles.forEach { try? $0.close() }
+            for handle in handles { try? handle.close() }
             promise?.fail(error)
             context.close(promise: nil)
             return
@@ -127,7 +128,7 @@ final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
         let done = context.eventLoop.makePromise(of: Void.self)
         let channel = context.channel
         done.futureResult.whenComplete { _ in
-            handles.forEach { try? $0.close() }
+            for handle in handles { try? handle.close() }
             try? channel.syncOptions?.setOption(cork, value: 0)
         }
         if let promise { done.futureResult.cascade(to: promise) }
@@ -138,7 +139,9 @@ final class FileBodyWriter: ChannelOutboundHandler, RemovableChannelHandler {
             case .bytes(let range):
                 data = .byteBuffer(body.bytes.getSlice(at: range.lowerBound, length: range.count)!)
             case .pack(let file, let offset, let length):
-                data = .fileRegion(FileRegion(fileHandle: handles[file], readerIndex: Int(offset), endIndex: Int(offset) + length))
+                data = .fileRegion(
+                    FileRegion(fileHandle: handles[file], readerIndex: Int(offset), endIndex: Int(offset) + length)
+                )
             }
             encoder.write(NIOAny(HTTPServerResponsePart.body(data)), promise: i == pieces.count - 1 ? done : nil)
         }

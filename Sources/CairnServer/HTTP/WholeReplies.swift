@@ -51,7 +51,7 @@ final class WholeReplies: ChannelOutboundHandler, RemovableChannelHandler {
         let promises = closePromises
         closePromises = []
         let closed = context.eventLoop.makePromise(of: Void.self)
-        closed.futureResult.whenComplete { result in promises.forEach { $0.completeWith(result) } }
+        closed.futureResult.whenComplete { result in for promise in promises { promise.completeWith(result) } }
         context.close(mode: .all, promise: closed)
     }
 }
