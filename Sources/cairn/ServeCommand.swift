@@ -22,7 +22,10 @@ extension Cairn {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Address to listen on.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (0: any free port).") var port = 8080
-        @Flag(help: "Allow reads without a token (writes always need one).") var publicRead = false
+        @Flag(help: "Allow reads without a token (writes always need one; /metrics needs --public-metrics).")
+        var publicRead = false
+        @Flag(help: "Serve /metrics without a token (by default it needs a token of any role).") var publicMetrics =
+            false
         @Flag(help: "Create the store and a small demo model when they do not exist; implies --public-read.") var demo =
             false
         @Option(help: "Log level.") var logLevel = Choice<Logger.Level>(.info)
@@ -78,7 +81,13 @@ extension Cairn {
             logger.logLevel = level
             server = CairnServer(
                 registry: registry,
-                options: ServerOptions(host: host, port: port, publicRead: publicRead || demo, threads: threads),
+                options: ServerOptions(
+                    host: host,
+                    port: port,
+                    publicRead: publicRead || demo,
+                    publicMetrics: publicMetrics,
+                    threads: threads
+                ),
                 logger: logger
             )
             guard let server else { return }
@@ -100,7 +109,8 @@ extension Cairn {
                     "  a file, resumable:   curl\(auth) -C - -O \(url)/v1/models/\(model)/versions/production/files/config.json"
                 )
                 out.append("  the CLI, remotely:   cairn ls --remote \(url) --token $CAIRN_TOKEN")
-                out.append("  health, metrics:     curl \(url)/healthz · curl \(url)/metrics")
+                let metricsAuth = server.options.publicMetrics ? "" : " -H \"Authorization: Bearer $CAIRN_TOKEN\""
+                out.append("  health, metrics:     curl \(url)/healthz · curl\(metricsAuth) \(url)/metrics")
                 out.append("stop with Ctrl-C or SIGTERM (requests in flight finish first)")
                 FileHandle.standardOutput.write(Data((out.joined(separator: "\n") + "\n").utf8))
             }

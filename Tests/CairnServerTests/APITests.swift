@@ -46,7 +46,11 @@ import Testing
             try await client.execute(uri: "/v1/models", method: .get, headers: bearer(f.reader)) {
                 #expect($0.status == .ok)
             }
+            // /metrics needs a token of any role unless the server was told otherwise.
             try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: bearer(f.reader)) { response in
                 #expect(response.status == .ok)
                 let text = String(buffer: response.body)
                 #expect(text.contains("# TYPE cairn_http_requests_total counter"))
@@ -58,6 +62,25 @@ import Testing
                 #expect(text.contains("cairn_store_stored_bytes "))
                 #expect(text.contains("cairn_http_response_bytes_total "))
             }
+        }
+    }
+
+    /// Public reads do not open /metrics; --public-metrics does, and only it.
+    @Test func metricsNeedATokenUnlessPublic() async throws {
+        let reads = try ServerFixture(publicRead: true)
+        try await reads.application.test(.router) { client in
+            try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/metrics", method: .get, headers: bearer("not-a-token")) {
+                #expect($0.status == .unauthorized)
+            }
+        }
+        let metrics = try ServerFixture(publicMetrics: true)
+        try await metrics.application.test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) {
+                #expect($0.status == .ok && String(buffer: $0.body).contains("cairn_store_chunks "))
+            }
+            try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .unauthorized) }
         }
     }
 

@@ -22,7 +22,7 @@ final class ServerFixture: Sendable {
     let approver2: String
     let admin: String
 
-    init(publicRead: Bool = false, maxBatchBytes: Int = 33 << 20) throws {
+    init(publicRead: Bool = false, publicMetrics: Bool = false, maxBatchBytes: Int = 33 << 20) throws {
         let store = try Store.create(at: dir.sub("store"))
         registry = try Registry(store: store)
         reader = try registry.createToken(user: "rita", role: .reader, actor: "ops").token
@@ -34,7 +34,13 @@ final class ServerFixture: Sendable {
         logger.logLevel = .warning
         server = CairnServer(
             registry: registry,
-            options: ServerOptions(host: "127.0.0.1", port: 0, publicRead: publicRead, maxBatchBytes: maxBatchBytes),
+            options: ServerOptions(
+                host: "127.0.0.1",
+                port: 0,
+                publicRead: publicRead,
+                publicMetrics: publicMetrics,
+                maxBatchBytes: maxBatchBytes
+            ),
             logger: logger
         )
     }

@@ -3,8 +3,8 @@ import Digest
 import Hummingbird
 
 /// Establishes who is asking from `Authorization: Bearer TOKEN`. Without a token, requests under
-/// /v1 are refused (401) unless the server allows public reads; an unknown or revoked token is
-/// always refused. Each route then checks the role it needs (``CairnRequestContext/require(_:_:)``).
+/// /v1 are refused (401) unless the server allows public reads, and `/metrics` unless it allows
+/// public metrics; an unknown or revoked token is always refused. Each route then checks the role it needs (``CairnRequestContext/require(_:_:)``).
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = CairnRequestContext
     let server: CairnServer
@@ -19,7 +19,8 @@ struct AuthMiddleware: RouterMiddleware {
         context: Context,
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
+        let metrics = request.uri.path == "/metrics"
+        guard request.uri.path.hasPrefix("/v1/") || metrics else { return try await next(request, context) }
         var context = context
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
@@ -34,6 +35,10 @@ struct AuthMiddleware: RouterMiddleware {
                 throw APIError.unauthenticated("unknown or revoked token")
             }
             context.identity = record
+        } else if metrics {
+            guard server.options.publicMetrics else {
+                throw APIError.unauthenticated("/metrics needs a token of any role (or cairn serve --public-metrics)")
+            }
         } else if !server.options.publicRead {
             throw APIError.unauthenticated(
                 "this server needs a token: pass --token or set CAIRN_TOKEN (cairn token create)"

@@ -9,8 +9,12 @@ public struct ServerOptions: Sendable {
     /// The port to listen on; 0 lets the system pick a free one (the channel that
     /// ``buildApplication(server:logger:onServerRunning:)`` hands to `onServerRunning` tells which).
     public var port: Int
-    /// Allow reads without a token (writes always need one).
+    /// Allow reads without a token (writes always need one). `/metrics` is not a read of the
+    /// registry: it needs ``publicMetrics``.
     public var publicRead: Bool
+    /// Serve `/metrics` without a token (it says how busy the server is and what the store holds;
+    /// by default it needs a token of any role).
+    public var publicMetrics: Bool
     /// Largest chunk bundle accepted by `POST /v1/chunks` and returned by `POST /v1/chunks/fetch`.
     public var maxBatchBytes: Int
     /// Largest number of ids in one chunk id list.
@@ -27,6 +31,7 @@ public struct ServerOptions: Sendable {
         host: String = "127.0.0.1",
         port: Int = 8080,
         publicRead: Bool = false,
+        publicMetrics: Bool = false,
         maxBatchBytes: Int = 33 << 20,
         maxBatchIDs: Int = 65536,
         maxJSONBytes: Int = 64 << 20,
@@ -35,6 +40,7 @@ public struct ServerOptions: Sendable {
         self.host = host
         self.port = port
         self.publicRead = publicRead
+        self.publicMetrics = publicMetrics
         self.maxBatchBytes = maxBatchBytes
         self.maxBatchIDs = maxBatchIDs
         self.maxJSONBytes = maxJSONBytes
